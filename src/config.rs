@@ -1,0 +1,461 @@
+//! Model configuration: typed, read from TOML or JSON, validated.
+//!
+//! A [`ModelSpec`] is what a user writes (optional fields take defaults, `family = "urpe"`
+//! is accepted as shorthand); [`ModelSpec::resolve`] turns it into a complete, validated
+//! [`ModelConfig`], the form stored in checkpoints.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A rejected configuration value: names the field, the value and what is allowed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid configuration: `{field}` = {value}: {allowed}")]
+pub struct ConfigError {
+    /// The field, as spelled in the configuration file.
+    pub field: String,
+    /// The rejected value, as written.
+    pub value: String,
+    /// What is allowed instead.
+    pub allowed: String,
+}
+
+impl ConfigError {
+    /// Builds an error for `field` holding `value`.
+    pub fn new(field: &str, value: impl fmt::Display, allowed: impl Into<String>) -> Self {
+        ConfigError { field: field.to_string(), value: value.to_string(), allowed: allowed.into() }
+    }
+}
+
+/// Position-encoding family of the attention layers (THEORY.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
+pub enum Family {
+    /// No position information at all.
+    Nope,
+    /// Learned absolute positions p_i added to the input rows.
+    ApeLearned,
+    /// Sinusoidal absolute positions added to the input rows.
+    ApeSin,
+    /// T5 / RPE bias: scores + b_h[j − i], one learned value per offset and head.
+    T5,
+    /// T5 bias with T5's logarithmic offset buckets.
+    T5Bucketed,
+    /// ALiBi: scores − m_h·|j − i| with fixed geometric slopes.
+    Alibi,
+    /// Rotary embeddings: q_i and k_j rotated by angles ∝ i and j.
+    Rope,
+    /// Shaw et al., key side: scores + q_i·a^K_{j−i}/√d_h.
+    ShawKey,
+    /// Shaw et al., value side: out_i = Σ_j A_ij (v_j + a^V_{j−i}).
+    ShawValue,
+    /// Transformer-XL: content, content-position and the u, v bias terms in the logits.
+    Xl,
+    /// Shorthand accepted on input: t5 with the URPE gate.
+    Urpe,
+}
+
+impl Family {
+    /// Every concrete family (without the `urpe` shorthand), in catalogue order.
+    pub const ALL: [Family; 10] = [
+        Family::Nope,
+        Family::ApeLearned,
+        Family::ApeSin,
+        Family::T5,
+        Family::T5Bucketed,
+        Family::Alibi,
+        Family::Rope,
+        Family::ShawKey,
+        Family::ShawValue,
+        Family::Xl,
+    ];
+
+    /// The name as the CLI and the configuration files spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Nope => "nope",
+            Family::ApeLearned => "ape-learned",
+            Family::ApeSin => "ape-sin",
+            Family::T5 => "t5",
+            Family::T5Bucketed => "t5-bucketed",
+            Family::Alibi => "alibi",
+            Family::Rope => "rope",
+            Family::ShawKey => "shaw-key",
+            Family::ShawValue => "shaw-value",
+            Family::Xl => "xl",
+            Family::Urpe => "urpe",
+        }
+    }
+
+    /// True when all position information enters inside the softmax, so Proposition 1
+    /// applies (THEORY.md §2, the "yes" rows): constant inputs give equal output rows.
+    pub fn inside_softmax_only(self) -> bool {
+        !matches!(self, Family::ApeLearned | Family::ApeSin | Family::ShawValue | Family::Urpe)
+    }
+
+    /// True when the family adds a position vector to the input rows.
+    pub fn is_absolute(self) -> bool {
+        matches!(self, Family::ApeLearned | Family::ApeSin)
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where LayerNorm sits in a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Norm {
+    /// h = LN(h + attn(h)); h = LN(h + ffn(h)).
+    Post,
+    /// h = h + attn(LN(h)); h = h + ffn(LN(h)); a final LN before the head.
+    Pre,
+    /// h = h + attn(h); h = h + ffn(h): no LayerNorm (the exact URPE witness needs it).
+    None,
+}
+
+/// Activation of the feed-forward layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    /// GELU, exact form x·Φ(x) = x/2·(1 + erf(x/√2)).
+    Gelu,
+    /// max(x, 0).
+    Relu,
+}
+
+/// What the model reads at each position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum InputKind {
+    /// Integer token ids in 0..vocab, embedded by `embed.weight`.
+    Tokens {
+        /// Vocabulary size.
+        vocab: usize,
+    },
+    /// Real vectors of d_in features, mapped by `input.weight`, `input.bias`.
+    Real {
+        /// Features per position.
+        d_in: usize,
+    },
+}
+
+/// What the model writes at each position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum OutputKind {
+    /// Logits over `classes` classes.
+    Classes {
+        /// Number of classes.
+        classes: usize,
+    },
+    /// Real vectors of d_out features.
+    Real {
+        /// Features per position.
+        d_out: usize,
+    },
+}
+
+impl InputKind {
+    /// Features (real) or vocabulary size (tokens).
+    pub fn size(self) -> usize {
+        match self {
+            InputKind::Tokens { vocab } => vocab,
+            InputKind::Real { d_in } => d_in,
+        }
+    }
+}
+
+impl OutputKind {
+    /// Number of values the head writes per position.
+    pub fn size(self) -> usize {
+        match self {
+            OutputKind::Classes { classes } => classes,
+            OutputKind::Real { d_out } => d_out,
+        }
+    }
+}
+
+/// A model configuration as a user writes it; missing optional fields take defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Position family; `urpe` means t5 with the gate.
+    pub family: Family,
+    /// URPE gate: multiply the attention probabilities by a learned Toeplitz C.
+    #[serde(default)]
+    pub urpe: bool,
+    /// Number of blocks.
+    pub depth: usize,
+    /// Model width d.
+    pub width: usize,
+    /// Attention heads; must divide width.
+    pub heads: usize,
+    /// Feed-forward width (default 4·width).
+    #[serde(default)]
+    pub ffn: Option<usize>,
+    /// Feed-forward activation (default gelu).
+    #[serde(default)]
+    pub activation: Option<Activation>,
+    /// LayerNorm placement (default post).
+    #[serde(default)]
+    pub norm: Option<Norm>,
+    /// Causal mask (default off).
+    #[serde(default)]
+    pub causal: bool,
+    /// Longest sequence the model accepts.
+    pub n_max: usize,
+    /// One set of position parameters for all layers (default true, as the official code).
+    #[serde(default)]
+    pub share_position: Option<bool>,
+    /// Input kind and size.
+    pub input: InputKind,
+    /// Output kind and size.
+    pub output: OutputKind,
+    /// Buckets of t5-bucketed (default 32).
+    #[serde(default)]
+    pub t5_buckets: Option<usize>,
+    /// Offset beyond which t5-bucketed saturates (default 128).
+    #[serde(default)]
+    pub t5_max_distance: Option<usize>,
+    /// RoPE base θ: angle of pair k at position i is i·θ^(−2k/d_h) (default 10000).
+    #[serde(default)]
+    pub rope_base: Option<f64>,
+}
+
+/// A complete, validated model configuration (the `config` metadata of a checkpoint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ModelSpec")]
+pub struct ModelConfig {
+    /// Position family (never the `urpe` shorthand: that is `t5` with `urpe = true`).
+    pub family: Family,
+    /// URPE gate on or off.
+    pub urpe: bool,
+    /// Number of blocks.
+    pub depth: usize,
+    /// Model width d.
+    pub width: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Feed-forward width.
+    pub ffn: usize,
+    /// Feed-forward activation.
+    pub activation: Activation,
+    /// LayerNorm placement.
+    pub norm: Norm,
+    /// Causal mask.
+    pub causal: bool,
+    /// Longest sequence the model accepts.
+    pub n_max: usize,
+    /// Position parameters shared across layers.
+    pub share_position: bool,
+    /// Input kind and size.
+    pub input: InputKind,
+    /// Output kind and size.
+    pub output: OutputKind,
+    /// Buckets of t5-bucketed.
+    pub t5_buckets: usize,
+    /// Saturation offset of t5-bucketed.
+    pub t5_max_distance: usize,
+    /// RoPE base.
+    pub rope_base: f64,
+}
+
+impl TryFrom<ModelSpec> for ModelConfig {
+    type Error = ConfigError;
+    fn try_from(spec: ModelSpec) -> Result<Self, ConfigError> {
+        spec.resolve()
+    }
+}
+
+impl ModelSpec {
+    /// Fills defaults, expands the `urpe` shorthand and validates.
+    pub fn resolve(self) -> Result<ModelConfig, ConfigError> {
+        let (family, urpe) = match self.family {
+            Family::Urpe => (Family::T5, true),
+            f => (f, self.urpe),
+        };
+        let config = ModelConfig {
+            family,
+            urpe,
+            depth: self.depth,
+            width: self.width,
+            heads: self.heads,
+            ffn: self.ffn.unwrap_or(4 * self.width),
+            activation: self.activation.unwrap_or(Activation::Gelu),
+            norm: self.norm.unwrap_or(Norm::Post),
+            causal: self.causal,
+            n_max: self.n_max,
+            share_position: self.share_position.unwrap_or(true),
+            input: self.input,
+            output: self.output,
+            t5_buckets: self.t5_buckets.unwrap_or(32),
+            t5_max_distance: self.t5_max_distance.unwrap_or(128),
+            rope_base: self.rope_base.unwrap_or(10_000.0),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn positive(field: &str, value: usize) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::new(field, value, "must be at least 1"));
+    }
+    Ok(())
+}
+
+impl ModelConfig {
+    /// Reads a configuration from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Reads a configuration from JSON text.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The configuration as one line of JSON (the checkpoint's `config` metadata).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a model configuration always serialises")
+    }
+
+    /// Width of one head, d / heads.
+    pub fn head_dim(&self) -> usize {
+        self.width / self.heads
+    }
+
+    /// Number of offsets j − i a Toeplitz table stores: 2·n_max − 1.
+    pub fn offsets(&self) -> usize {
+        2 * self.n_max - 1
+    }
+
+    /// True when the model maps constant inputs to equal output rows (Proposition 1).
+    pub fn barrier_bound(&self) -> bool {
+        self.family.inside_softmax_only() && !self.urpe
+    }
+
+    /// Name for reports: the family, with `+urpe` when the gate is on.
+    pub fn label(&self) -> String {
+        if self.urpe {
+            if self.family == Family::T5 { "urpe".into() } else { format!("{}+urpe", self.family) }
+        } else {
+            self.family.name().into()
+        }
+    }
+
+    /// Checks every value and combination; the error names the field and what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.family == Family::Urpe {
+            return Err(ConfigError::new(
+                "family",
+                "urpe",
+                "a resolved configuration spells it family = \"t5\" with urpe = true",
+            ));
+        }
+        positive("depth", self.depth)?;
+        positive("width", self.width)?;
+        positive("heads", self.heads)?;
+        positive("ffn", self.ffn)?;
+        positive("n_max", self.n_max)?;
+        if self.width % self.heads != 0 {
+            let divisors: Vec<String> =
+                (1..=self.width).filter(|h| self.width % h == 0).map(|h| h.to_string()).collect();
+            return Err(ConfigError::new(
+                "heads",
+                self.heads,
+                format!(
+                    "width {} must be divisible by heads; allowed: {}",
+                    self.width,
+                    divisors.join(", ")
+                ),
+            ));
+        }
+        match self.input {
+            InputKind::Tokens { vocab } => positive("input.vocab", vocab)?,
+            InputKind::Real { d_in } => positive("input.d_in", d_in)?,
+        }
+        match self.output {
+            OutputKind::Classes { classes } => positive("output.classes", classes)?,
+            OutputKind::Real { d_out } => positive("output.d_out", d_out)?,
+        }
+        if self.family == Family::Rope && self.head_dim() % 2 != 0 {
+            return Err(ConfigError::new(
+                "heads",
+                self.heads,
+                format!(
+                    "rope rotates pairs of features, so width / heads must be even (now {} / {} = {})",
+                    self.width,
+                    self.heads,
+                    self.head_dim()
+                ),
+            ));
+        }
+        if self.family == Family::ApeSin && self.width % 2 != 0 {
+            return Err(ConfigError::new(
+                "width",
+                self.width,
+                "ape-sin pairs sine and cosine features, so width must be even",
+            ));
+        }
+        if self.family == Family::Xl && self.width % 2 != 0 {
+            return Err(ConfigError::new(
+                "width",
+                self.width,
+                "xl pairs sine and cosine features of its relative table, so width must be even",
+            ));
+        }
+        if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
+            return Err(ConfigError::new("rope_base", self.rope_base, "a finite number above 1"));
+        }
+        if self.family == Family::T5Bucketed {
+            // Bidirectional buckets split in two halves, each with an exact part of half its size.
+            let per_side = if self.causal { self.t5_buckets } else { self.t5_buckets / 2 };
+            let min = if self.causal { 2 } else { 4 };
+            if self.t5_buckets < min {
+                return Err(ConfigError::new(
+                    "t5_buckets",
+                    self.t5_buckets,
+                    format!("at least {min} (each direction needs an exact and a log part)"),
+                ));
+            }
+            if self.t5_max_distance <= per_side / 2 {
+                return Err(ConfigError::new(
+                    "t5_max_distance",
+                    self.t5_max_distance,
+                    format!("must exceed the exact range t5_buckets/{} = {}", if self.causal { 2 } else { 4 }, per_side / 2),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that a sequence of length `n` fits the model (1 ≤ n ≤ n_max).
+    pub fn check_length(&self, n: usize) -> Result<(), ConfigError> {
+        if n == 0 || n > self.n_max {
+            return Err(ConfigError::new(
+                "n",
+                n,
+                format!("sequence length must be between 1 and n_max = {}", self.n_max),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fields in which `other` differs from `self`, as `field: ours vs theirs`.
+    pub fn differences(&self, other: &ModelConfig) -> Vec<String> {
+        let ours = serde_json::to_value(self).expect("serialisable");
+        let theirs = serde_json::to_value(other).expect("serialisable");
+        let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (ours, theirs) else {
+            unreachable!("a configuration serialises to an object")
+        };
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}: {v} vs {}", b.get(k).cloned().unwrap_or_default()))
+            .collect()
+    }
+}

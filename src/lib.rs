@@ -1,0 +1,16 @@
+//! urpe: proves, constructs and measures the stochastic barrier of Transformers whose
+//! position encoding sits inside the softmax, and the URPE fix (Luo et al., NeurIPS 2022).
+//!
+//! - [`theory`]: target functions, their exact floors, the URPE witness.
+//! - [`nn`]: the CPU engine (ndarray), every position family.
+//! - [`checkpoint`]: safetensors save and load.
+//! - [`cli`]: the `urpe` command line.
+
+pub mod config;
+pub mod error;
+pub mod float;
+pub mod nn;
+
+pub use config::{ModelConfig, ModelSpec};
+pub use error::{Error, Result};
+pub use float::Float;

@@ -1,0 +1,198 @@
+//! Which tensors a configuration has, under which checkpoint names (DESIGN.md's contract),
+//! and typed handles to them for the forward and backward passes.
+
+use super::params::{Init, ParamLayout, TensorId};
+use crate::config::{Family, InputKind, ModelConfig, Norm};
+
+/// Standard deviation of the official normal initialisation.
+pub const INIT_STD: f64 = 0.02;
+const WEIGHT: Init = Init::Normal(INIT_STD);
+
+/// Weight [in, out] and bias [out] of a token-wise affine map y = x·W + b.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearIds {
+    /// `….weight`, [in, out].
+    pub weight: TensorId,
+    /// `….bias`, [out].
+    pub bias: TensorId,
+}
+
+/// Gain and bias of a LayerNorm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormIds {
+    /// `….weight`, [d], initialised to ones.
+    pub weight: TensorId,
+    /// `….bias`, [d], initialised to zeros.
+    pub bias: TensorId,
+}
+
+/// The learned tensors of a position family inside attention.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FamilyTensors {
+    /// The family has no learned tensor inside attention (nope, ape-*, alibi, rope).
+    None,
+    /// `pos.t5`, [heads, 2·n_max − 1], index (j − i) + n_max − 1.
+    T5(TensorId),
+    /// `pos.t5_bucketed`, [heads, t5_buckets].
+    T5Bucketed(TensorId),
+    /// `pos.shaw_key`, [2·n_max − 1, d/heads], shared by the heads (as Shaw et al.).
+    ShawKey(TensorId),
+    /// `pos.shaw_value`, [2·n_max − 1, d/heads], shared by the heads.
+    ShawValue(TensorId),
+    /// Transformer-XL: `pos.xl_u`, `pos.xl_v` [heads, d/heads] and `pos.xl_r` [d, d],
+    /// the projection of the sinusoidal relative table.
+    Xl {
+        /// Content bias u.
+        u: TensorId,
+        /// Position bias v.
+        v: TensorId,
+        /// W_R, row-vector convention.
+        r: TensorId,
+    },
+}
+
+/// Position tensors one attention layer uses (its own, or the shared set).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PositionIds {
+    /// The family's own tensors.
+    pub family: FamilyTensors,
+    /// `pos.urpe`, the matrix C, [heads, 2·n_max − 1], when the gate is on.
+    pub gate: Option<TensorId>,
+}
+
+/// Tensors of one attention layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionIds {
+    /// Query map.
+    pub q: LinearIds,
+    /// Key map.
+    pub k: LinearIds,
+    /// Value map.
+    pub v: LinearIds,
+    /// Output map.
+    pub o: LinearIds,
+    /// Position tensors.
+    pub pos: PositionIds,
+}
+
+/// Tensors of one block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerIds {
+    /// Attention.
+    pub attn: AttentionIds,
+    /// First LayerNorm (absent for `norm = none`).
+    pub norm1: Option<NormIds>,
+    /// Second LayerNorm (absent for `norm = none`).
+    pub norm2: Option<NormIds>,
+    /// FFN up-projection [d, f].
+    pub up: LinearIds,
+    /// FFN down-projection [f, d].
+    pub down: LinearIds,
+}
+
+/// How the input rows are made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InputIds {
+    /// `embed.weight`, [vocab, d].
+    Embed(TensorId),
+    /// `input.weight` [d_in, d], `input.bias` [d].
+    Linear(LinearIds),
+}
+
+/// Every tensor of a model, with typed handles.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelLayout {
+    /// Names, shapes and offsets in the flat buffer.
+    pub tensors: std::sync::Arc<ParamLayout>,
+    /// Input map.
+    pub input: InputIds,
+    /// `pos.ape`, [n_max, d] (ape-learned only; input-level, never per layer).
+    pub ape: Option<TensorId>,
+    /// Blocks.
+    pub layers: Vec<LayerIds>,
+    /// `final_norm` (pre-norm only).
+    pub final_norm: Option<NormIds>,
+    /// Output head [d, out].
+    pub head: LinearIds,
+}
+
+fn linear(t: &mut ParamLayout, name: &str, n_in: usize, n_out: usize) -> LinearIds {
+    LinearIds {
+        weight: t.push(format!("{name}.weight"), &[n_in, n_out], WEIGHT),
+        bias: t.push(format!("{name}.bias"), &[n_out], Init::Zeros),
+    }
+}
+
+fn norm(t: &mut ParamLayout, name: &str, d: usize) -> NormIds {
+    NormIds {
+        weight: t.push(format!("{name}.weight"), &[d], Init::Ones),
+        bias: t.push(format!("{name}.bias"), &[d], Init::Zeros),
+    }
+}
+
+/// Declares the position tensors of `config` under `prefix` (`pos` or `layers.{l}.pos`).
+fn position(t: &mut ParamLayout, prefix: &str, c: &ModelConfig) -> PositionIds {
+    let (h, dh, offsets) = (c.heads, c.head_dim(), c.offsets());
+    let family = match c.family {
+        Family::T5 => FamilyTensors::T5(t.push(format!("{prefix}.t5"), &[h, offsets], WEIGHT)),
+        Family::T5Bucketed => FamilyTensors::T5Bucketed(t.push(
+            format!("{prefix}.t5_bucketed"),
+            &[h, c.t5_buckets],
+            WEIGHT,
+        )),
+        Family::ShawKey => {
+            FamilyTensors::ShawKey(t.push(format!("{prefix}.shaw_key"), &[offsets, dh], WEIGHT))
+        }
+        Family::ShawValue => {
+            FamilyTensors::ShawValue(t.push(format!("{prefix}.shaw_value"), &[offsets, dh], WEIGHT))
+        }
+        Family::Xl => FamilyTensors::Xl {
+            u: t.push(format!("{prefix}.xl_u"), &[h, dh], WEIGHT),
+            v: t.push(format!("{prefix}.xl_v"), &[h, dh], WEIGHT),
+            r: t.push(format!("{prefix}.xl_r"), &[c.width, c.width], WEIGHT),
+        },
+        Family::Nope | Family::ApeLearned | Family::ApeSin | Family::Alibi | Family::Rope => {
+            FamilyTensors::None
+        }
+        Family::Urpe => unreachable!("a validated configuration has no urpe shorthand"),
+    };
+    let gate = c.urpe.then(|| t.push(format!("{prefix}.urpe"), &[h, offsets], Init::Ones));
+    PositionIds { family, gate }
+}
+
+impl ModelLayout {
+    /// The tensors of a validated configuration, in checkpoint order: input, `pos.ape`,
+    /// shared `pos.*`, then per layer attention, own `pos.*`, norm1, ffn, norm2, then
+    /// `final_norm` and `head`.
+    pub fn new(c: &ModelConfig) -> Self {
+        let mut t = ParamLayout::default();
+        let d = c.width;
+        let input = match c.input {
+            InputKind::Tokens { vocab } => InputIds::Embed(t.push("embed.weight", &[vocab, d], WEIGHT)),
+            InputKind::Real { d_in } => InputIds::Linear(linear(&mut t, "input", d_in, d)),
+        };
+        let ape = (c.family == Family::ApeLearned).then(|| t.push("pos.ape", &[c.n_max, d], WEIGHT));
+        let shared = c.share_position.then(|| position(&mut t, "pos", c));
+        let has_norm = c.norm != Norm::None;
+        let layers = (0..c.depth)
+            .map(|l| {
+                let p = format!("layers.{l}");
+                let attn = AttentionIds {
+                    q: linear(&mut t, &format!("{p}.attn.q"), d, d),
+                    k: linear(&mut t, &format!("{p}.attn.k"), d, d),
+                    v: linear(&mut t, &format!("{p}.attn.v"), d, d),
+                    o: linear(&mut t, &format!("{p}.attn.o"), d, d),
+                    pos: shared.unwrap_or_else(|| position(&mut t, &format!("{p}.pos"), c)),
+                };
+                let norm1 = has_norm.then(|| norm(&mut t, &format!("{p}.norm1"), d));
+                let up = linear(&mut t, &format!("{p}.ffn.up"), d, c.ffn);
+                let down = linear(&mut t, &format!("{p}.ffn.down"), c.ffn, d);
+                let norm2 = has_norm.then(|| norm(&mut t, &format!("{p}.norm2"), d));
+                LayerIds { attn, norm1, norm2, up, down }
+            })
+            .collect();
+        let final_norm = (c.norm == Norm::Pre).then(|| norm(&mut t, "final_norm", d));
+        let head = linear(&mut t, "head", d, c.output.size());
+        ModelLayout { tensors: std::sync::Arc::new(t), input, ape, layers, final_norm, head }
+    }
+}

@@ -1,0 +1,17 @@
+//! The CPU engine on ndarray: one file per layer kind, position families, the model.
+
+pub mod activation;
+pub mod attention;
+pub mod block;
+pub mod ffn;
+pub mod layernorm;
+pub mod layout;
+pub mod linear;
+pub mod model;
+pub mod params;
+pub mod position;
+pub mod softmax;
+
+pub use layout::ModelLayout;
+pub use model::{ForwardCache, Model, ModelInput};
+pub use params::{ParamLayout, Params, TensorId, TensorSpec};
