@@ -10,6 +10,7 @@ pub trait Float:
     num_traits::Float
     + ndarray::LinalgScalar
     + ndarray::ScalarOperand
+    + num_traits::FromPrimitive
     + AddAssign
     + SubAssign
     + MulAssign

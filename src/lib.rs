@@ -14,3 +14,4 @@ pub mod nn;
 pub use config::{ModelConfig, ModelSpec};
 pub use error::{Error, Result};
 pub use float::Float;
+pub mod theory;
