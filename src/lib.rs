@@ -15,3 +15,7 @@ pub use config::{ModelConfig, ModelSpec};
 pub use error::{Error, Result};
 pub use float::Float;
 pub mod theory;
+pub mod checkpoint;
+pub mod io;
+pub mod npy;
+pub mod cli;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `urpe` binary: see `urpe --help`.
+
+fn main() {
+    std::process::exit(urpe::cli::main());
+}

@@ -1,0 +1,38 @@
+//! `urpe init`: a freshly initialised model saved as a checkpoint.
+
+use super::model_args::ModelArgs;
+use crate::error::Result;
+use crate::nn::Model;
+use std::path::PathBuf;
+
+/// Initialise a model (N(0, 0.02) weights, zero biases, C = ones) and save it.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  urpe init --family t5 --urpe --depth 2 --width 32 --heads 4 --n-max 16 --d-in 8 --d-out 8 --out m.safetensors
+  urpe init --config experiments/model.toml --seed 3 --out m.safetensors")]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Seed of the initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let config = a.model.resolve(None)?;
+    let model = Model::<f32>::new(config, a.seed)?;
+    crate::checkpoint::save(&model, &a.out)?;
+    println!(
+        "saved a {} model ({} tensors, {} parameters) to {}",
+        model.config.label(),
+        model.layout.tensors.specs().len(),
+        model.layout.tensors.len(),
+        a.out.display()
+    );
+    println!("config: {}", model.config.to_json());
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! The `urpe` command line: one file per subcommand; `main.rs` only calls [`main`].
+
+mod bound;
+mod init;
+mod model_args;
+mod predict;
+mod witness;
+
+use crate::error::{Error, Result};
+use clap::{Parser, Subcommand};
+
+/// Prove, construct and measure the stochastic barrier of in-softmax position encodings.
+#[derive(Debug, Parser)]
+#[command(name = "urpe", version, about, long_about = None, after_help = "\
+Examples:
+  urpe bound --target position-shift --n 16
+  urpe witness --n 16 --d 8
+  urpe init --family urpe --depth 2 --width 32 --heads 4 --n-max 16 --d-in 8 --d-out 8 --out model.safetensors
+  urpe predict --checkpoint model.safetensors --input X.npy --output Y.npy")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Bound(bound::Args),
+    Witness(witness::Args),
+    Init(init::Args),
+    Predict(predict::Args),
+}
+
+/// Runs the command line and returns the process exit code (0 ok, 2 bad input,
+/// 1 internal failure).
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Bound(a) => bound::run(a),
+        Command::Witness(a) => witness::run(a),
+        Command::Init(a) => init::run(a),
+        Command::Predict(a) => predict::run(a),
+    }
+}
+
+/// Prints `value` as pretty JSON on standard output.
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
