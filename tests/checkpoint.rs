@@ -1,0 +1,175 @@
+//! Checkpoints: bit-exact round trips for every family, and one clear error per kind of
+//! broken file (each naming the file and, where there is one, the tensor).
+
+use safetensors::tensor::{Dtype, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+use urpe::checkpoint::{self, FORMAT};
+use urpe::config::{Family, InputKind, ModelSpec, Norm, OutputKind};
+use urpe::nn::Model;
+use urpe::{Error, ModelConfig};
+
+fn config(family: Family, urpe: bool, share: bool, tokens: bool) -> ModelConfig {
+    ModelSpec {
+        family,
+        urpe,
+        depth: 2,
+        width: 8,
+        heads: 2,
+        ffn: Some(12),
+        activation: None,
+        norm: Some(Norm::Pre),
+        causal: false,
+        n_max: 6,
+        share_position: Some(share),
+        input: if tokens { InputKind::Tokens { vocab: 5 } } else { InputKind::Real { d_in: 3 } },
+        output: if tokens { OutputKind::Classes { classes: 4 } } else { OutputKind::Real { d_out: 2 } },
+        t5_buckets: Some(8),
+        t5_max_distance: Some(16),
+        rope_base: None,
+    }
+    .resolve()
+    .unwrap()
+}
+
+/// A model whose every parameter differs (so a swapped or dropped tensor shows).
+fn distinct_model(c: ModelConfig) -> Model<f32> {
+    let mut m = Model::<f32>::new(c, 7).unwrap();
+    for (i, v) in m.params.data.iter_mut().enumerate() {
+        *v += (i as f32 * 0.618_034).sin() * 1e-3;
+    }
+    m
+}
+
+fn error_text(r: urpe::Result<Model<f32>>) -> String {
+    match r {
+        Ok(_) => panic!("a broken checkpoint was accepted"),
+        Err(e) => {
+            assert!(matches!(e, Error::File { .. }), "expected a file error, got {e:?}");
+            assert_eq!(e.exit_code(), 2);
+            e.to_string()
+        }
+    }
+}
+
+#[test]
+fn save_then_load_is_bit_exact_for_every_family() {
+    let dir = tempfile::tempdir().unwrap();
+    for family in Family::ALL {
+        for (urpe, share, tokens) in [(false, true, false), (true, false, true), (true, true, false)] {
+            let m = distinct_model(config(family, urpe, share, tokens));
+            let path = dir.path().join(format!("{family}-{urpe}-{share}.safetensors"));
+            checkpoint::save(&m, &path).unwrap();
+            let back: Model<f32> = checkpoint::load(&path).unwrap();
+            assert_eq!(back.config, m.config);
+            let bits = |m: &Model<f32>| m.params.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&back), bits(&m), "{family} urpe={urpe} share={share}");
+            assert_eq!(back.layout.tensors.specs(), m.layout.tensors.specs());
+        }
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+}
+
+#[test]
+fn names_and_shapes_follow_the_contract() {
+    let m = distinct_model(config(Family::T5, true, true, true));
+    let shape = |name: &str| m.layout.tensors.spec(m.layout.tensors.find(name).unwrap_or_else(|| panic!("{name}"))).shape.clone();
+    assert_eq!(shape("embed.weight"), [5, 8]);
+    assert_eq!(shape("pos.t5"), [2, 11]);
+    assert_eq!(shape("pos.urpe"), [2, 11]);
+    assert_eq!(shape("layers.1.attn.q.weight"), [8, 8]);
+    assert_eq!(shape("layers.0.attn.o.bias"), [8]);
+    assert_eq!(shape("layers.0.ffn.up.weight"), [8, 12]);
+    assert_eq!(shape("layers.0.ffn.down.weight"), [12, 8]);
+    assert_eq!(shape("layers.1.norm2.weight"), [8]);
+    assert_eq!(shape("final_norm.bias"), [8]);
+    assert_eq!(shape("head.weight"), [8, 4]);
+    let per_layer = distinct_model(config(Family::T5, true, false, false));
+    assert!(per_layer.layout.tensors.find("layers.1.pos.urpe").is_some());
+    assert!(per_layer.layout.tensors.find("pos.t5").is_none());
+    assert!(per_layer.layout.tensors.find("input.weight").is_some());
+}
+
+/// Writes a safetensors file from `model` after `edit` changes its tensor list.
+fn write_edited(path: &Path, model: &Model<f32>, metadata: Option<HashMap<String, String>>, edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) {
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = model
+        .layout
+        .tensors
+        .specs()
+        .iter()
+        .map(|s| (s.name.clone(), Dtype::F32, s.shape.clone(), model.params.data[s.range()].iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .collect();
+    edit(&mut tensors);
+    let views: Vec<(String, TensorView)> =
+        tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    std::fs::write(path, safetensors::serialize(views, metadata).unwrap()).unwrap();
+}
+
+fn metadata(m: &Model<f32>) -> Option<HashMap<String, String>> {
+    Some(HashMap::from([("format".into(), FORMAT.into()), ("config".into(), m.config.to_json())]))
+}
+
+#[test]
+fn broken_checkpoints_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = distinct_model(config(Family::Xl, true, true, false));
+    let p = |name: &str| dir.path().join(name);
+
+    let msg = error_text(checkpoint::load(&p("absent.safetensors")));
+    assert!(msg.contains("absent.safetensors") && msg.contains("cannot read"), "{msg}");
+
+    std::fs::write(p("text.safetensors"), "this is not a checkpoint at all").unwrap();
+    let msg = error_text(checkpoint::load(&p("text.safetensors")));
+    assert!(msg.contains("text.safetensors") && msg.contains("not a safetensors file"), "{msg}");
+
+    let good = checkpoint::to_bytes(&m).unwrap();
+    std::fs::write(p("cut.safetensors"), &good[..good.len() - 10]).unwrap();
+    let msg = error_text(checkpoint::load(&p("cut.safetensors")));
+    assert!(msg.contains("cut.safetensors") && msg.contains("truncated"), "{msg}");
+
+    write_edited(&p("missing.safetensors"), &m, metadata(&m), |t| t.retain(|x| x.0 != "pos.xl_r"));
+    let msg = error_text(checkpoint::load(&p("missing.safetensors")));
+    assert!(msg.contains("`pos.xl_r` is missing"), "{msg}");
+
+    write_edited(&p("shape.safetensors"), &m, metadata(&m), |t| {
+        let q = t.iter_mut().find(|x| x.0 == "layers.1.attn.q.weight").unwrap();
+        q.2 = vec![4, 16];
+    });
+    let msg = error_text(checkpoint::load(&p("shape.safetensors")));
+    assert!(msg.contains("`layers.1.attn.q.weight` has shape [4, 16]") && msg.contains("[8, 8]"), "{msg}");
+
+    write_edited(&p("dtype.safetensors"), &m, metadata(&m), |t| {
+        let b = t.iter_mut().find(|x| x.0 == "head.bias").unwrap();
+        b.1 = Dtype::I32;
+    });
+    let msg = error_text(checkpoint::load(&p("dtype.safetensors")));
+    assert!(msg.contains("`head.bias` is I32"), "{msg}");
+
+    write_edited(&p("extra.safetensors"), &m, metadata(&m), |t| t.push(("pos.ape".into(), Dtype::F32, vec![1], vec![0; 4])));
+    let msg = error_text(checkpoint::load(&p("extra.safetensors")));
+    assert!(msg.contains("`pos.ape` does not belong"), "{msg}");
+
+    write_edited(&p("nometa.safetensors"), &m, None, |_| {});
+    let msg = error_text(checkpoint::load(&p("nometa.safetensors")));
+    assert!(msg.contains("no `format` metadata"), "{msg}");
+
+    let mut wrong = metadata(&m).unwrap();
+    wrong.insert("format".into(), "urpe-checkpoint-v9".into());
+    write_edited(&p("v9.safetensors"), &m, Some(wrong), |_| {});
+    let msg = error_text(checkpoint::load(&p("v9.safetensors")));
+    assert!(msg.contains("urpe-checkpoint-v9") && msg.contains("not supported"), "{msg}");
+
+    let mut bad_config = metadata(&m).unwrap();
+    bad_config.insert("config".into(), m.config.to_json().replace("\"heads\":2", "\"heads\":3"));
+    write_edited(&p("config.safetensors"), &m, Some(bad_config), |_| {});
+    let msg = error_text(checkpoint::load(&p("config.safetensors")));
+    assert!(msg.contains("`heads` = 3"), "{msg}");
+
+    checkpoint::save(&m, &p("ok.safetensors")).unwrap();
+    let mut other = m.config.clone();
+    other.depth = 3;
+    let msg = error_text(checkpoint::load_expecting(&p("ok.safetensors"), &other));
+    assert!(msg.contains("does not match") && msg.contains("depth: 3 vs 2"), "{msg}");
+    assert!(checkpoint::load_expecting::<f32>(&p("ok.safetensors"), &m.config).is_ok());
+}
