@@ -310,8 +310,18 @@ fn positive(field: &str, value: usize) -> Result<(), ConfigError> {
 
 impl ModelConfig {
     /// Reads a configuration from TOML text.
+    ///
+    /// Errors are one line: `line L, column C: message`.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!("line {line}, column {column}: {}", e.message().trim_end())
+            }
+            None => e.message().trim_end().to_string(),
+        })
     }
 
     /// Reads a configuration from JSON text.

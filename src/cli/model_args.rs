@@ -81,6 +81,9 @@ impl ModelArgs {
         if let Some(path) = &self.config {
             return read_config_file(path);
         }
+        let (family, depth) = (required(self.family, "--family")?, required(self.depth, "--depth")?);
+        let (width, heads) = (required(self.width, "--width")?, required(self.heads, "--heads")?);
+        let n_max = required(self.n_max, "--n-max")?;
         let input = match (self.vocab, self.d_in, io) {
             (Some(vocab), _, _) => InputKind::Tokens { vocab },
             (_, Some(d_in), _) => InputKind::Real { d_in },
@@ -94,16 +97,16 @@ impl ModelArgs {
             (None, None, None) => return Err(Error::Input("give the output with --classes C or --d-out D".into())),
         };
         Ok(ModelSpec {
-            family: required(self.family, "--family")?,
+            family,
             urpe: self.urpe,
-            depth: required(self.depth, "--depth")?,
-            width: required(self.width, "--width")?,
-            heads: required(self.heads, "--heads")?,
+            depth,
+            width,
+            heads,
             ffn: self.ffn,
             activation: self.activation,
             norm: self.norm,
             causal: self.causal,
-            n_max: required(self.n_max, "--n-max")?,
+            n_max,
             share_position: Some(!self.per_layer_position),
             input,
             output,

@@ -1,0 +1,166 @@
+//! The command line end to end: outputs of `bound` and `witness`, `init` → `predict`,
+//! and one bad input per case, each exiting 2 with one clear line and writing nothing.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use urpe::npy::{npy_f32_bytes, read_npy, NpyArray};
+
+fn urpe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_urpe")).args(args).output().expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs a command that must fail with exit code 2 and one error line containing `needle`.
+fn fails_with(args: &[&str], needle: &str) {
+    let o = urpe(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: exit code; stderr: {err}");
+    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line expected, got {err:?}");
+}
+
+/// A usage error found by the argument parser: exit 2, the first line names the problem
+/// (the parser adds the usage line and a pointer to --help).
+fn usage_error(args: &[&str], needle: &str) {
+    let o = urpe(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: exit code; stderr: {err}");
+    assert!(err.lines().next().unwrap_or("").contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn npy_i64(path: &Path, shape: &[usize], values: &[i64]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    values.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn bound_prints_the_exact_floor() {
+    let o = urpe(&["bound", "--target", "position-shift", "--n", "16"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("0.0830078125"), "{}", stdout(&o));
+    let o = urpe(&["bound", "--target", "position-id", "--n", "128", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["floor"]["accuracy"], 1.0 / 128.0);
+    assert_eq!(v["floor"]["cross_entropy"], (128f64).ln());
+}
+
+#[test]
+fn witness_beats_the_floor_and_its_twin_does_not() {
+    let o = urpe(&["witness", "--n", "16", "--d", "8", "--heads", "2", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let floor = v["floor"].as_f64().unwrap();
+    assert_eq!(floor, 0.0830078125);
+    assert!(v["witness"]["constant_mse"].as_f64().unwrap() <= 1e-6);
+    assert!(v["witness"]["general_mse"].as_f64().unwrap() <= 1e-6);
+    assert!(v["t5_twin"]["constant_mse"].as_f64().unwrap() >= floor);
+    let text = stdout(&urpe(&["witness", "--n", "12", "--d", "4"]));
+    assert!(text.contains("below floor/1000") && text.contains("at or above the floor"), "{text}");
+}
+
+#[test]
+fn init_then_predict_runs_the_saved_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("m.safetensors");
+    let ckpt_s = ckpt.to_str().unwrap();
+    let o = urpe(&["init", "--family", "rope", "--urpe", "--depth", "2", "--width", "8", "--heads", "2", "--n-max", "6", "--d-in", "3", "--d-out", "2", "--out", ckpt_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let x = dir.path().join("x.npy");
+    let values: Vec<f32> = (0..2 * 5 * 3).map(|i| (i as f32 * 0.37).sin()).collect();
+    std::fs::write(&x, npy_f32_bytes(&[2, 5, 3], values.iter().copied())).unwrap();
+    let y = dir.path().join("y.npy");
+    let o = urpe(&["predict", "--checkpoint", ckpt_s, "--input", x.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let NpyArray::Float32(out) = read_npy(&y).unwrap() else { panic!("float32 output") };
+    let model: urpe::nn::Model<f32> = urpe::checkpoint::load(&ckpt).unwrap();
+    let input = ndarray::Array3::from_shape_vec((2, 5, 3), values).unwrap();
+    let expected = model.predict(&urpe::nn::ModelInput::Real(input.view())).unwrap();
+    assert_eq!(out.shape(), &[2, 5, 2]);
+    assert_eq!(out.iter().copied().collect::<Vec<_>>(), expected.iter().copied().collect::<Vec<_>>());
+
+    // token model: integer ids in, logits out
+    let tok = dir.path().join("t.safetensors");
+    let o = urpe(&["init", "--family", "alibi", "--depth", "1", "--width", "4", "--heads", "2", "--n-max", "8", "--vocab", "5", "--classes", "3", "--out", tok.to_str().unwrap()]);
+    assert!(o.status.success());
+    let ids = dir.path().join("ids.npy");
+    npy_i64(&ids, &[3, 4], &[0, 1, 2, 3, 4, 4, 4, 4, 1, 1, 2, 2]);
+    let o = urpe(&["predict", "--checkpoint", tok.to_str().unwrap(), "--input", ids.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read_npy(&y).unwrap().shape(), &[3, 4, 3]);
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_clear_message_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let model_flags = ["--depth", "1", "--width", "8", "--heads", "2", "--n-max", "6", "--d-in", "3", "--d-out", "2"];
+    let init = |family: &str, extra: &[&str], out: &str| {
+        let mut args = vec!["init", "--family", family, "--out", out];
+        args.extend_from_slice(&model_flags);
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+
+    // configuration errors, from flags and from files
+    fails_with(&["init", "--family", "t5", "--depth", "1", "--width", "8", "--heads", "3", "--n-max", "6", "--d-in", "3", "--d-out", "2", "--out", &path("a.safetensors")], "`heads` = 3");
+    fails_with(&["init", "--family", "t5", "--depth", "0", "--width", "8", "--heads", "2", "--n-max", "6", "--d-in", "3", "--d-out", "2", "--out", &path("a.safetensors")], "`depth` = 0");
+    usage_error(&["init", "--family", "fourier", "--out", &path("a.safetensors")], "invalid value 'fourier'");
+    fails_with(&["init", "--family", "t5", "--out", &path("a.safetensors")], "--depth is required");
+    std::fs::write(path("bad.toml"), "family = \"fourier\"\ndepth = 1\nwidth = 8\nheads = 2\nn_max = 4\ninput = { kind = \"real\", d_in = 2 }\noutput = { kind = \"real\", d_out = 2 }\n").unwrap();
+    fails_with(&["init", "--config", &path("bad.toml"), "--out", &path("a.safetensors")], "unknown variant `fourier`");
+    std::fs::write(path("odd.toml"), "family = \"rope\"\ndepth = 1\nwidth = 6\nheads = 2\nn_max = 4\ninput = { kind = \"real\", d_in = 2 }\noutput = { kind = \"real\", d_out = 2 }\n").unwrap();
+    fails_with(&["init", "--config", &path("odd.toml"), "--out", &path("a.safetensors")], "`heads` = 2: rope rotates pairs");
+    assert!(!Path::new(&path("a.safetensors")).exists(), "a failed init wrote a checkpoint");
+
+    // checkpoint errors
+    let ok = path("ok.safetensors");
+    assert!(urpe(&refs(&init("xl", &[], &ok))).status.success());
+    let x = path("x.npy");
+    std::fs::write(&x, npy_f32_bytes(&[1, 4, 3], (0..12).map(|i| i as f32))).unwrap();
+    let y = path("y.npy");
+    fails_with(&["predict", "--checkpoint", &path("none.safetensors"), "--input", &x, "--output", &y], "none.safetensors: cannot read");
+    std::fs::write(path("junk.safetensors"), b"junk").unwrap();
+    fails_with(&["predict", "--checkpoint", &path("junk.safetensors"), "--input", &x, "--output", &y], "not a safetensors file");
+    let bytes = std::fs::read(&ok).unwrap();
+    std::fs::write(path("cut.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(&["predict", "--checkpoint", &path("cut.safetensors"), "--input", &x, "--output", &y], "truncated");
+
+    // input errors
+    std::fs::write(path("wide.npy"), npy_f32_bytes(&[1, 4, 5], (0..20).map(|i| i as f32))).unwrap();
+    fails_with(&["predict", "--checkpoint", &ok, "--input", &path("wide.npy"), "--output", &y], "5 features per position but the model reads d_in = 3");
+    std::fs::write(path("long.npy"), npy_f32_bytes(&[1, 7, 3], (0..21).map(|i| i as f32))).unwrap();
+    fails_with(&["predict", "--checkpoint", &ok, "--input", &path("long.npy"), "--output", &y], "n_max = 6");
+    std::fs::write(path("flat.npy"), npy_f32_bytes(&[12], (0..12).map(|i| i as f32))).unwrap();
+    fails_with(&["predict", "--checkpoint", &ok, "--input", &path("flat.npy"), "--output", &y], "float32 of shape [12], but the model");
+    npy_i64(Path::new(&path("ids.npy")), &[1, 4], &[0, 1, 2, 3]);
+    fails_with(&["predict", "--checkpoint", &ok, "--input", &path("ids.npy"), "--output", &y], "integer of shape [1, 4], but the model");
+    std::fs::write(path("notnpy.npy"), b"1,2,3\n").unwrap();
+    fails_with(&["predict", "--checkpoint", &ok, "--input", &path("notnpy.npy"), "--output", &y], "not a .npy file");
+    let tok = path("tok.safetensors");
+    assert!(urpe(&["init", "--family", "t5", "--depth", "1", "--width", "4", "--heads", "1", "--n-max", "8", "--vocab", "5", "--classes", "3", "--out", &tok]).status.success());
+    npy_i64(Path::new(&path("big.npy")), &[1, 4], &[0, 1, 5, 3]);
+    fails_with(&["predict", "--checkpoint", &tok, "--input", &path("big.npy"), "--output", &y], "token id 5 is out of range");
+    npy_i64(Path::new(&path("neg.npy")), &[1, 2], &[0, -1]);
+    fails_with(&["predict", "--checkpoint", &tok, "--input", &path("neg.npy"), "--output", &y], "token id -1 is negative");
+    assert!(!Path::new(&y).exists(), "a failed predict wrote an output");
+
+    // command-line value errors
+    fails_with(&["bound", "--target", "position-shift", "--n", "0"], "--n must be at least 1");
+    fails_with(&["witness", "--n", "8", "--d", "6", "--heads", "4"], "`heads` = 4");
+}
