@@ -107,3 +107,10 @@ fn differences_name_the_fields() {
     assert!(diff.contains("depth: 2 vs 3") && diff.contains("causal: false vs true"), "{diff}");
     assert!(a.differences(&a).is_empty());
 }
+
+#[test]
+fn the_example_configuration_file_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/model.toml")).unwrap();
+    let c = ModelConfig::from_toml(&text).unwrap();
+    assert_eq!(c.label(), "urpe");
+}
