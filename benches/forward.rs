@@ -9,24 +9,9 @@ use urpe::config::{Family, InputKind, ModelSpec, OutputKind};
 use urpe::nn::{Model, ModelInput};
 
 fn model(urpe: bool) -> Model<f32> {
-    let config = ModelSpec {
-        family: Family::T5,
-        urpe,
-        depth: 2,
-        width: 32,
-        heads: 4,
-        ffn: None,
-        activation: None,
-        norm: None,
-        causal: false,
-        n_max: 16,
-        share_position: None,
-        input: InputKind::Tokens { vocab: 16 },
-        output: OutputKind::Classes { classes: 16 },
-        t5_buckets: None,
-        t5_max_distance: None,
-        rope_base: None,
-    }
+    let mut spec = ModelSpec::new(Family::T5, 2, 32, 4, 16, InputKind::Tokens { vocab: 16 }, OutputKind::Classes { classes: 16 });
+    spec.urpe = urpe;
+    let config = spec
     .resolve()
     .expect("a valid benchmark configuration");
     Model::new(config, 0).expect("a valid model")

@@ -272,6 +272,29 @@ impl TryFrom<ModelSpec> for ModelConfig {
 }
 
 impl ModelSpec {
+    /// A specification with the required fields; every optional field takes its default
+    /// (set fields afterwards to change them).
+    pub fn new(family: Family, depth: usize, width: usize, heads: usize, n_max: usize, input: InputKind, output: OutputKind) -> Self {
+        ModelSpec {
+            family,
+            urpe: false,
+            depth,
+            width,
+            heads,
+            ffn: None,
+            activation: None,
+            norm: None,
+            causal: false,
+            n_max,
+            share_position: None,
+            input,
+            output,
+            t5_buckets: None,
+            t5_max_distance: None,
+            rope_base: None,
+        }
+    }
+
     /// Fills defaults, expands the `urpe` shorthand and validates.
     pub fn resolve(self) -> Result<ModelConfig, ConfigError> {
         let (family, urpe) = match self.family {

@@ -10,24 +10,16 @@ use urpe::nn::Model;
 use urpe::{Error, ModelConfig};
 
 fn config(family: Family, urpe: bool, share: bool, tokens: bool) -> ModelConfig {
-    ModelSpec {
-        family,
-        urpe,
-        depth: 2,
-        width: 8,
-        heads: 2,
-        ffn: Some(12),
-        activation: None,
-        norm: Some(Norm::Pre),
-        causal: false,
-        n_max: 6,
-        share_position: Some(share),
-        input: if tokens { InputKind::Tokens { vocab: 5 } } else { InputKind::Real { d_in: 3 } },
-        output: if tokens { OutputKind::Classes { classes: 4 } } else { OutputKind::Real { d_out: 2 } },
-        t5_buckets: Some(8),
-        t5_max_distance: Some(16),
-        rope_base: None,
-    }
+    let input = if tokens { InputKind::Tokens { vocab: 5 } } else { InputKind::Real { d_in: 3 } };
+    let output = if tokens { OutputKind::Classes { classes: 4 } } else { OutputKind::Real { d_out: 2 } };
+    let mut spec = ModelSpec::new(family, 2, 8, 2, 6, input, output);
+    spec.urpe = urpe;
+    spec.ffn = Some(12);
+    spec.norm = Some(Norm::Pre);
+    spec.share_position = Some(share);
+    spec.t5_buckets = Some(8);
+    spec.t5_max_distance = Some(16);
+    spec
     .resolve()
     .unwrap()
 }

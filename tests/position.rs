@@ -54,24 +54,15 @@ fn rope_scores_depend_on_the_offset_only() {
 }
 
 fn model(family: Family, urpe: bool, causal: bool, seed: u64) -> Model<f64> {
-    let config = ModelSpec {
-        family,
-        urpe,
-        depth: 1,
-        width: 8,
-        heads: 2,
-        ffn: Some(4),
-        activation: None,
-        norm: Some(Norm::None),
-        causal,
-        n_max: 7,
-        share_position: Some(true),
-        input: InputKind::Real { d_in: 3 },
-        output: OutputKind::Real { d_out: 2 },
-        t5_buckets: Some(6),
-        t5_max_distance: Some(5),
-        rope_base: Some(100.0),
-    }
+    let mut spec = ModelSpec::new(family, 1, 8, 2, 7, InputKind::Real { d_in: 3 }, OutputKind::Real { d_out: 2 });
+    spec.urpe = urpe;
+    spec.ffn = Some(4);
+    spec.norm = Some(Norm::None);
+    spec.causal = causal;
+    spec.t5_buckets = Some(6);
+    spec.t5_max_distance = Some(5);
+    spec.rope_base = Some(100.0);
+    let config = spec
     .resolve()
     .unwrap();
     let mut m = Model::<f64>::zeros(config).unwrap();

@@ -16,25 +16,11 @@ use crate::nn::Model;
 /// Configuration of the witness: t5 + URPE, depth 1, width d, no LayerNorm, real
 /// d-dimensional input and output, n_max = n.
 pub fn witness_config(n: usize, d: usize, heads: usize) -> Result<ModelConfig> {
-    Ok(ModelSpec {
-        family: Family::T5,
-        urpe: true,
-        depth: 1,
-        width: d,
-        heads,
-        ffn: Some(d),
-        activation: None,
-        norm: Some(Norm::None),
-        causal: false,
-        n_max: n,
-        share_position: Some(true),
-        input: InputKind::Real { d_in: d },
-        output: OutputKind::Real { d_out: d },
-        t5_buckets: None,
-        t5_max_distance: None,
-        rope_base: None,
-    }
-    .resolve()?)
+    let mut spec = ModelSpec::new(Family::T5, 1, d, heads, n, InputKind::Real { d_in: d }, OutputKind::Real { d_out: d });
+    spec.urpe = true;
+    spec.ffn = Some(d);
+    spec.norm = Some(Norm::None);
+    Ok(spec.resolve()?)
 }
 
 fn set_identity<F: Float>(model: &mut Model<F>, id: crate::nn::TensorId) {
