@@ -9,11 +9,10 @@ use urpe::config::{Family, InputKind, ModelSpec, OutputKind};
 use urpe::nn::{Model, ModelInput};
 
 fn model(urpe: bool) -> Model<f32> {
-    let mut spec = ModelSpec::new(Family::T5, 2, 32, 4, 16, InputKind::Tokens { vocab: 16 }, OutputKind::Classes { classes: 16 });
+    let mut spec =
+        ModelSpec::new(Family::T5, 2, 32, 4, 16, InputKind::Tokens { vocab: 16 }, OutputKind::Classes { classes: 16 });
     spec.urpe = urpe;
-    let config = spec
-    .resolve()
-    .expect("a valid benchmark configuration");
+    let config = spec.resolve().expect("a valid benchmark configuration");
     Model::new(config, 0).expect("a valid model")
 }
 

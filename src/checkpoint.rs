@@ -29,10 +29,8 @@ pub fn to_bytes<F: Float>(model: &Model<F>) -> Result<Vec<u8>> {
         .zip(&bytes)
         .map(|(s, b)| Ok((s.name.clone(), TensorView::new(Dtype::F32, s.shape.clone(), b).map_err(internal)?)))
         .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([
-        ("format".to_string(), FORMAT.to_string()),
-        ("config".to_string(), model.config.to_json()),
-    ]);
+    let metadata =
+        HashMap::from([("format".to_string(), FORMAT.to_string()), ("config".to_string(), model.config.to_json())]);
     safetensors::serialize(views, Some(metadata)).map_err(internal)
 }
 
@@ -110,12 +108,20 @@ pub fn from_bytes<F: Float>(bytes: &[u8], path: &Path) -> Result<Model<F>> {
             )
         })?;
         if view.dtype() != Dtype::F32 {
-            return Err(Error::file(path, format!("tensor `{}` is {:?}; checkpoints store F32", spec.name, view.dtype())));
+            return Err(Error::file(
+                path,
+                format!("tensor `{}` is {:?}; checkpoints store F32", spec.name, view.dtype()),
+            ));
         }
         if view.shape() != spec.shape.as_slice() {
             return Err(Error::file(
                 path,
-                format!("tensor `{}` has shape {:?}, but the configuration needs {:?}", spec.name, view.shape(), spec.shape),
+                format!(
+                    "tensor `{}` has shape {:?}, but the configuration needs {:?}",
+                    spec.name,
+                    view.shape(),
+                    spec.shape
+                ),
             ));
         }
         let values = &mut model.params.data[spec.range()];

@@ -274,7 +274,15 @@ impl TryFrom<ModelSpec> for ModelConfig {
 impl ModelSpec {
     /// A specification with the required fields; every optional field takes its default
     /// (set fields afterwards to change them).
-    pub fn new(family: Family, depth: usize, width: usize, heads: usize, n_max: usize, input: InputKind, output: OutputKind) -> Self {
+    pub fn new(
+        family: Family,
+        depth: usize,
+        width: usize,
+        heads: usize,
+        n_max: usize,
+        input: InputKind,
+        output: OutputKind,
+    ) -> Self {
         ModelSpec {
             family,
             urpe: false,
@@ -395,17 +403,13 @@ impl ModelConfig {
         positive("heads", self.heads)?;
         positive("ffn", self.ffn)?;
         positive("n_max", self.n_max)?;
-        if self.width % self.heads != 0 {
+        if !self.width.is_multiple_of(self.heads) {
             let divisors: Vec<String> =
-                (1..=self.width).filter(|h| self.width % h == 0).map(|h| h.to_string()).collect();
+                (1..=self.width).filter(|h| self.width.is_multiple_of(*h)).map(|h| h.to_string()).collect();
             return Err(ConfigError::new(
                 "heads",
                 self.heads,
-                format!(
-                    "width {} must be divisible by heads; allowed: {}",
-                    self.width,
-                    divisors.join(", ")
-                ),
+                format!("width {} must be divisible by heads; allowed: {}", self.width, divisors.join(", ")),
             ));
         }
         match self.input {
@@ -416,7 +420,7 @@ impl ModelConfig {
             OutputKind::Classes { classes } => positive("output.classes", classes)?,
             OutputKind::Real { d_out } => positive("output.d_out", d_out)?,
         }
-        if self.family == Family::Rope && self.head_dim() % 2 != 0 {
+        if self.family == Family::Rope && !self.head_dim().is_multiple_of(2) {
             return Err(ConfigError::new(
                 "heads",
                 self.heads,
@@ -428,14 +432,14 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.family == Family::ApeSin && self.width % 2 != 0 {
+        if self.family == Family::ApeSin && !self.width.is_multiple_of(2) {
             return Err(ConfigError::new(
                 "width",
                 self.width,
                 "ape-sin pairs sine and cosine features, so width must be even",
             ));
         }
-        if self.family == Family::Xl && self.width % 2 != 0 {
+        if self.family == Family::Xl && !self.width.is_multiple_of(2) {
             return Err(ConfigError::new(
                 "width",
                 self.width,
@@ -460,7 +464,11 @@ impl ModelConfig {
                 return Err(ConfigError::new(
                     "t5_max_distance",
                     self.t5_max_distance,
-                    format!("must exceed the exact range t5_buckets/{} = {}", if self.causal { 2 } else { 4 }, per_side / 2),
+                    format!(
+                        "must exceed the exact range t5_buckets/{} = {}",
+                        if self.causal { 2 } else { 4 },
+                        per_side / 2
+                    ),
                 ));
             }
         }

@@ -69,21 +69,28 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
         .ok_or_else(|| bad("truncated or unreadable header"))?;
     let descr = header_value(header, "descr").ok_or_else(|| bad("the header has no 'descr'"))?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let fortran = header_value(header, "fortran_order").ok_or_else(|| bad("the header has no 'fortran_order'"))? == "True";
-    let shape = header_value(header, "shape")
-        .and_then(parse_shape)
-        .ok_or_else(|| bad("the header's 'shape' is unreadable"))?;
+    let fortran =
+        header_value(header, "fortran_order").ok_or_else(|| bad("the header has no 'fortran_order'"))? == "True";
+    let shape =
+        header_value(header, "shape").and_then(parse_shape).ok_or_else(|| bad("the header's 'shape' is unreadable"))?;
     let count: usize = shape.iter().product();
     let (endian, kind) = descr.split_at(1);
     if endian == ">" && kind != "i1" && kind != "u1" {
-        return Err(Error::file(path, format!("big-endian data ({descr}) is not supported; save it little-endian: x.astype('<{kind}')")));
+        return Err(Error::file(
+            path,
+            format!("big-endian data ({descr}) is not supported; save it little-endian: x.astype('<{kind}')"),
+        ));
     }
     let size: usize = kind[1..].parse().map_err(|_| bad(&format!("unsupported dtype {descr}")))?;
     let data = &bytes[data_start..];
     if data.len() != count * size {
         return Err(Error::file(
             path,
-            format!("truncated or corrupt: shape {shape:?} of {descr} needs {} data bytes, the file has {}", count * size, data.len()),
+            format!(
+                "truncated or corrupt: shape {shape:?} of {descr} needs {} data bytes, the file has {}",
+                count * size,
+                data.len()
+            ),
         ));
     }
     let chunks = data.chunks_exact(size);
@@ -123,7 +130,7 @@ pub fn npy_f32_bytes(shape: &[usize], values: impl Iterator<Item = f32>) -> Vec<
     let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
     // pad so that magic + version + length + header + newline is a multiple of 64
-    while (MAGIC.len() + 2 + 2 + header.len() + 1) % 64 != 0 {
+    while !(MAGIC.len() + 2 + 2 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

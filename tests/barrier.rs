@@ -188,15 +188,29 @@ fn cases(space: Space) -> impl Strategy<Value = Case> {
         select(space.scales),
         any::<u64>(),
     )
-        .prop_map(|(depth, heads, head_dim, (n, extra), norm, causal, share_position, activation, io, scale, seed)| {
-            let (input, output) = io;
-            let arch = Arch { depth, heads, head_dim, n, n_max: n + extra, norm, causal, share_position, activation, input, output };
-            // Without LayerNorm, N(0, 16) weights grow activations ~1e5-fold per block, so at
-            // depth 4 the last layer's scores pass f32's 3.4e38: inf − inf = NaN in softmax.
-            // That is f32's range, not the engine; those models get scale ≤ 1.
-            let scale = if norm == Norm::None && depth == 4 { scale.min(1.0) } else { scale };
-            Case { arch, scale, seed }
-        })
+        .prop_map(
+            |(depth, heads, head_dim, (n, extra), norm, causal, share_position, activation, io, scale, seed)| {
+                let (input, output) = io;
+                let arch = Arch {
+                    depth,
+                    heads,
+                    head_dim,
+                    n,
+                    n_max: n + extra,
+                    norm,
+                    causal,
+                    share_position,
+                    activation,
+                    input,
+                    output,
+                };
+                // Without LayerNorm, N(0, 16) weights grow activations ~1e5-fold per block, so at
+                // depth 4 the last layer's scores pass f32's 3.4e38: inf − inf = NaN in softmax.
+                // That is f32's range, not the engine; those models get scale ≤ 1.
+                let scale = if norm == Norm::None && depth == 4 { scale.min(1.0) } else { scale };
+                Case { arch, scale, seed }
+            },
+        )
 }
 
 /// A model of `config` whose every parameter is drawn from N(0, scale²).
@@ -246,7 +260,9 @@ fn row_spreads<F: Float>(y: ArrayView3<F>) -> Vec<(f64, f64)> {
             let spread = seq
                 .rows()
                 .into_iter()
-                .flat_map(|row| row.iter().zip(first.iter()).map(|(a, b)| (a.f64() - b.f64()).abs()).collect::<Vec<_>>())
+                .flat_map(|row| {
+                    row.iter().zip(first.iter()).map(|(a, b)| (a.f64() - b.f64()).abs()).collect::<Vec<_>>()
+                })
                 .fold(0.0, f64::max);
             (spread, seq.iter().fold(0.0f64, |m, v| m.max(v.f64().abs())))
         })

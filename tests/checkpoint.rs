@@ -19,9 +19,7 @@ fn config(family: Family, urpe: bool, share: bool, tokens: bool) -> ModelConfig 
     spec.share_position = Some(share);
     spec.t5_buckets = Some(8);
     spec.t5_max_distance = Some(16);
-    spec
-    .resolve()
-    .unwrap()
+    spec.resolve().unwrap()
 }
 
 /// A model whose every parameter differs (so a swapped or dropped tensor shows).
@@ -59,14 +57,20 @@ fn save_then_load_is_bit_exact_for_every_family() {
             assert_eq!(back.layout.tensors.specs(), m.layout.tensors.specs());
         }
     }
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
 }
 
 #[test]
 fn names_and_shapes_follow_the_contract() {
     let m = distinct_model(config(Family::T5, true, true, true));
-    let shape = |name: &str| m.layout.tensors.spec(m.layout.tensors.find(name).unwrap_or_else(|| panic!("{name}"))).shape.clone();
+    let shape = |name: &str| {
+        m.layout.tensors.spec(m.layout.tensors.find(name).unwrap_or_else(|| panic!("{name}"))).shape.clone()
+    };
     assert_eq!(shape("embed.weight"), [5, 8]);
     assert_eq!(shape("pos.t5"), [2, 11]);
     assert_eq!(shape("pos.urpe"), [2, 11]);
@@ -84,13 +88,25 @@ fn names_and_shapes_follow_the_contract() {
 }
 
 /// Writes a safetensors file from `model` after `edit` changes its tensor list.
-fn write_edited(path: &Path, model: &Model<f32>, metadata: Option<HashMap<String, String>>, edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) {
+fn write_edited(
+    path: &Path,
+    model: &Model<f32>,
+    metadata: Option<HashMap<String, String>>,
+    edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
+) {
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = model
         .layout
         .tensors
         .specs()
         .iter()
-        .map(|s| (s.name.clone(), Dtype::F32, s.shape.clone(), model.params.data[s.range()].iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .map(|s| {
+            (
+                s.name.clone(),
+                Dtype::F32,
+                s.shape.clone(),
+                model.params.data[s.range()].iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     edit(&mut tensors);
     let views: Vec<(String, TensorView)> =
@@ -138,7 +154,9 @@ fn broken_checkpoints_give_clear_errors() {
     let msg = error_text(checkpoint::load(&p("dtype.safetensors")));
     assert!(msg.contains("`head.bias` is I32"), "{msg}");
 
-    write_edited(&p("extra.safetensors"), &m, metadata(&m), |t| t.push(("pos.ape".into(), Dtype::F32, vec![1], vec![0; 4])));
+    write_edited(&p("extra.safetensors"), &m, metadata(&m), |t| {
+        t.push(("pos.ape".into(), Dtype::F32, vec![1], vec![0; 4]))
+    });
     let msg = error_text(checkpoint::load(&p("extra.safetensors")));
     assert!(msg.contains("`pos.ape` does not belong"), "{msg}");
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use urpe::npy::{npy_f32_bytes, read_npy, NpyArray};
+use urpe::npy::{NpyArray, npy_f32_bytes, read_npy};
 
 fn urpe(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_urpe")).args(args).output().expect("the binary runs")
@@ -79,7 +79,10 @@ fn init_then_predict_runs_the_saved_model() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("m.safetensors");
     let ckpt_s = ckpt.to_str().unwrap();
-    let o = urpe(&["init", "--family", "rope", "--urpe", "--depth", "2", "--width", "8", "--heads", "2", "--n-max", "6", "--d-in", "3", "--d-out", "2", "--out", ckpt_s]);
+    let o = urpe(&[
+        "init", "--family", "rope", "--urpe", "--depth", "2", "--width", "8", "--heads", "2", "--n-max", "6", "--d-in",
+        "3", "--d-out", "2", "--out", ckpt_s,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let x = dir.path().join("x.npy");
     let values: Vec<f32> = (0..2 * 5 * 3).map(|i| (i as f32 * 0.37).sin()).collect();
@@ -96,11 +99,37 @@ fn init_then_predict_runs_the_saved_model() {
 
     // token model: integer ids in, logits out
     let tok = dir.path().join("t.safetensors");
-    let o = urpe(&["init", "--family", "alibi", "--depth", "1", "--width", "4", "--heads", "2", "--n-max", "8", "--vocab", "5", "--classes", "3", "--out", tok.to_str().unwrap()]);
+    let o = urpe(&[
+        "init",
+        "--family",
+        "alibi",
+        "--depth",
+        "1",
+        "--width",
+        "4",
+        "--heads",
+        "2",
+        "--n-max",
+        "8",
+        "--vocab",
+        "5",
+        "--classes",
+        "3",
+        "--out",
+        tok.to_str().unwrap(),
+    ]);
     assert!(o.status.success());
     let ids = dir.path().join("ids.npy");
     npy_i64(&ids, &[3, 4], &[0, 1, 2, 3, 4, 4, 4, 4, 1, 1, 2, 2]);
-    let o = urpe(&["predict", "--checkpoint", tok.to_str().unwrap(), "--input", ids.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+    let o = urpe(&[
+        "predict",
+        "--checkpoint",
+        tok.to_str().unwrap(),
+        "--input",
+        ids.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(read_npy(&y).unwrap().shape(), &[3, 4, 3]);
 }
@@ -118,14 +147,59 @@ fn bad_inputs_exit_2_with_one_clear_message_and_write_nothing() {
     };
 
     // configuration errors, from flags and from files
-    fails_with(&["init", "--family", "t5", "--depth", "1", "--width", "8", "--heads", "3", "--n-max", "6", "--d-in", "3", "--d-out", "2", "--out", &path("a.safetensors")], "`heads` = 3");
-    fails_with(&["init", "--family", "t5", "--depth", "0", "--width", "8", "--heads", "2", "--n-max", "6", "--d-in", "3", "--d-out", "2", "--out", &path("a.safetensors")], "`depth` = 0");
+    fails_with(
+        &[
+            "init",
+            "--family",
+            "t5",
+            "--depth",
+            "1",
+            "--width",
+            "8",
+            "--heads",
+            "3",
+            "--n-max",
+            "6",
+            "--d-in",
+            "3",
+            "--d-out",
+            "2",
+            "--out",
+            &path("a.safetensors"),
+        ],
+        "`heads` = 3",
+    );
+    fails_with(
+        &[
+            "init",
+            "--family",
+            "t5",
+            "--depth",
+            "0",
+            "--width",
+            "8",
+            "--heads",
+            "2",
+            "--n-max",
+            "6",
+            "--d-in",
+            "3",
+            "--d-out",
+            "2",
+            "--out",
+            &path("a.safetensors"),
+        ],
+        "`depth` = 0",
+    );
     usage_error(&["init", "--family", "fourier", "--out", &path("a.safetensors")], "invalid value 'fourier'");
     fails_with(&["init", "--family", "t5", "--out", &path("a.safetensors")], "--depth is required");
     std::fs::write(path("bad.toml"), "family = \"fourier\"\ndepth = 1\nwidth = 8\nheads = 2\nn_max = 4\ninput = { kind = \"real\", d_in = 2 }\noutput = { kind = \"real\", d_out = 2 }\n").unwrap();
     fails_with(&["init", "--config", &path("bad.toml"), "--out", &path("a.safetensors")], "unknown variant `fourier`");
     std::fs::write(path("odd.toml"), "family = \"rope\"\ndepth = 1\nwidth = 6\nheads = 2\nn_max = 4\ninput = { kind = \"real\", d_in = 2 }\noutput = { kind = \"real\", d_out = 2 }\n").unwrap();
-    fails_with(&["init", "--config", &path("odd.toml"), "--out", &path("a.safetensors")], "`heads` = 2: rope rotates pairs");
+    fails_with(
+        &["init", "--config", &path("odd.toml"), "--out", &path("a.safetensors")],
+        "`heads` = 2: rope rotates pairs",
+    );
     assert!(!Path::new(&path("a.safetensors")).exists(), "a failed init wrote a checkpoint");
 
     // checkpoint errors
@@ -134,30 +208,73 @@ fn bad_inputs_exit_2_with_one_clear_message_and_write_nothing() {
     let x = path("x.npy");
     std::fs::write(&x, npy_f32_bytes(&[1, 4, 3], (0..12).map(|i| i as f32))).unwrap();
     let y = path("y.npy");
-    fails_with(&["predict", "--checkpoint", &path("none.safetensors"), "--input", &x, "--output", &y], "none.safetensors: cannot read");
+    fails_with(
+        &["predict", "--checkpoint", &path("none.safetensors"), "--input", &x, "--output", &y],
+        "none.safetensors: cannot read",
+    );
     std::fs::write(path("junk.safetensors"), b"junk").unwrap();
-    fails_with(&["predict", "--checkpoint", &path("junk.safetensors"), "--input", &x, "--output", &y], "not a safetensors file");
+    fails_with(
+        &["predict", "--checkpoint", &path("junk.safetensors"), "--input", &x, "--output", &y],
+        "not a safetensors file",
+    );
     let bytes = std::fs::read(&ok).unwrap();
     std::fs::write(path("cut.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     fails_with(&["predict", "--checkpoint", &path("cut.safetensors"), "--input", &x, "--output", &y], "truncated");
 
     // input errors
     std::fs::write(path("wide.npy"), npy_f32_bytes(&[1, 4, 5], (0..20).map(|i| i as f32))).unwrap();
-    fails_with(&["predict", "--checkpoint", &ok, "--input", &path("wide.npy"), "--output", &y], "5 features per position but the model reads d_in = 3");
+    fails_with(
+        &["predict", "--checkpoint", &ok, "--input", &path("wide.npy"), "--output", &y],
+        "5 features per position but the model reads d_in = 3",
+    );
     std::fs::write(path("long.npy"), npy_f32_bytes(&[1, 7, 3], (0..21).map(|i| i as f32))).unwrap();
     fails_with(&["predict", "--checkpoint", &ok, "--input", &path("long.npy"), "--output", &y], "n_max = 6");
     std::fs::write(path("flat.npy"), npy_f32_bytes(&[12], (0..12).map(|i| i as f32))).unwrap();
-    fails_with(&["predict", "--checkpoint", &ok, "--input", &path("flat.npy"), "--output", &y], "float32 of shape [12], but the model");
+    fails_with(
+        &["predict", "--checkpoint", &ok, "--input", &path("flat.npy"), "--output", &y],
+        "float32 of shape [12], but the model",
+    );
     npy_i64(Path::new(&path("ids.npy")), &[1, 4], &[0, 1, 2, 3]);
-    fails_with(&["predict", "--checkpoint", &ok, "--input", &path("ids.npy"), "--output", &y], "integer of shape [1, 4], but the model");
+    fails_with(
+        &["predict", "--checkpoint", &ok, "--input", &path("ids.npy"), "--output", &y],
+        "integer of shape [1, 4], but the model",
+    );
     std::fs::write(path("notnpy.npy"), b"1,2,3\n").unwrap();
     fails_with(&["predict", "--checkpoint", &ok, "--input", &path("notnpy.npy"), "--output", &y], "not a .npy file");
     let tok = path("tok.safetensors");
-    assert!(urpe(&["init", "--family", "t5", "--depth", "1", "--width", "4", "--heads", "1", "--n-max", "8", "--vocab", "5", "--classes", "3", "--out", &tok]).status.success());
+    assert!(
+        urpe(&[
+            "init",
+            "--family",
+            "t5",
+            "--depth",
+            "1",
+            "--width",
+            "4",
+            "--heads",
+            "1",
+            "--n-max",
+            "8",
+            "--vocab",
+            "5",
+            "--classes",
+            "3",
+            "--out",
+            &tok
+        ])
+        .status
+        .success()
+    );
     npy_i64(Path::new(&path("big.npy")), &[1, 4], &[0, 1, 5, 3]);
-    fails_with(&["predict", "--checkpoint", &tok, "--input", &path("big.npy"), "--output", &y], "token id 5 is out of range");
+    fails_with(
+        &["predict", "--checkpoint", &tok, "--input", &path("big.npy"), "--output", &y],
+        "token id 5 is out of range",
+    );
     npy_i64(Path::new(&path("neg.npy")), &[1, 2], &[0, -1]);
-    fails_with(&["predict", "--checkpoint", &tok, "--input", &path("neg.npy"), "--output", &y], "token id -1 is negative");
+    fails_with(
+        &["predict", "--checkpoint", &tok, "--input", &path("neg.npy"), "--output", &y],
+        "token id -1 is negative",
+    );
     assert!(!Path::new(&y).exists(), "a failed predict wrote an output");
 
     // command-line value errors

@@ -16,7 +16,8 @@ output = { kind = "real", d_out = 8 }
 fn with(extra: &str) -> String {
     // later keys override earlier ones only through replacement, so drop the replaced key
     let keys: Vec<&str> = extra.lines().filter_map(|l| l.split('=').next()).map(str::trim).collect();
-    let kept: Vec<&str> = BASE.lines().filter(|l| !keys.iter().any(|k| !k.is_empty() && l.starts_with(&format!("{k} ")))).collect();
+    let kept: Vec<&str> =
+        BASE.lines().filter(|l| !keys.iter().any(|k| !k.is_empty() && l.starts_with(&format!("{k} ")))).collect();
     format!("{}\n{extra}\n", kept.join("\n"))
 }
 
@@ -30,7 +31,10 @@ fn rejected(toml: &str) -> String {
 #[test]
 fn defaults_fill_the_optional_fields() {
     let c = ModelConfig::from_toml(BASE).unwrap();
-    assert_eq!((c.family, c.urpe, c.ffn, c.norm, c.causal, c.share_position), (Family::T5, false, 128, Norm::Post, false, true));
+    assert_eq!(
+        (c.family, c.urpe, c.ffn, c.norm, c.causal, c.share_position),
+        (Family::T5, false, 128, Norm::Post, false, true)
+    );
     assert_eq!(c.input, InputKind::Real { d_in: 8 });
     assert_eq!(c.output, OutputKind::Real { d_out: 8 });
 }

@@ -12,7 +12,8 @@ use urpe::nn::{Model, ModelInput};
 #[test]
 fn t5_buckets_match_the_reference_algorithm() {
     // bidirectional, 32 buckets, max distance 128 (T5's defaults); rel = j − i
-    let cases = [(0, 0), (-1, 1), (1, 17), (-7, 7), (-8, 8), (-12, 9), (-16, 10), (-127, 15), (-500, 15), (500, 31), (16, 26)];
+    let cases =
+        [(0, 0), (-1, 1), (1, 17), (-7, 7), (-8, 8), (-12, 9), (-16, 10), (-127, 15), (-500, 15), (500, 31), (16, 26)];
     for (rel, expected) in cases {
         assert_eq!(t5::bucket(rel, true, 32, 128), expected, "bidirectional rel {rel}");
     }
@@ -62,9 +63,7 @@ fn model(family: Family, urpe: bool, causal: bool, seed: u64) -> Model<f64> {
     spec.t5_buckets = Some(6);
     spec.t5_max_distance = Some(5);
     spec.rope_base = Some(100.0);
-    let config = spec
-    .resolve()
-    .unwrap();
+    let config = spec.resolve().unwrap();
     let mut m = Model::<f64>::zeros(config).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     m.params.data.iter_mut().for_each(|v| *v = rng.random_range(-1.0..1.0));
@@ -72,10 +71,12 @@ fn model(family: Family, urpe: bool, causal: bool, seed: u64) -> Model<f64> {
 }
 
 fn sinusoid(t: f64, d: usize) -> Vec<f64> {
-    (0..d).map(|f| {
-        let w = 10_000f64.powf(-2.0 * (f / 2) as f64 / d as f64);
-        if f % 2 == 0 { (t * w).sin() } else { (t * w).cos() }
-    }).collect()
+    (0..d)
+        .map(|f| {
+            let w = 10_000f64.powf(-2.0 * (f / 2) as f64 / d as f64);
+            if f % 2 == 0 { (t * w).sin() } else { (t * w).cos() }
+        })
+        .collect()
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -120,10 +121,14 @@ fn naive_attention(m: &Model<f64>, h: &Array2<f64>) -> (Array3<f64>, Array2<f64>
                     (Family::Rope, _) => scale * dot(&rotate(&qi, i, c.rope_base), &rotate(&kj, j, c.rope_base)),
                     (_, FamilyTensors::T5(t)) => scale * dot(&qi, &kj) + p.mat(t)[[hd, idx(i, j)]],
                     (_, FamilyTensors::T5Bucketed(t)) => {
-                        scale * dot(&qi, &kj) + p.mat(t)[[hd, t5::bucket(j as i64 - i as i64, !c.causal, c.t5_buckets, c.t5_max_distance)]]
+                        scale * dot(&qi, &kj)
+                            + p.mat(t)
+                                [[hd, t5::bucket(j as i64 - i as i64, !c.causal, c.t5_buckets, c.t5_max_distance)]]
                     }
                     (Family::Alibi, _) => scale * dot(&qi, &kj) - alibi::slopes(heads)[hd] * (i.abs_diff(j) as f64),
-                    (_, FamilyTensors::ShawKey(t)) => scale * (dot(&qi, &kj) + dot(&qi, p.mat(t).row(idx(i, j)).as_slice().unwrap())),
+                    (_, FamilyTensors::ShawKey(t)) => {
+                        scale * (dot(&qi, &kj) + dot(&qi, p.mat(t).row(idx(i, j)).as_slice().unwrap()))
+                    }
                     (_, FamilyTensors::Xl { u, v: vb, r }) => {
                         // R_{i−j} projected by W_R, this head's columns
                         let rel = sinusoid(i as f64 - j as f64, d);
@@ -155,7 +160,8 @@ fn naive_attention(m: &Model<f64>, h: &Array2<f64>) -> (Array3<f64>, Array2<f64>
         }
     }
     let (wo, bo) = (p.mat(ids.o.weight), p.vec(ids.o.bias));
-    let out = Array2::from_shape_fn((n, d), |(i, o)| bo[o] + (0..d).map(|k| heads_out[[i, k]] * wo[[k, o]]).sum::<f64>());
+    let out =
+        Array2::from_shape_fn((n, d), |(i, o)| bo[o] + (0..d).map(|k| heads_out[[i, k]] * wo[[k, o]]).sum::<f64>());
     (scores, out)
 }
 
@@ -184,7 +190,10 @@ fn attention_matches_naive_loops_for_every_family() {
                 }
                 for ((i, o), &want) in out.indexed_iter() {
                     let got = attn.out[[b * n + i, o]];
-                    assert!((got - want).abs() < 1e-12, "{family} urpe={urpe} causal={causal} out[{b},{i},{o}]: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() < 1e-12,
+                        "{family} urpe={urpe} causal={causal} out[{b},{i},{o}]: {got} vs {want}"
+                    );
                 }
             }
         }

@@ -44,7 +44,10 @@ fn closed_form_floors_match_their_definition() {
                         );
                     }
                 }
-                (Floor::Classes { accuracy, cross_entropy }, FloorEstimate::Classes { accuracy: a, cross_entropy: c }) => {
+                (
+                    Floor::Classes { accuracy, cross_entropy },
+                    FloorEstimate::Classes { accuracy: a, cross_entropy: c },
+                ) => {
                     assert_eq!(a.mean, accuracy, "{kind} n={n}: accuracy ceiling");
                     assert!((c.mean - cross_entropy).abs() <= 1e-15, "{kind} n={n}: {} vs {cross_entropy}", c.mean);
                     assert_eq!(a.std_error, 0.0);

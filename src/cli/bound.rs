@@ -61,11 +61,12 @@ pub fn run(a: Args) -> Result<()> {
             "floor": floor, "formula": formula(a.target), "from_definition": estimate,
         }));
     }
-    println!("target: {} (n = {}{})", a.target, a.n, if a.target.is_classification() {
-        format!(", vocab = {}", a.vocab)
-    } else {
-        format!(", d = {}", a.d)
-    });
+    println!(
+        "target: {} (n = {}{})",
+        a.target,
+        a.n,
+        if a.target.is_classification() { format!(", vocab = {}", a.vocab) } else { format!(", d = {}", a.d) }
+    );
     match (floor, estimate) {
         (Floor::Mse { mse }, FloorEstimate::Mse { mse: est }) => {
             println!("floor (mean squared error on constant inputs): {mse}");

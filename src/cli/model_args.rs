@@ -88,7 +88,9 @@ impl ModelArgs {
             (Some(vocab), _, _) => InputKind::Tokens { vocab },
             (_, Some(d_in), _) => InputKind::Real { d_in },
             (None, None, Some((input, _))) => input,
-            (None, None, None) => return Err(Error::Input("give the input with --vocab V (tokens) or --d-in D (real vectors)".into())),
+            (None, None, None) => {
+                return Err(Error::Input("give the input with --vocab V (tokens) or --d-in D (real vectors)".into()));
+            }
         };
         let output = match (self.classes, self.d_out, io) {
             (Some(classes), _, _) => OutputKind::Classes { classes },

@@ -3,7 +3,7 @@
 use crate::config::InputKind;
 use crate::error::{Error, Result};
 use crate::nn::{Model, ModelInput};
-use crate::npy::{npy_f32_bytes, read_npy, NpyArray};
+use crate::npy::{NpyArray, npy_f32_bytes, read_npy};
 use ndarray::{Array2, Ix2, Ix3};
 use std::path::PathBuf;
 

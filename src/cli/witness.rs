@@ -69,7 +69,10 @@ pub fn run(a: Args) -> Result<()> {
             "twin_at_or_above_floor": t_const >= floor,
         }));
     }
-    println!("URPE witness for position-shift, n = {}, d = {}, heads = {} (float32, {} sequences)", a.n, a.d, a.heads, a.samples);
+    println!(
+        "URPE witness for position-shift, n = {}, d = {}, heads = {} (float32, {} sequences)",
+        a.n, a.d, a.heads, a.samples
+    );
     println!("floor on constant inputs (every in-softmax model): {floor}");
     println!("{:<28} {:>14} {:>14}", "model", "constant mse", "general mse");
     println!("{:<28} {:>14.3e} {:>14.3e}", "witness (t5 + URPE gate)", w_const, w_gen);

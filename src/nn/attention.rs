@@ -8,12 +8,12 @@
 use super::layout::{AttentionIds, FamilyTensors};
 use super::linear::linear_forward;
 use super::params::Params;
-use super::position::{alibi, relative, t5, PositionTables};
+use super::position::{PositionTables, alibi, relative, t5};
 use super::softmax::{causal_mask, softmax_forward};
 use crate::config::ModelConfig;
 use crate::float::Float;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, Array4, ArrayView2, Zip};
+use ndarray::{Array2, Array4, ArrayView2, Zip, s};
 
 /// Activations of one attention layer for a batch of `batch` sequences of length `n`.
 #[derive(Clone, Debug)]
@@ -52,11 +52,7 @@ impl<F: Float> AttentionCache<F> {
             q: Array2::zeros((rows, d)),
             k: Array2::zeros((rows, d)),
             v: Array2::zeros((rows, d)),
-            rel: Array2::zeros(if config.family == crate::config::Family::Xl {
-                (config.offsets(), d)
-            } else {
-                (0, 0)
-            }),
+            rel: Array2::zeros(if config.family == crate::config::Family::Xl { (config.offsets(), d) } else { (0, 0) }),
             scores: full(),
             probs: full(),
             gated: if config.urpe { full() } else { Array4::zeros((0, 0, 0, 0)) },
@@ -118,7 +114,13 @@ pub fn attention_forward<F: Float>(
                         Zip::from(&mut t).and(&q).and(p.mat(v).row(h)).for_each(|t, &q, &v| *t = q + v)
                     });
                     let rel = cache.rel.slice(s![.., cols.clone()]);
-                    relative::add_relative_scores(scores.view_mut(), qx.view(), rel, scale, cache.scratch_rel.view_mut());
+                    relative::add_relative_scores(
+                        scores.view_mut(),
+                        qx.view(),
+                        rel,
+                        scale,
+                        cache.scratch_rel.view_mut(),
+                    );
                 }
                 family => {
                     general_mat_mul(scale, &q, &k.t(), F::zero(), &mut scores);

@@ -5,9 +5,9 @@
 //! pre:  h₁ = x + attn(LN₁(x)),  y = h₁ + ffn(LN₂(h₁))
 //! none: h₁ = x + attn(x),       y = h₁ + ffn(h₁)
 
-use super::attention::{attention_forward, AttentionCache};
-use super::ffn::{ffn_forward, FfnCache};
-use super::layernorm::{layernorm_forward, NormCache};
+use super::attention::{AttentionCache, attention_forward};
+use super::ffn::{FfnCache, ffn_forward};
+use super::layernorm::{NormCache, layernorm_forward};
 use super::layout::{LayerIds, NormIds};
 use super::params::Params;
 use super::position::PositionTables;

@@ -25,24 +25,17 @@ impl<F: Float> NormCache<F> {
 }
 
 /// y_r = (x_r − μ_r)/√(σ_r² + ε) ⊙ w + b for every row r; caches μ and 1/√(σ² + ε).
-pub fn layernorm_forward<F: Float>(
-    cache: &mut NormCache<F>,
-    x: ArrayView2<F>,
-    w: ArrayView1<F>,
-    b: ArrayView1<F>,
-) {
+pub fn layernorm_forward<F: Float>(cache: &mut NormCache<F>, x: ArrayView2<F>, w: ArrayView1<F>, b: ArrayView1<F>) {
     let d = F::c(x.ncols() as f64);
     let eps = F::c(LN_EPS);
-    Zip::from(cache.out.rows_mut())
-        .and(&mut cache.mean)
-        .and(&mut cache.rstd)
-        .and(x.rows())
-        .for_each(|mut y, mean, rstd, x| {
+    Zip::from(cache.out.rows_mut()).and(&mut cache.mean).and(&mut cache.rstd).and(x.rows()).for_each(
+        |mut y, mean, rstd, x| {
             let m = x.sum() / d;
             let var = x.iter().map(|&v| (v - m) * (v - m)).sum::<F>() / d;
             let r = F::one() / (var + eps).sqrt();
             Zip::from(&mut y).and(&x).and(&w).and(&b).for_each(|y, &x, &w, &b| *y = (x - m) * r * w + b);
             *mean = m;
             *rstd = r;
-        });
+        },
+    );
 }

@@ -135,25 +135,17 @@ fn position(t: &mut ParamLayout, prefix: &str, c: &ModelConfig) -> PositionIds {
     let (h, dh, offsets) = (c.heads, c.head_dim(), c.offsets());
     let family = match c.family {
         Family::T5 => FamilyTensors::T5(t.push(format!("{prefix}.t5"), &[h, offsets], WEIGHT)),
-        Family::T5Bucketed => FamilyTensors::T5Bucketed(t.push(
-            format!("{prefix}.t5_bucketed"),
-            &[h, c.t5_buckets],
-            WEIGHT,
-        )),
-        Family::ShawKey => {
-            FamilyTensors::ShawKey(t.push(format!("{prefix}.shaw_key"), &[offsets, dh], WEIGHT))
+        Family::T5Bucketed => {
+            FamilyTensors::T5Bucketed(t.push(format!("{prefix}.t5_bucketed"), &[h, c.t5_buckets], WEIGHT))
         }
-        Family::ShawValue => {
-            FamilyTensors::ShawValue(t.push(format!("{prefix}.shaw_value"), &[offsets, dh], WEIGHT))
-        }
+        Family::ShawKey => FamilyTensors::ShawKey(t.push(format!("{prefix}.shaw_key"), &[offsets, dh], WEIGHT)),
+        Family::ShawValue => FamilyTensors::ShawValue(t.push(format!("{prefix}.shaw_value"), &[offsets, dh], WEIGHT)),
         Family::Xl => FamilyTensors::Xl {
             u: t.push(format!("{prefix}.xl_u"), &[h, dh], WEIGHT),
             v: t.push(format!("{prefix}.xl_v"), &[h, dh], WEIGHT),
             r: t.push(format!("{prefix}.xl_r"), &[c.width, c.width], WEIGHT),
         },
-        Family::Nope | Family::ApeLearned | Family::ApeSin | Family::Alibi | Family::Rope => {
-            FamilyTensors::None
-        }
+        Family::Nope | Family::ApeLearned | Family::ApeSin | Family::Alibi | Family::Rope => FamilyTensors::None,
         Family::Urpe => unreachable!("a validated configuration has no urpe shorthand"),
     };
     let gate = c.urpe.then(|| t.push(format!("{prefix}.urpe"), &[h, offsets], Init::Ones));

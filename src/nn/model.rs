@@ -1,8 +1,8 @@
 //! The whole model: input map (+ absolute positions), blocks, final LayerNorm (pre-norm),
 //! output head. Parameters live in one flat buffer described by a [`ModelLayout`].
 
-use super::block::{block_forward, BlockCache};
-use super::layernorm::{layernorm_forward, NormCache};
+use super::block::{BlockCache, block_forward};
+use super::layernorm::{NormCache, layernorm_forward};
 use super::layout::{InputIds, ModelLayout};
 use super::linear::linear_forward;
 use super::params::{Init, Params};

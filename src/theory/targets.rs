@@ -231,9 +231,7 @@ impl Target {
         let n = tokens.len();
         match self.kind {
             TargetKind::PositionId => (0..n).collect(),
-            TargetKind::EvenToken => {
-                (0..n).map(|i| if i < n / 2 { tokens[2 * i + 1] } else { self.vocab }).collect()
-            }
+            TargetKind::EvenToken => (0..n).map(|i| if i < n / 2 { tokens[2 * i + 1] } else { self.vocab }).collect(),
             k => panic!("{k} is not a classification target"),
         }
     }
@@ -327,10 +325,7 @@ impl Target {
             TargetKind::PositionId => Floor::Classes { accuracy: 1.0 / n, cross_entropy: n.ln() },
             TargetKind::EvenToken => {
                 let copied = self.n / 2;
-                let (accuracy, cross_entropy) = histogram_bounds(
-                    (0..self.n).map(|i| usize::from(i >= copied)),
-                    self.n,
-                );
+                let (accuracy, cross_entropy) = histogram_bounds((0..self.n).map(|i| usize::from(i >= copied)), self.n);
                 Floor::Classes { accuracy, cross_entropy }
             }
         }

@@ -7,16 +7,17 @@
 //! model computes x_i + p_i·u. Resetting C to ones gives the t5 model it came from,
 //! whose rows on constant inputs are all equal (x + u).
 
-use crate::config::{Family, InputKind, ModelConfig, Norm, OutputKind, ModelSpec};
+use crate::config::{Family, InputKind, ModelConfig, ModelSpec, Norm, OutputKind};
 use crate::error::Result;
 use crate::float::Float;
-use crate::nn::layout::{FamilyTensors, InputIds};
 use crate::nn::Model;
+use crate::nn::layout::{FamilyTensors, InputIds};
 
 /// Configuration of the witness: t5 + URPE, depth 1, width d, no LayerNorm, real
 /// d-dimensional input and output, n_max = n.
 pub fn witness_config(n: usize, d: usize, heads: usize) -> Result<ModelConfig> {
-    let mut spec = ModelSpec::new(Family::T5, 1, d, heads, n, InputKind::Real { d_in: d }, OutputKind::Real { d_out: d });
+    let mut spec =
+        ModelSpec::new(Family::T5, 1, d, heads, n, InputKind::Real { d_in: d }, OutputKind::Real { d_out: d });
     spec.urpe = true;
     spec.ffn = Some(d);
     spec.norm = Some(Norm::None);

@@ -5,7 +5,7 @@
 use super::offset_index;
 use crate::float::Float;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Zip, s};
 
 /// The rows of a relative table [2·n_max − 1, k] that sequences of length n use:
 /// offsets −(n − 1)..=(n − 1), so window row o' is offset o' − (n − 1).
@@ -23,7 +23,7 @@ pub fn add_relative_scores<F: Float>(
     mut scratch: ArrayViewMut2<F>,
 ) {
     let n = q.nrows();
-    let n_max = (table.nrows() + 1) / 2;
+    let n_max = table.nrows().div_ceil(2);
     general_mat_mul(scale, &q, &window(table, n, n_max).t(), F::zero(), &mut scratch);
     for ((i, j), s) in scores.indexed_iter_mut() {
         *s += scratch[[i, offset_index(i, j, n)]];
@@ -39,7 +39,7 @@ pub fn add_relative_values<F: Float>(
     mut scratch: ArrayViewMut2<F>,
 ) {
     let n = probs.nrows();
-    let n_max = (table.nrows() + 1) / 2;
+    let n_max = table.nrows().div_ceil(2);
     scratch.fill(F::zero());
     for ((i, j), &p) in probs.indexed_iter() {
         scratch[[i, offset_index(i, j, n)]] = p;

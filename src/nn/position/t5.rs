@@ -37,12 +37,7 @@ pub fn add_offset_bias<F: Float>(mut scores: ArrayViewMut2<F>, bias: ArrayView1<
 }
 
 /// S_ij += b[bucket(j − i)] on one head's [n, n] scores, `bucket_of` indexed by offset.
-pub fn add_bucket_bias<F: Float>(
-    mut scores: ArrayViewMut2<F>,
-    bias: ArrayView1<F>,
-    bucket_of: &[usize],
-    n_max: usize,
-) {
+pub fn add_bucket_bias<F: Float>(mut scores: ArrayViewMut2<F>, bias: ArrayView1<F>, bucket_of: &[usize], n_max: usize) {
     for ((i, j), s) in scores.indexed_iter_mut() {
         *s += bias[bucket_of[offset_index(i, j, n_max)]];
     }
