@@ -5,15 +5,15 @@
 //! pre:  h₁ = x + attn(LN₁(x)),  y = h₁ + ffn(LN₂(h₁))
 //! none: h₁ = x + attn(x),       y = h₁ + ffn(h₁)
 
-use super::attention::{AttentionCache, attention_forward};
-use super::ffn::{FfnCache, ffn_forward};
-use super::layernorm::{NormCache, layernorm_forward};
+use super::attention::{AttentionCache, AttentionGrads, attention_backward, attention_forward};
+use super::ffn::{FfnCache, ffn_backward, ffn_forward};
+use super::layernorm::{NormCache, layernorm_backward, layernorm_forward};
 use super::layout::{LayerIds, NormIds};
 use super::params::Params;
 use super::position::PositionTables;
 use crate::config::{ModelConfig, Norm};
 use crate::float::Float;
-use ndarray::{Array2, ArrayView2, Zip};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
 
 /// Activations of one block.
 #[derive(Clone, Debug)]
@@ -42,7 +42,7 @@ impl<F: Float> BlockCache<F> {
             attn: AttentionCache::new(config, batch, n),
             res1: Array2::zeros((rows, d)),
             norm2: norm(),
-            ffn: FfnCache::new(rows, d, config.ffn),
+            ffn: FfnCache::new(config, rows),
             res2: Array2::zeros((rows, d)),
         }
     }
@@ -60,6 +60,22 @@ impl<F: Float> BlockCache<F> {
         match (norm, &self.norm2) {
             (Norm::Post, Some(n2)) => &n2.out,
             _ => &self.res2,
+        }
+    }
+
+    /// What attention reads: LN₁(x) for pre-norm, x otherwise.
+    fn attention_input<'a>(&'a self, norm: Norm, x: ArrayView2<'a, F>) -> ArrayView2<'a, F> {
+        match (norm, &self.norm1) {
+            (Norm::Pre, Some(n1)) => n1.out.view(),
+            _ => x,
+        }
+    }
+
+    /// What the feed-forward layer reads: LN₂(h₁) for pre-norm, h₁ otherwise.
+    fn ffn_input(&self, norm: Norm) -> ArrayView2<'_, F> {
+        match (norm, &self.norm2) {
+            (Norm::Pre, Some(n2)) => n2.out.view(),
+            _ => self.hidden(norm).view(),
         }
     }
 }
@@ -85,28 +101,166 @@ pub fn block_forward<F: Float>(
     let norm = config.norm;
     if norm == Norm::Pre {
         norm_forward(&mut cache.norm1, x, p, ids.norm1);
-        let a = cache.norm1.as_ref().expect("norm cache").out.view();
-        attention_forward(&mut cache.attn, a, p, &ids.attn, tables, config);
-    } else {
-        attention_forward(&mut cache.attn, x, p, &ids.attn, tables, config);
     }
+    let a = match (norm, &cache.norm1) {
+        (Norm::Pre, Some(n1)) => n1.out.view(),
+        _ => x,
+    };
+    attention_forward(&mut cache.attn, a, p, &ids.attn, tables, config);
     residual(&mut cache.res1, x, cache.attn.out.view());
     if norm == Norm::Post {
         norm_forward(&mut cache.norm1, cache.res1.view(), p, ids.norm1);
     }
-    let h1 = match norm {
-        Norm::Post => cache.norm1.as_ref().expect("norm cache").out.view(),
+    let h1 = match (norm, &cache.norm1) {
+        (Norm::Post, Some(n1)) => n1.out.view(),
         _ => cache.res1.view(),
     };
     if norm == Norm::Pre {
         norm_forward(&mut cache.norm2, h1, p, ids.norm2);
-        let b = cache.norm2.as_ref().expect("norm cache").out.view();
-        ffn_forward(&mut cache.ffn, b, p, ids, config.activation);
-    } else {
-        ffn_forward(&mut cache.ffn, h1, p, ids, config.activation);
     }
+    let f_in = match (norm, &cache.norm2) {
+        (Norm::Pre, Some(n2)) => n2.out.view(),
+        _ => h1,
+    };
+    ffn_forward(&mut cache.ffn, f_in, p, ids, config.activation);
     residual(&mut cache.res2, h1, cache.ffn.out.view());
     if norm == Norm::Post {
         norm_forward(&mut cache.norm2, cache.res2.view(), p, ids.norm2);
+    }
+}
+
+/// Workspace of a block's backward pass, allocated once and shared by the layers.
+#[derive(Clone, Debug)]
+pub struct BlockGrads<F> {
+    /// Attention backward workspace.
+    pub attn: AttentionGrads<F>,
+    /// Gradients at the residual sums and norm inputs, [rows, d] each.
+    d_first: Array2<F>,
+    d_second: Array2<F>,
+    /// ∂L/∂(FFN hidden), [rows, f].
+    d_hidden: Array2<F>,
+}
+
+impl<F: Float> BlockGrads<F> {
+    /// Storage for `batch` sequences of length `n`.
+    pub fn new(config: &ModelConfig, batch: usize, n: usize, p: &Params<F>, ids: &LayerIds) -> Self {
+        let (rows, d) = (batch * n, config.width);
+        BlockGrads {
+            attn: AttentionGrads::new(config, batch, n, p, &ids.attn),
+            d_first: Array2::zeros((rows, d)),
+            d_second: Array2::zeros((rows, d)),
+            d_hidden: Array2::zeros((rows, config.ffn)),
+        }
+    }
+}
+
+fn norm_backward<F: Float>(
+    dx: ArrayViewMut2<F>,
+    dparams: &mut Params<F>,
+    dy: ArrayView2<F>,
+    cache: &Option<NormCache<F>>,
+    p: &Params<F>,
+    ids: Option<NormIds>,
+) {
+    let ids = ids.expect("norm tensors");
+    layernorm_backward(dx, dparams, ids, dy, cache.as_ref().expect("norm cache"), p.vec(ids.weight));
+}
+
+/// Backward of [`block_forward`]: from ∂L/∂y writes ∂L/∂x into `dx` and accumulates the
+/// block's parameter gradients.
+#[allow(clippy::too_many_arguments)]
+pub fn block_backward<F: Float>(
+    mut dx: ArrayViewMut2<F>,
+    dparams: &mut Params<F>,
+    ws: &mut BlockGrads<F>,
+    dy: ArrayView2<F>,
+    cache: &BlockCache<F>,
+    x: ArrayView2<F>,
+    p: &Params<F>,
+    ids: &LayerIds,
+    tables: &PositionTables<F>,
+    config: &ModelConfig,
+) {
+    let (norm, act) = (config.norm, config.activation);
+    let BlockGrads { attn, d_first, d_second, d_hidden } = ws;
+    // d_first ← ∂L/∂h₁ (the input of the FFN half, through both its paths)
+    match norm {
+        Norm::Post => {
+            d_second.fill(F::zero());
+            norm_backward(d_second.view_mut(), dparams, dy, &cache.norm2, p, ids.norm2);
+            d_first.assign(d_second);
+            ffn_backward(
+                d_first.view_mut(),
+                dparams,
+                d_hidden.view_mut(),
+                d_second.view(),
+                &cache.ffn,
+                cache.ffn_input(norm),
+                p,
+                ids,
+                act,
+            );
+        }
+        Norm::Pre => {
+            d_second.fill(F::zero());
+            ffn_backward(
+                d_second.view_mut(),
+                dparams,
+                d_hidden.view_mut(),
+                dy,
+                &cache.ffn,
+                cache.ffn_input(norm),
+                p,
+                ids,
+                act,
+            );
+            d_first.assign(&dy);
+            norm_backward(d_first.view_mut(), dparams, d_second.view(), &cache.norm2, p, ids.norm2);
+        }
+        Norm::None => {
+            d_first.assign(&dy);
+            ffn_backward(
+                d_first.view_mut(),
+                dparams,
+                d_hidden.view_mut(),
+                dy,
+                &cache.ffn,
+                cache.ffn_input(norm),
+                p,
+                ids,
+                act,
+            );
+        }
+    }
+    // dx ← ∂L/∂x through the attention half
+    let a_in = cache.attention_input(norm, x);
+    match norm {
+        Norm::Post => {
+            d_second.fill(F::zero());
+            norm_backward(d_second.view_mut(), dparams, d_first.view(), &cache.norm1, p, ids.norm1);
+            dx.assign(d_second);
+            attention_backward(dx, dparams, attn, d_second.view(), &cache.attn, a_in, p, &ids.attn, tables, config);
+        }
+        Norm::Pre => {
+            d_second.fill(F::zero());
+            attention_backward(
+                d_second.view_mut(),
+                dparams,
+                attn,
+                d_first.view(),
+                &cache.attn,
+                a_in,
+                p,
+                &ids.attn,
+                tables,
+                config,
+            );
+            dx.assign(d_first);
+            norm_backward(dx, dparams, d_second.view(), &cache.norm1, p, ids.norm1);
+        }
+        Norm::None => {
+            dx.assign(d_first);
+            attention_backward(dx, dparams, attn, d_first.view(), &cache.attn, a_in, p, &ids.attn, tables, config);
+        }
     }
 }

@@ -4,14 +4,16 @@ pub mod activation;
 pub mod attention;
 pub mod block;
 pub mod ffn;
+pub mod kernels;
 pub mod layernorm;
 pub mod layout;
 pub mod linear;
+pub mod loss;
 pub mod model;
 pub mod params;
 pub mod position;
 pub mod softmax;
 
 pub use layout::ModelLayout;
-pub use model::{ForwardCache, Model, ModelInput};
+pub use model::{BackwardWorkspace, ForwardCache, Model, ModelInput};
 pub use params::{ParamLayout, Params, TensorId, TensorSpec};

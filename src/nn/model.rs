@@ -1,16 +1,16 @@
 //! The whole model: input map (+ absolute positions), blocks, final LayerNorm (pre-norm),
 //! output head. Parameters live in one flat buffer described by a [`ModelLayout`].
 
-use super::block::{BlockCache, block_forward};
-use super::layernorm::{NormCache, layernorm_forward};
+use super::block::{BlockCache, BlockGrads, block_backward, block_forward};
+use super::layernorm::{NormCache, layernorm_backward, layernorm_forward};
 use super::layout::{InputIds, ModelLayout};
-use super::linear::linear_forward;
+use super::linear::{linear_backward, linear_forward};
 use super::params::{Init, Params};
 use super::position::PositionTables;
 use crate::config::{InputKind, ModelConfig};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Zip};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, Zip};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -212,14 +212,11 @@ impl<F: Float> Model<F> {
             let x = before.last().map_or(cache.embedded.view(), |b| b.output(self.config.norm).view());
             block_forward(&mut rest[0], x, p, &ids.layers[l], &self.tables, &self.config);
         }
-        let last = cache.layers.last().expect("depth ≥ 1").output(self.config.norm);
-        let h = match (&mut cache.final_norm, ids.final_norm) {
-            (Some(fnc), Some(fid)) => {
-                layernorm_forward(fnc, last.view(), p.vec(fid.weight), p.vec(fid.bias));
-                fnc.out.view()
-            }
-            _ => last.view(),
-        };
+        if let (Some(fnc), Some(fid)) = (&mut cache.final_norm, ids.final_norm) {
+            let last = cache.layers.last().expect("depth ≥ 1").output(self.config.norm);
+            layernorm_forward(fnc, last.view(), p.vec(fid.weight), p.vec(fid.bias));
+        }
+        let h = head_input(&cache.final_norm, &cache.layers, self.config.norm);
         linear_forward(cache.output.view_mut(), h, p.mat(ids.head.weight), p.vec(ids.head.bias));
         Ok(cache.output3())
     }
@@ -228,5 +225,113 @@ impl<F: Float> Model<F> {
     pub fn predict(&self, input: &ModelInput<F>) -> Result<Array3<F>> {
         let mut cache = self.cache_for(input);
         Ok(self.forward(input, &mut cache)?.to_owned())
+    }
+
+    /// Backward pass: from ∂L/∂output [batch·n, out] (the cache of the matching forward),
+    /// accumulates every parameter gradient into `grads` and, for real inputs, writes
+    /// ∂L/∂input into `ws.d_input`.
+    pub fn backward(
+        &self,
+        input: &ModelInput<F>,
+        cache: &ForwardCache<F>,
+        d_output: ArrayView2<F>,
+        grads: &mut Params<F>,
+        ws: &mut BackwardWorkspace<F>,
+    ) {
+        let (p, ids, norm) = (&self.params, &*self.layout, self.config.norm);
+        let n = cache.n;
+        let BackwardWorkspace { d_a, d_b, block, d_input } = ws;
+        d_a.fill(F::zero());
+        linear_backward(
+            Some(d_a.view_mut()),
+            grads,
+            ids.head,
+            d_output,
+            head_input(&cache.final_norm, &cache.layers, self.config.norm),
+            p.mat(ids.head.weight),
+        );
+        if let (Some(fnc), Some(fid)) = (&cache.final_norm, ids.final_norm) {
+            d_b.fill(F::zero());
+            layernorm_backward(d_b.view_mut(), grads, fid, d_a.view(), fnc, p.vec(fid.weight));
+            std::mem::swap(d_a, d_b);
+        }
+        for l in (0..self.config.depth).rev() {
+            let x = if l == 0 { cache.embedded.view() } else { cache.layers[l - 1].output(norm).view() };
+            block_backward(
+                d_b.view_mut(),
+                grads,
+                block,
+                d_a.view(),
+                &cache.layers[l],
+                x,
+                p,
+                &ids.layers[l],
+                &self.tables,
+                &self.config,
+            );
+            std::mem::swap(d_a, d_b);
+        }
+        // d_a = ∂L/∂(embedded rows)
+        if let Some(ape) = ids.ape {
+            let mut d_ape = grads.mat_mut(ape);
+            for chunk in d_a.axis_chunks_iter(Axis(0), n) {
+                d_ape.slice_mut(ndarray::s![..n, ..]).zip_mut_with(&chunk, |g, &d| *g += d);
+            }
+        }
+        match (input, ids.input) {
+            (ModelInput::Tokens(tokens), InputIds::Embed(e)) => {
+                let mut d_embed = grads.mat_mut(e);
+                for (&t, row) in tokens.iter().zip(d_a.rows()) {
+                    d_embed.row_mut(t).zip_mut_with(&row, |g, &d| *g += d);
+                }
+            }
+            (ModelInput::Real(x), InputIds::Linear(lin)) => {
+                let rows = x.as_standard_layout();
+                let x2 = rows.view().into_shape_with_order((cache.batch * n, x.dim().2)).expect("contiguous input");
+                d_input.fill(F::zero());
+                linear_backward(Some(d_input.view_mut()), grads, lin, d_a.view(), x2, p.mat(lin.weight));
+            }
+            _ => unreachable!("forward checked the input kind"),
+        }
+    }
+}
+
+/// What the head reads: the final norm's output (pre-norm) or the last block's output.
+fn head_input<'c, F: Float>(
+    final_norm: &'c Option<NormCache<F>>,
+    layers: &'c [BlockCache<F>],
+    norm: crate::config::Norm,
+) -> ArrayView2<'c, F> {
+    match final_norm {
+        Some(fnc) => fnc.out.view(),
+        None => layers.last().expect("depth ≥ 1").output(norm).view(),
+    }
+}
+
+/// Workspace of [`Model::backward`], allocated once per (batch, n) and reused.
+#[derive(Clone, Debug)]
+pub struct BackwardWorkspace<F> {
+    d_a: Array2<F>,
+    d_b: Array2<F>,
+    block: BlockGrads<F>,
+    /// ∂L/∂input for real inputs, [batch·n, d_in] (empty for tokens).
+    pub d_input: Array2<F>,
+}
+
+impl<F: Float> BackwardWorkspace<F> {
+    /// Storage for `batch` sequences of length `n` of `model`.
+    pub fn new(model: &Model<F>, batch: usize, n: usize) -> Self {
+        let c = &model.config;
+        let rows = batch * n;
+        let d_in = match c.input {
+            InputKind::Real { d_in } => d_in,
+            InputKind::Tokens { .. } => 0,
+        };
+        BackwardWorkspace {
+            d_a: Array2::zeros((rows, c.width)),
+            d_b: Array2::zeros((rows, c.width)),
+            block: BlockGrads::new(c, batch, n, &model.params, &model.layout.layers[0]),
+            d_input: Array2::zeros((if d_in > 0 { rows } else { 0 }, d_in)),
+        }
     }
 }

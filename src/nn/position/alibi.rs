@@ -1,4 +1,5 @@
-//! ALiBi (Press et al.): scores − m_h·|j − i| with fixed geometric slopes.
+//! ALiBi (Press et al.): scores − m_h·|j − i| with fixed geometric slopes (no parameters,
+//! so no backward).
 
 use crate::float::Float;
 use ndarray::ArrayViewMut2;
@@ -21,7 +22,7 @@ pub fn slopes(heads: usize) -> Vec<f64> {
 }
 
 /// S_ij −= m·|j − i| on one head's [n, n] scores.
-pub fn add_alibi<F: Float>(mut scores: ArrayViewMut2<F>, slope: F) {
+pub fn alibi_forward<F: Float>(mut scores: ArrayViewMut2<F>, slope: F) {
     for ((i, j), s) in scores.indexed_iter_mut() {
         *s -= slope * F::c(i.abs_diff(j) as f64);
     }

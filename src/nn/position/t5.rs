@@ -3,7 +3,7 @@
 
 use super::offset_index;
 use crate::float::Float;
-use ndarray::{ArrayView1, ArrayViewMut2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 /// T5's bucket of the relative position j − i. Bidirectional: half of the buckets for
 /// j > i; each side maps offsets below half its buckets exactly and larger ones
@@ -29,16 +29,32 @@ pub fn bucket(rel: i64, bidirectional: bool, num_buckets: usize, max_distance: u
     out + large.min(per_side - 1)
 }
 
-/// S_ij += b[(j − i) + n_max − 1] on one head's [n, n] scores.
-pub fn add_offset_bias<F: Float>(mut scores: ArrayViewMut2<F>, bias: ArrayView1<F>, n_max: usize) {
+/// Index into the bias row for offset index o: o itself (`t5`) or its bucket.
+fn slot(bucket_of: Option<&[usize]>, o: usize) -> usize {
+    bucket_of.map_or(o, |b| b[o])
+}
+
+/// S_ij += b[slot(j − i)] on one head's [n, n] scores; `bucket_of` maps offset indices to
+/// buckets (`t5-bucketed`) or is `None` (`t5`: one value per offset).
+pub fn bias_forward<F: Float>(
+    mut scores: ArrayViewMut2<F>,
+    bias: ArrayView1<F>,
+    bucket_of: Option<&[usize]>,
+    n_max: usize,
+) {
     for ((i, j), s) in scores.indexed_iter_mut() {
-        *s += bias[offset_index(i, j, n_max)];
+        *s += bias[slot(bucket_of, offset_index(i, j, n_max))];
     }
 }
 
-/// S_ij += b[bucket(j − i)] on one head's [n, n] scores, `bucket_of` indexed by offset.
-pub fn add_bucket_bias<F: Float>(mut scores: ArrayViewMut2<F>, bias: ArrayView1<F>, bucket_of: &[usize], n_max: usize) {
-    for ((i, j), s) in scores.indexed_iter_mut() {
-        *s += bias[bucket_of[offset_index(i, j, n_max)]];
+/// db[slot(j − i)] += ∂L/∂S_ij over one head's [n, n] score gradient.
+pub fn bias_backward<F: Float>(
+    mut dbias: ArrayViewMut1<F>,
+    dscores: ArrayView2<F>,
+    bucket_of: Option<&[usize]>,
+    n_max: usize,
+) {
+    for ((i, j), &d) in dscores.indexed_iter() {
+        dbias[slot(bucket_of, offset_index(i, j, n_max))] += d;
     }
 }
