@@ -18,4 +18,6 @@ pub mod checkpoint;
 pub mod cli;
 pub mod io;
 pub mod npy;
+pub mod optim;
 pub mod theory;
+pub mod train;

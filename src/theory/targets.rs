@@ -118,7 +118,7 @@ pub struct Sample<F> {
 }
 
 /// The exact bound on constant inputs for every model of Proposition 1.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Floor {
     /// Real targets: mean squared error per entry is at least `mse`.

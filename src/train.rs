@@ -1,0 +1,413 @@
+//! The training loop and evaluation: seeded batches from a target's sampler, forward,
+//! loss, backward, Adam; evaluation on fixed held-out sets of constant inputs (where the
+//! floor applies) and of general inputs, reported separately.
+
+use crate::config::{ConfigError, ModelConfig};
+use crate::error::Result;
+use crate::float::Float;
+use crate::nn::loss::{cross_entropy_loss, mse_loss};
+use crate::nn::{BackwardWorkspace, ForwardCache, Model, Params};
+use crate::optim::{Adam, OptimConfig};
+use crate::theory::{Floor, Inputs, Outputs, Sample, Target, TargetKind};
+use ndarray::{Array2, ArrayView2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Held-out evaluation: two fixed sets (constant and general sequences) drawn from `seed`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Evaluate every this many steps (and at the end); 0: only at the end.
+    pub every: usize,
+    /// Sequences in each of the two sets.
+    pub sequences: usize,
+    /// Seed of the held-out sets (independent of the training data).
+    pub seed: u64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { every: 0, sequences: 512, seed: 999_983 }
+    }
+}
+
+/// Everything one training run needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Target function.
+    pub target: TargetKind,
+    /// Sequence length.
+    pub n: usize,
+    /// Features per position (real targets).
+    pub d: usize,
+    /// Vocabulary (token targets).
+    pub vocab: usize,
+    /// The model.
+    pub model: ModelConfig,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Sequences per step.
+    pub batch: usize,
+    /// Share of constant sequences in each training batch.
+    pub constant_fraction: f64,
+    /// Optimiser and schedule.
+    pub optim: OptimConfig,
+    /// Seed of the initialisation.
+    pub init_seed: u64,
+    /// Seed of the training batches.
+    pub data_seed: u64,
+    /// Held-out evaluation.
+    pub eval: EvalConfig,
+}
+
+impl TrainConfig {
+    /// The target this run learns.
+    pub fn target(&self) -> Target {
+        Target::new(self.target, self.n, self.d, self.vocab)
+    }
+
+    /// Checks the run: model, optimiser, sizes, and that the model fits the target.
+    pub fn validate(&self) -> std::result::Result<(), ConfigError> {
+        self.model.validate()?;
+        self.optim.validate()?;
+        for (field, v) in [("steps", self.steps), ("batch", self.batch), ("eval.sequences", self.eval.sequences)] {
+            if v == 0 {
+                return Err(ConfigError::new(field, v, "must be at least 1"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.constant_fraction) {
+            return Err(ConfigError::new("constant_fraction", self.constant_fraction, "a share in [0, 1]"));
+        }
+        self.model.check_length(self.n)?;
+        let t = self.target();
+        if t.kind.is_classification() && self.vocab == 0 {
+            return Err(ConfigError::new("vocab", 0, "a token target needs a vocabulary of at least 1"));
+        }
+        if !t.kind.is_classification() && self.d == 0 {
+            return Err(ConfigError::new("d", 0, "a real target needs at least 1 feature"));
+        }
+        if self.model.input != t.input_kind() {
+            return Err(ConfigError::new(
+                "model.input",
+                format!("{:?}", self.model.input),
+                format!("{} needs {:?}", self.target, t.input_kind()),
+            ));
+        }
+        if self.model.output != t.output_kind() {
+            return Err(ConfigError::new(
+                "model.output",
+                format!("{:?}", self.model.output),
+                format!("{} at n = {} needs {:?}", self.target, self.n, t.output_kind()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Metrics of one evaluation set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SetMetrics {
+    /// Real targets.
+    Real {
+        /// Mean squared error per entry.
+        mse: f64,
+    },
+    /// Class targets.
+    Classes {
+        /// Share of positions predicted right (argmax).
+        accuracy: f64,
+        /// Accuracy at each position.
+        per_position: Vec<f64>,
+        /// Mean cross-entropy (nats).
+        cross_entropy: f64,
+    },
+}
+
+/// Metrics on the constant and the general held-out sets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Constant sequences 1xᵀ (where the floor applies).
+    pub constant: SetMetrics,
+    /// General sequences.
+    pub general: SetMetrics,
+}
+
+/// One point of the training curve.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Steps done.
+    pub step: usize,
+    /// Training loss of the step's batch.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Held-out metrics, when evaluated at this step.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub eval: Option<Metrics>,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// All steps done.
+    Finished,
+    /// A loss or gradient became NaN or infinite; training stopped there.
+    Diverged,
+    /// Stopped on request (Ctrl-C); the model is the last one trained.
+    Interrupted,
+}
+
+/// The record of a run: configuration, curve, final metrics, floor, time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's configuration (seeds included).
+    pub config: TrainConfig,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Steps done.
+    pub steps_done: usize,
+    /// Training curve (every step).
+    pub curve: Vec<CurvePoint>,
+    /// Final held-out metrics (absent when the run diverged).
+    pub metrics: Option<Metrics>,
+    /// The target's exact floor on constant inputs.
+    pub floor: Floor,
+    /// Wall-clock seconds of training and evaluation.
+    pub wall_seconds: f64,
+    /// Crate version that ran it.
+    pub version: String,
+}
+
+/// A fixed evaluation set with its caches.
+struct EvalSet<F> {
+    sample: Sample<F>,
+    chunks: Vec<(usize, usize)>,
+}
+
+fn chunks(total: usize, size: usize) -> Vec<(usize, usize)> {
+    (0..total).step_by(size).map(|s| (s, (s + size).min(total))).collect()
+}
+
+fn slice_inputs<F: Float>(inputs: &Inputs<F>, range: (usize, usize)) -> Inputs<F> {
+    match inputs {
+        Inputs::Tokens(t) => Inputs::Tokens(t.slice(ndarray::s![range.0..range.1, ..]).to_owned()),
+        Inputs::Real(x) => Inputs::Real(x.slice(ndarray::s![range.0..range.1, .., ..]).to_owned()),
+    }
+}
+
+/// Flattened targets [rows, d] (real) or labels [rows] (classes).
+enum FlatTargets<'a, F> {
+    Real(ArrayView2<'a, F>),
+    Classes(ndarray::ArrayView1<'a, usize>),
+}
+
+fn flat_targets<F: Float>(outputs: &Outputs<F>) -> FlatTargets<'_, F> {
+    match outputs {
+        Outputs::Real(y) => {
+            let (b, n, d) = y.dim();
+            FlatTargets::Real(y.view().into_shape_with_order((b * n, d)).expect("contiguous targets"))
+        }
+        Outputs::Classes(l) => {
+            FlatTargets::Classes(l.view().into_shape_with_order(l.len()).expect("contiguous labels"))
+        }
+    }
+}
+
+/// The loss of a forward output against targets; writes ∂L/∂output into `d_out`.
+fn loss<F: Float>(d_out: &mut Array2<F>, output: ArrayView2<F>, targets: &Outputs<F>) -> f64 {
+    match flat_targets(targets) {
+        FlatTargets::Real(y) => mse_loss(d_out.view_mut(), output, y),
+        FlatTargets::Classes(l) => cross_entropy_loss(d_out.view_mut(), output, l),
+    }
+}
+
+impl<F: Float> EvalSet<F> {
+    fn new(target: &Target, sequences: usize, constant: bool, seed: u64, batch: usize) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let sample = target.sample(sequences, if constant { 1.0 } else { 0.0 }, &mut rng);
+        EvalSet { sample, chunks: chunks(sequences, batch) }
+    }
+
+    fn evaluate(&self, model: &Model<F>, cache: &mut ForwardCache<F>, n: usize) -> Result<SetMetrics> {
+        let (mut sq, mut entries, mut ce, mut correct) = (0.0f64, 0usize, 0.0f64, vec![0usize; n]);
+        let total = self.sample.constant.len();
+        for &range in &self.chunks {
+            let inputs = slice_inputs(&self.sample.inputs, range);
+            let out = model.forward(&inputs.view(), cache)?;
+            match &self.sample.targets {
+                Outputs::Real(y) => {
+                    let y = y.slice(ndarray::s![range.0..range.1, .., ..]);
+                    sq += out.iter().zip(y.iter()).map(|(a, b)| (a.f64() - b.f64()).powi(2)).sum::<f64>();
+                    entries += out.len();
+                }
+                Outputs::Classes(labels) => {
+                    let labels = labels.slice(ndarray::s![range.0..range.1, ..]);
+                    for (seq, lab) in out.outer_iter().zip(labels.outer_iter()) {
+                        for (i, (logits, &t)) in seq.outer_iter().zip(lab.iter()).enumerate() {
+                            let max = logits.fold(F::neg_infinity(), |m, &x| m.max(x));
+                            let lse = logits.iter().map(|&z| (z - max).f64().exp()).sum::<f64>().ln();
+                            ce += lse - (logits[t] - max).f64();
+                            let best =
+                                logits.iter().enumerate().fold(0, |b, (k, &z)| if z > logits[b] { k } else { b });
+                            correct[i] += usize::from(best == t);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(match self.sample.targets {
+            Outputs::Real(_) => SetMetrics::Real { mse: sq / entries as f64 },
+            Outputs::Classes(_) => {
+                let per_position: Vec<f64> = correct.iter().map(|&c| c as f64 / total as f64).collect();
+                SetMetrics::Classes {
+                    accuracy: per_position.iter().sum::<f64>() / n as f64,
+                    per_position,
+                    cross_entropy: ce / (total * n) as f64,
+                }
+            }
+        })
+    }
+}
+
+/// What the loop reports after every step.
+#[derive(Clone, Debug)]
+pub struct StepReport<'a> {
+    /// Steps done.
+    pub step: usize,
+    /// Total steps.
+    pub total: usize,
+    /// The step's point of the curve.
+    pub point: &'a CurvePoint,
+}
+
+/// A model being trained with its optimiser state, data stream and held-out sets.
+pub struct Trainer<F> {
+    /// The run's configuration.
+    pub config: TrainConfig,
+    /// The model, updated in place.
+    pub model: Model<F>,
+    grads: Params<F>,
+    adam: Adam<F>,
+    rng: ChaCha8Rng,
+    cache: ForwardCache<F>,
+    eval_cache: ForwardCache<F>,
+    ws: BackwardWorkspace<F>,
+    d_out: Array2<F>,
+    eval_sets: [EvalSet<F>; 2],
+    step: usize,
+}
+
+impl<F: Float> Trainer<F> {
+    /// A run at step 0: the official initialisation from `init_seed`.
+    pub fn new(config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let model = Model::<F>::new(config.model.clone(), config.init_seed)?;
+        Self::from_model(config, model)
+    }
+
+    /// A run that starts from `model` (whose configuration must be the run's).
+    pub fn from_model(config: TrainConfig, model: Model<F>) -> Result<Self> {
+        config.validate()?;
+        let (batch, n) = (config.batch, config.n);
+        let target = config.target();
+        let e = config.eval;
+        let eval_batch = batch.min(e.sequences);
+        Ok(Trainer {
+            grads: Params::zeros(model.layout.tensors.clone()),
+            adam: Adam::new(model.layout.tensors.len()),
+            rng: ChaCha8Rng::seed_from_u64(config.data_seed),
+            cache: ForwardCache::new(&config.model, batch, n),
+            eval_cache: ForwardCache::new(&config.model, eval_batch, n),
+            ws: BackwardWorkspace::new(&model, batch, n),
+            d_out: Array2::zeros((batch * n, config.model.output.size())),
+            eval_sets: [
+                EvalSet::new(&target, e.sequences, true, e.seed, eval_batch),
+                EvalSet::new(&target, e.sequences, false, e.seed.wrapping_add(1), eval_batch),
+            ],
+            model,
+            config,
+            step: 0,
+        })
+    }
+
+    /// Steps done so far.
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    /// One optimiser step on a fresh batch; returns the curve point (loss before the update).
+    pub fn step(&mut self) -> Result<CurvePoint> {
+        let c = &self.config;
+        let sample: Sample<F> = c.target().sample(c.batch, c.constant_fraction, &mut self.rng);
+        let input = sample.inputs.view();
+        self.model.forward(&input, &mut self.cache)?;
+        let loss = loss(&mut self.d_out, self.cache.output.view(), &sample.targets);
+        self.grads.fill_zero();
+        self.model.backward(&input, &self.cache, self.d_out.view(), &mut self.grads, &mut self.ws);
+        let lr = c.optim.learning_rate(self.step, c.steps);
+        let grad_norm = if loss.is_finite() {
+            self.adam.step(&mut self.model.params.data, &self.grads.data, lr, &c.optim)
+        } else {
+            f64::NAN
+        };
+        self.step += 1;
+        Ok(CurvePoint { step: self.step, loss, lr, grad_norm, eval: None })
+    }
+
+    /// Metrics of the current model on the two held-out sets.
+    pub fn evaluate(&mut self) -> Result<Metrics> {
+        let n = self.config.n;
+        let [constant, general] = &self.eval_sets;
+        Ok(Metrics {
+            constant: constant.evaluate(&self.model, &mut self.eval_cache, n)?,
+            general: general.evaluate(&self.model, &mut self.eval_cache, n)?,
+        })
+    }
+
+    /// Trains to the configured number of steps (or until `stop` is set, or divergence),
+    /// calling `on_step` after every step; returns the run's record.
+    pub fn run(&mut self, stop: &AtomicBool, mut on_step: impl FnMut(StepReport)) -> Result<RunRecord> {
+        let start = std::time::Instant::now();
+        let mut curve = Vec::with_capacity(self.config.steps);
+        let mut outcome = Outcome::Finished;
+        let every = self.config.eval.every;
+        while self.step < self.config.steps {
+            if stop.load(Ordering::Relaxed) {
+                outcome = Outcome::Interrupted;
+                break;
+            }
+            let mut point = self.step()?;
+            if !(point.loss.is_finite() && point.grad_norm.is_finite()) {
+                outcome = Outcome::Diverged;
+                curve.push(point);
+                break;
+            }
+            if every > 0 && self.step % every == 0 && self.step < self.config.steps {
+                point.eval = Some(self.evaluate()?);
+            }
+            curve.push(point);
+            on_step(StepReport { step: self.step, total: self.config.steps, point: curve.last().expect("pushed") });
+        }
+        let metrics = match outcome {
+            Outcome::Diverged => None,
+            _ => Some(self.evaluate()?),
+        };
+        Ok(RunRecord {
+            config: self.config.clone(),
+            outcome,
+            steps_done: self.step,
+            curve,
+            metrics,
+            floor: self.config.target().floor(),
+            wall_seconds: start.elapsed().as_secs_f64(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+    }
+}
