@@ -206,15 +206,18 @@ pub struct ModelSpec {
     /// Causal mask (default off).
     #[serde(default)]
     pub causal: bool,
-    /// Longest sequence the model accepts.
-    pub n_max: usize,
+    /// Longest sequence the model accepts (a training run defaults it to its n).
+    #[serde(default)]
+    pub n_max: Option<usize>,
     /// One set of position parameters for all layers (default true, as the official code).
     #[serde(default)]
     pub share_position: Option<bool>,
-    /// Input kind and size.
-    pub input: InputKind,
-    /// Output kind and size.
-    pub output: OutputKind,
+    /// Input kind and size (a training run derives it from its target).
+    #[serde(default)]
+    pub input: Option<InputKind>,
+    /// Output kind and size (a training run derives it from its target).
+    #[serde(default)]
+    pub output: Option<OutputKind>,
     /// Buckets of t5-bucketed (default 32).
     #[serde(default)]
     pub t5_buckets: Option<usize>,
@@ -293,18 +296,32 @@ impl ModelSpec {
             activation: None,
             norm: None,
             causal: false,
-            n_max,
+            n_max: Some(n_max),
             share_position: None,
-            input,
-            output,
+            input: Some(input),
+            output: Some(output),
             t5_buckets: None,
             t5_max_distance: None,
             rope_base: None,
         }
     }
 
+    /// Fills n_max, input and output where the specification leaves them out (a training
+    /// run supplies them from its target).
+    pub fn complete(mut self, n_max: usize, input: InputKind, output: OutputKind) -> Self {
+        self.n_max.get_or_insert(n_max);
+        self.input.get_or_insert(input);
+        self.output.get_or_insert(output);
+        self
+    }
+
     /// Fills defaults, expands the `urpe` shorthand and validates.
     pub fn resolve(self) -> Result<ModelConfig, ConfigError> {
+        let missing =
+            |field: &str, example: &str| ConfigError::new(field, "missing", format!("required, e.g. {example}"));
+        let n_max = self.n_max.ok_or_else(|| missing("n_max", "n_max = 16"))?;
+        let input = self.input.ok_or_else(|| missing("input", "input = { kind = \"real\", d_in = 8 }"))?;
+        let output = self.output.ok_or_else(|| missing("output", "output = { kind = \"real\", d_out = 8 }"))?;
         let (family, urpe) = match self.family {
             Family::Urpe => (Family::T5, true),
             f => (f, self.urpe),
@@ -319,10 +336,10 @@ impl ModelSpec {
             activation: self.activation.unwrap_or(Activation::Gelu),
             norm: self.norm.unwrap_or(Norm::Post),
             causal: self.causal,
-            n_max: self.n_max,
+            n_max,
             share_position: self.share_position.unwrap_or(true),
-            input: self.input,
-            output: self.output,
+            input,
+            output,
             t5_buckets: self.t5_buckets.unwrap_or(32),
             t5_max_distance: self.t5_max_distance.unwrap_or(128),
             rope_base: self.rope_base.unwrap_or(10_000.0),
@@ -344,15 +361,7 @@ impl ModelConfig {
     ///
     /// Errors are one line: `line L, column C: message`.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| match e.span() {
-            Some(span) => {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                format!("line {line}, column {column}: {}", e.message().trim_end())
-            }
-            None => e.message().trim_end().to_string(),
-        })
+        toml_from_str(text)
     }
 
     /// Reads a configuration from JSON text.
@@ -499,4 +508,17 @@ impl ModelConfig {
             .map(|(k, v)| format!("{k}: {v} vs {}", b.get(k).cloned().unwrap_or_default()))
             .collect()
     }
+}
+
+/// Parses TOML into `T`; errors are one line: `line L, column C: message`.
+pub fn toml_from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {}", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_string(),
+    })
 }

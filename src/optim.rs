@@ -29,7 +29,7 @@ pub enum Decay {
 
 /// Optimiser and schedule settings.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
     /// Update rule.
     pub kind: OptimizerKind,
@@ -61,7 +61,7 @@ impl Default for OptimConfig {
             eps: 1e-8,
             weight_decay: 0.0,
             warmup: 0,
-            decay: Decay::Constant,
+            decay: Decay::Linear,
             clip: None,
         }
     }
@@ -125,11 +125,10 @@ impl<F: Float> Adam<F> {
         Adam { m: vec![F::zero(); len], v: vec![F::zero(); len], t: 0 }
     }
 
-    /// One update of `params` from `grads` at learning rate `lr`. Returns the gradient norm
-    /// before clipping. With clipping the gradient is scaled by min(1, clip/‖g‖).
-    pub fn step(&mut self, params: &mut [F], grads: &[F], lr: f64, c: &OptimConfig) -> f64 {
+    /// One update of `params` from `grads` (whose norm is `norm`, see [`grad_norm`]) at
+    /// learning rate `lr`. With clipping the gradient is scaled by min(1, clip/‖g‖).
+    pub fn step(&mut self, params: &mut [F], grads: &[F], norm: f64, lr: f64, c: &OptimConfig) {
         self.t += 1;
-        let norm = grad_norm(grads);
         let clip_scale = match c.clip {
             Some(max) if norm > max => F::c(max / norm),
             _ => F::one(),
@@ -150,6 +149,5 @@ impl<F: Float> Adam<F> {
             *v = b2 * *v + (F::one() - b2) * g * g;
             *p -= step_size * *m / ((*v).sqrt() / bias2_sqrt + eps);
         }
-        norm
     }
 }

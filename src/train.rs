@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::nn::loss::{cross_entropy_loss, mse_loss};
 use crate::nn::{BackwardWorkspace, ForwardCache, Model, Params};
-use crate::optim::{Adam, OptimConfig};
+use crate::optim::{Adam, OptimConfig, grad_norm};
 use crate::theory::{Floor, Inputs, Outputs, Sample, Target, TargetKind};
 use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Held-out evaluation: two fixed sets (constant and general sequences) drawn from `seed`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
     /// Evaluate every this many steps (and at the end); 0: only at the end.
     pub every: usize,
@@ -33,9 +33,95 @@ impl Default for EvalConfig {
     }
 }
 
-/// Everything one training run needs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A training run as a user writes it (TOML or JSON): optional fields take defaults,
+/// the model's n_max, input and output default to what the target needs.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// Target function.
+    pub target: TargetKind,
+    /// Sequence length.
+    pub n: usize,
+    /// Features per position, real targets (default 8).
+    #[serde(default = "defaults::d")]
+    pub d: usize,
+    /// Vocabulary, token targets (default 10).
+    #[serde(default = "defaults::vocab")]
+    pub vocab: usize,
+    /// The model.
+    pub model: crate::config::ModelSpec,
+    /// Optimiser steps (default 2000).
+    #[serde(default = "defaults::steps")]
+    pub steps: usize,
+    /// Sequences per step (default 64).
+    #[serde(default = "defaults::batch")]
+    pub batch: usize,
+    /// Share of constant sequences per batch (default 0.5).
+    #[serde(default = "defaults::constant_fraction")]
+    pub constant_fraction: f64,
+    /// Optimiser and schedule (default Adam, lr 1e-3, no warm-up, linear decay).
+    #[serde(default)]
+    pub optim: OptimConfig,
+    /// Seed of both the initialisation and the data, unless given separately (default 0).
+    #[serde(default)]
+    pub seed: u64,
+    /// Seed of the initialisation (default: `seed`).
+    #[serde(default)]
+    pub init_seed: Option<u64>,
+    /// Seed of the training batches (default: `seed`).
+    #[serde(default)]
+    pub data_seed: Option<u64>,
+    /// Held-out evaluation.
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+mod defaults {
+    pub fn d() -> usize {
+        8
+    }
+    pub fn vocab() -> usize {
+        10
+    }
+    pub fn steps() -> usize {
+        2000
+    }
+    pub fn batch() -> usize {
+        64
+    }
+    pub fn constant_fraction() -> f64 {
+        0.5
+    }
+}
+
+impl TryFrom<TrainSpec> for TrainConfig {
+    type Error = ConfigError;
+    fn try_from(s: TrainSpec) -> std::result::Result<Self, ConfigError> {
+        let target = Target::new(s.target, s.n, s.d, s.vocab);
+        let model = s.model.complete(s.n, target.input_kind(), target.output_kind()).resolve()?;
+        let config = TrainConfig {
+            target: s.target,
+            n: s.n,
+            d: s.d,
+            vocab: s.vocab,
+            model,
+            steps: s.steps,
+            batch: s.batch,
+            constant_fraction: s.constant_fraction,
+            optim: s.optim,
+            init_seed: s.init_seed.unwrap_or(s.seed),
+            data_seed: s.data_seed.unwrap_or(s.seed),
+            eval: s.eval,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Everything one training run needs (complete and validated; the `config` of a run's
+/// metrics).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TrainSpec")]
 pub struct TrainConfig {
     /// Target function.
     pub target: TargetKind,
@@ -64,6 +150,11 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Reads a run from TOML (or JSON when `json`); errors are one line.
+    pub fn parse(text: &str, json: bool) -> std::result::Result<Self, String> {
+        if json { serde_json::from_str(text).map_err(|e| e.to_string()) } else { crate::config::toml_from_str(text) }
+    }
+
     /// The target this run learns.
     pub fn target(&self) -> Target {
         Target::new(self.target, self.n, self.d, self.vocab)
@@ -352,11 +443,11 @@ impl<F: Float> Trainer<F> {
         self.grads.fill_zero();
         self.model.backward(&input, &self.cache, self.d_out.view(), &mut self.grads, &mut self.ws);
         let lr = c.optim.learning_rate(self.step, c.steps);
-        let grad_norm = if loss.is_finite() {
-            self.adam.step(&mut self.model.params.data, &self.grads.data, lr, &c.optim)
-        } else {
-            f64::NAN
-        };
+        let grad_norm = grad_norm(&self.grads.data);
+        // a non-finite loss or gradient leaves the parameters as they were (the run stops)
+        if loss.is_finite() && grad_norm.is_finite() {
+            self.adam.step(&mut self.model.params.data, &self.grads.data, grad_norm, lr, &c.optim);
+        }
         self.step += 1;
         Ok(CurvePoint { step: self.step, loss, lr, grad_norm, eval: None })
     }
@@ -389,7 +480,7 @@ impl<F: Float> Trainer<F> {
                 curve.push(point);
                 break;
             }
-            if every > 0 && self.step % every == 0 && self.step < self.config.steps {
+            if every > 0 && self.step.is_multiple_of(every) && self.step < self.config.steps {
                 point.eval = Some(self.evaluate()?);
             }
             curve.push(point);

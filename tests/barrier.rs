@@ -61,26 +61,21 @@ struct Arch {
 
 impl Arch {
     fn config(&self, family: Family, urpe: bool) -> ModelConfig {
-        ModelSpec {
+        let mut spec = ModelSpec::new(
             family,
-            urpe,
-            depth: self.depth,
-            width: self.heads * self.head_dim,
-            heads: self.heads,
-            ffn: None,
-            activation: Some(self.activation),
-            norm: Some(self.norm),
-            causal: self.causal,
-            n_max: self.n_max,
-            share_position: Some(self.share_position),
-            input: self.input,
-            output: self.output,
-            t5_buckets: None,
-            t5_max_distance: None,
-            rope_base: None,
-        }
-        .resolve()
-        .expect("the strategies build valid configurations only")
+            self.depth,
+            self.heads * self.head_dim,
+            self.heads,
+            self.n_max,
+            self.input,
+            self.output,
+        );
+        spec.urpe = urpe;
+        spec.activation = Some(self.activation);
+        spec.norm = Some(self.norm);
+        spec.causal = self.causal;
+        spec.share_position = Some(self.share_position);
+        spec.resolve().expect("the strategies build valid configurations only")
     }
 }
 

@@ -83,7 +83,7 @@ fn problem(family: Family, urpe: bool, norm: Norm, causal: bool, variant: usize)
 
 fn draw(family: Family, urpe: bool, norm: Norm, causal: bool, variant: usize, attempt: u64) -> Problem {
     let (batch, n) = (2, 5);
-    let tokens_io = variant % 2 == 0;
+    let tokens_io = variant.is_multiple_of(2);
     let input = if tokens_io { InputKind::Tokens { vocab: 6 } } else { InputKind::Real { d_in: 3 } };
     let output = if tokens_io { OutputKind::Classes { classes: 4 } } else { OutputKind::Real { d_out: 3 } };
     let mut spec = ModelSpec::new(family, 2, 8, 2, 6, input, output);

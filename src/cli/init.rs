@@ -12,6 +12,10 @@ Examples:
   urpe init --family t5 --urpe --depth 2 --width 32 --heads 4 --n-max 16 --d-in 8 --d-out 8 --out m.safetensors
   urpe init --config experiments/model.toml --seed 3 --out m.safetensors")]
 pub struct Args {
+    /// Model configuration file, TOML (or JSON when the name ends in .json), instead of
+    /// the model flags.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["family", "depth", "width", "heads", "n_max"])]
+    config: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
     /// Seed of the initialisation.
@@ -23,7 +27,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let config = a.model.resolve(None)?;
+    let config = match &a.config {
+        Some(path) => super::model_args::read_config_file(path)?,
+        None => a.model.resolve()?,
+    };
     let model = Model::<f32>::new(config, a.seed)?;
     crate::checkpoint::save(&model, &a.out)?;
     println!(

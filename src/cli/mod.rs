@@ -4,6 +4,7 @@ mod bound;
 mod init;
 mod model_args;
 mod predict;
+mod train;
 mod witness;
 
 use crate::error::{Error, Result};
@@ -16,7 +17,8 @@ Examples:
   urpe bound --target position-shift --n 16
   urpe witness --n 16 --d 8
   urpe init --family urpe --depth 2 --width 32 --heads 4 --n-max 16 --d-in 8 --d-out 8 --out model.safetensors
-  urpe predict --checkpoint model.safetensors --input X.npy --output Y.npy")]
+  urpe predict --checkpoint model.safetensors --input X.npy --output Y.npy
+  urpe train --target position-shift --family urpe --depth 2 --width 32 --heads 4 --n 16 --out runs/x")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,6 +30,7 @@ enum Command {
     Witness(witness::Args),
     Init(init::Args),
     Predict(predict::Args),
+    Train(train::Args),
 }
 
 /// Runs the command line and returns the process exit code (0 ok, 2 bad input,
@@ -55,6 +58,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Witness(a) => witness::run(a),
         Command::Init(a) => init::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Train(a) => train::run(a),
     }
 }
 

@@ -2,15 +2,10 @@
 
 use crate::config::{Activation, Family, InputKind, ModelConfig, ModelSpec, Norm, OutputKind};
 use crate::error::{Error, Result};
-use std::path::PathBuf;
 
-/// A model, from a configuration file or from flags.
+/// A model given by flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// Model configuration file, TOML (or JSON when the name ends in .json); replaces the
-    /// model flags below.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["family", "depth", "width", "heads", "n_max"])]
-    pub config: Option<PathBuf>,
     /// Position family (`urpe` = t5 with the gate).
     #[arg(long, value_enum)]
     pub family: Option<Family>,
@@ -38,7 +33,7 @@ pub struct ModelArgs {
     /// Causal attention mask.
     #[arg(long)]
     pub causal: bool,
-    /// Longest sequence the model accepts.
+    /// Longest sequence the model accepts [train: default n].
     #[arg(long)]
     pub n_max: Option<usize>,
     /// Give every layer its own position parameters (default: shared across layers).
@@ -71,51 +66,49 @@ pub fn read_config_file(path: &std::path::Path) -> Result<ModelConfig> {
 }
 
 fn required<T>(value: Option<T>, flag: &str) -> Result<T> {
-    value.ok_or_else(|| Error::Input(format!("{flag} is required (or give the whole model with --config FILE)")))
+    value
+        .ok_or_else(|| Error::Input(format!("{flag} is required (or give the whole configuration with --config FILE)")))
 }
 
 impl ModelArgs {
-    /// The validated configuration. `io` supplies input and output kinds when the flags
-    /// leave them out (e.g. from a target).
-    pub fn resolve(&self, io: Option<(InputKind, OutputKind)>) -> Result<ModelConfig> {
-        if let Some(path) = &self.config {
-            return read_config_file(path);
-        }
-        let (family, depth) = (required(self.family, "--family")?, required(self.depth, "--depth")?);
-        let (width, heads) = (required(self.width, "--width")?, required(self.heads, "--heads")?);
-        let n_max = required(self.n_max, "--n-max")?;
-        let input = match (self.vocab, self.d_in, io) {
-            (Some(vocab), _, _) => InputKind::Tokens { vocab },
-            (_, Some(d_in), _) => InputKind::Real { d_in },
-            (None, None, Some((input, _))) => input,
-            (None, None, None) => {
-                return Err(Error::Input("give the input with --vocab V (tokens) or --d-in D (real vectors)".into()));
-            }
+    /// The flags as a specification; n_max, input and output stay open where not given.
+    pub fn spec(&self) -> Result<ModelSpec> {
+        let input = match (self.vocab, self.d_in) {
+            (Some(vocab), _) => Some(InputKind::Tokens { vocab }),
+            (_, Some(d_in)) => Some(InputKind::Real { d_in }),
+            (None, None) => None,
         };
-        let output = match (self.classes, self.d_out, io) {
-            (Some(classes), _, _) => OutputKind::Classes { classes },
-            (_, Some(d_out), _) => OutputKind::Real { d_out },
-            (None, None, Some((_, output))) => output,
-            (None, None, None) => return Err(Error::Input("give the output with --classes C or --d-out D".into())),
+        let output = match (self.classes, self.d_out) {
+            (Some(classes), _) => Some(OutputKind::Classes { classes }),
+            (_, Some(d_out)) => Some(OutputKind::Real { d_out }),
+            (None, None) => None,
         };
         Ok(ModelSpec {
-            family,
+            family: required(self.family, "--family")?,
             urpe: self.urpe,
-            depth,
-            width,
-            heads,
+            depth: required(self.depth, "--depth")?,
+            width: required(self.width, "--width")?,
+            heads: required(self.heads, "--heads")?,
             ffn: self.ffn,
             activation: self.activation,
             norm: self.norm,
             causal: self.causal,
-            n_max,
+            n_max: self.n_max,
             share_position: Some(!self.per_layer_position),
             input,
             output,
             t5_buckets: None,
             t5_max_distance: None,
             rope_base: None,
-        }
-        .resolve()?)
+        })
+    }
+
+    /// The validated configuration; every field must be given.
+    pub fn resolve(&self) -> Result<ModelConfig> {
+        let spec = self.spec()?;
+        required(spec.n_max, "--n-max")?;
+        required(spec.input, "--vocab V (tokens) or --d-in D (real vectors)")?;
+        required(spec.output, "--classes C or --d-out D")?;
+        Ok(spec.resolve()?)
     }
 }

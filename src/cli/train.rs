@@ -1,0 +1,243 @@
+//! `urpe train`: one training run from flags or a run file, with progress, Ctrl-C, a
+//! checkpoint and a metrics JSON.
+
+use super::model_args::ModelArgs;
+use crate::error::{Error, Result};
+use crate::optim::{Decay, OptimConfig, OptimizerKind};
+use crate::theory::TargetKind;
+use crate::train::{EvalConfig, Metrics, Outcome, RunRecord, SetMetrics, StepReport, TrainConfig, TrainSpec, Trainer};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Train a model on a target; writes DIR/model.safetensors and DIR/metrics.json.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  urpe train --target position-shift --family t5 --urpe --depth 2 --width 32 --heads 4 \\
+             --n 16 --steps 2000 --seed 1 --out runs/x
+  urpe train --target position-id --family t5 --depth 2 --width 32 --heads 4 --n 16 --lr 3e-3 --out runs/pi
+  urpe train --config run.toml --out runs/y      # a run file: see README, \"Training\"
+
+Outputs: DIR/model.safetensors (the final model; on Ctrl-C the last one trained) and
+DIR/metrics.json (config, seeds, curve, final metrics on constant and general inputs, the
+target's floor, wall time). Same seeds give bit-identical metrics at any --threads.")]
+pub struct Args {
+    /// Run file (TOML, or JSON when the name ends in .json) instead of the run flags.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "family"])]
+    config: Option<PathBuf>,
+    /// Target function.
+    #[arg(long, value_enum)]
+    target: Option<TargetKind>,
+    /// Sequence length.
+    #[arg(long)]
+    n: Option<usize>,
+    /// Features per position (real targets).
+    #[arg(long, default_value_t = 8)]
+    d: usize,
+    /// Vocabulary (token targets).
+    #[arg(long, default_value_t = 10)]
+    vocab: usize,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Share of constant sequences in each batch.
+    #[arg(long, default_value_t = 0.5)]
+    constant_fraction: f64,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: OptimizerKind,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Weight decay (L2 for adam, decoupled for adamw).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 0)]
+    warmup: usize,
+    /// Decay after warm-up.
+    #[arg(long, value_enum, default_value = "linear")]
+    decay: Decay,
+    /// Clip the gradient norm to this value.
+    #[arg(long)]
+    clip: Option<f64>,
+    /// Seed of the initialisation and the data (see --init-seed, --data-seed).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Seed of the initialisation [default: --seed].
+    #[arg(long)]
+    init_seed: Option<u64>,
+    /// Seed of the training batches [default: --seed].
+    #[arg(long)]
+    data_seed: Option<u64>,
+    /// Evaluate every this many steps (0: at the end only).
+    #[arg(long, default_value_t = 0)]
+    eval_every: usize,
+    /// Sequences in each held-out set (constant, general).
+    #[arg(long, default_value_t = 512)]
+    eval_sequences: usize,
+    /// Worker threads [default: one per core].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace the outputs of an earlier run in --out.
+    #[arg(long)]
+    force: bool,
+}
+
+fn run_config(a: &Args) -> Result<TrainConfig> {
+    if let Some(path) = &a.config {
+        let text = String::from_utf8(crate::io::read(path)?).map_err(|_| Error::file(path, "not UTF-8 text"))?;
+        let json = path.extension().is_some_and(|e| e == "json");
+        return TrainConfig::parse(&text, json).map_err(|e| Error::file(path, format!("invalid run: {e}")));
+    }
+    let target =
+        a.target.ok_or_else(|| Error::Input("--target is required (or give a run file with --config FILE)".into()))?;
+    let n = a.n.ok_or_else(|| Error::Input("--n is required".into()))?;
+    let spec = TrainSpec {
+        target,
+        n,
+        d: a.d,
+        vocab: a.vocab,
+        model: a.model.spec()?,
+        steps: a.steps,
+        batch: a.batch,
+        constant_fraction: a.constant_fraction,
+        optim: OptimConfig {
+            kind: a.optimizer,
+            lr: a.lr,
+            weight_decay: a.weight_decay,
+            warmup: a.warmup,
+            decay: a.decay,
+            clip: a.clip,
+            ..OptimConfig::default()
+        },
+        seed: a.seed,
+        init_seed: a.init_seed,
+        data_seed: a.data_seed,
+        eval: EvalConfig { every: a.eval_every, sequences: a.eval_sequences, ..EvalConfig::default() },
+    };
+    Ok(TrainConfig::try_from(spec)?)
+}
+
+/// Sets the size of the global worker pool (once per process).
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(t) = threads {
+        if t == 0 {
+            return Err(Error::Input("--threads must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
+    }
+    Ok(())
+}
+
+/// One line summary of a set's metrics.
+pub fn describe(m: &SetMetrics) -> String {
+    match m {
+        SetMetrics::Real { mse } => format!("mse {mse:.6}"),
+        SetMetrics::Classes { accuracy, cross_entropy, .. } => {
+            format!("accuracy {accuracy:.4}, cross-entropy {cross_entropy:.4}")
+        }
+    }
+}
+
+fn progress_line(r: &StepReport, start: Instant) -> String {
+    let elapsed = start.elapsed().as_secs_f64();
+    let eta = elapsed / r.step as f64 * (r.total - r.step) as f64;
+    format!(
+        "step {}/{} loss {:.6} lr {:.2e} ({:.1} s, ETA {:.1} s)",
+        r.step, r.total, r.point.loss, r.point.lr, elapsed, eta
+    )
+}
+
+/// Installs a Ctrl-C / SIGTERM handler that sets the returned flag.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step (Ctrl-C again to abort at once)");
+    })
+    .map_err(|e| Error::Internal(format!("signal handler: {e}")))?;
+    Ok(stop)
+}
+
+/// Writes the checkpoint and the metrics of a finished (or stopped) run into `out`.
+pub fn save_run(out: &Path, trainer: &Trainer<f32>, record: &RunRecord) -> Result<()> {
+    crate::checkpoint::save(&trainer.model, &out.join("model.safetensors"))?;
+    let json = serde_json::to_vec_pretty(record).map_err(|e| Error::Internal(e.to_string()))?;
+    crate::io::write_atomic(&out.join("metrics.json"), &json)
+}
+
+fn report(record: &RunRecord, metrics: Option<&Metrics>) {
+    println!(
+        "{}: {} after {} steps in {:.1} s",
+        record.config.model.label(),
+        match record.outcome {
+            Outcome::Finished => "finished",
+            Outcome::Diverged => "DIVERGED (non-finite loss; the checkpoint is the last finite model)",
+            Outcome::Interrupted => "interrupted",
+        },
+        record.steps_done,
+        record.wall_seconds
+    );
+    println!("floor on constant inputs: {}", serde_json::to_string(&record.floor).unwrap_or_default());
+    if let Some(m) = metrics {
+        println!("constant inputs: {}", describe(&m.constant));
+        println!("general inputs:  {}", describe(&m.general));
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let config = run_config(&a)?;
+    set_threads(a.threads)?;
+    let metrics_path = a.out.join("metrics.json");
+    if metrics_path.exists() && !a.force {
+        return Err(Error::file(&metrics_path, "exists: an earlier run is there; choose another --out or add --force"));
+    }
+    let mut trainer = Trainer::<f32>::new(config)?;
+    let stop = stop_flag()?;
+    let start = Instant::now();
+    let total = trainer.config.steps;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  loss {msg}  {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    });
+    let every = (total / 20).max(1);
+    let record = trainer.run(&stop, |r| match &bar {
+        Some(bar) => {
+            bar.set_position(r.step as u64);
+            bar.set_message(format!("{:.6}", r.point.loss));
+        }
+        None if r.step % every == 0 || r.step == r.total => eprintln!("{}", progress_line(&r, start)),
+        None => {}
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    save_run(&a.out, &trainer, &record)?;
+    report(&record, record.metrics.as_ref());
+    println!("wrote {} and {}", a.out.join("model.safetensors").display(), metrics_path.display());
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Training runs end to end: determinism, divergence, the `train` command's outputs,
+//! its errors, and Ctrl-C.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use urpe::config::{Family, ModelSpec};
+use urpe::optim::OptimConfig;
+use urpe::theory::{Target, TargetKind};
+use urpe::train::{EvalConfig, Outcome, RunRecord, TrainConfig, Trainer};
+
+fn config(kind: TargetKind, lr: f64) -> TrainConfig {
+    let target = Target::new(kind, 6, 3, 5);
+    let mut spec = ModelSpec::new(Family::Xl, 2, 8, 2, 6, target.input_kind(), target.output_kind());
+    spec.urpe = true;
+    TrainConfig {
+        target: kind,
+        n: 6,
+        d: 3,
+        vocab: 5,
+        model: spec.resolve().unwrap(),
+        steps: 40,
+        batch: 8,
+        constant_fraction: 0.5,
+        optim: OptimConfig { lr, ..OptimConfig::default() },
+        init_seed: 4,
+        data_seed: 5,
+        eval: EvalConfig { every: 10, sequences: 16, seed: 6 },
+    }
+}
+
+fn train(c: TrainConfig) -> RunRecord {
+    Trainer::<f32>::new(c).unwrap().run(&AtomicBool::new(false), |_| {}).unwrap()
+}
+
+fn without_time(mut r: RunRecord) -> RunRecord {
+    r.wall_seconds = 0.0;
+    r
+}
+
+/// Same seeds give bit-identical curves and metrics, run to run and at 1 or 2 threads.
+#[test]
+fn same_seeds_give_identical_runs_at_any_thread_count() {
+    for kind in [TargetKind::PositionShift, TargetKind::EvenToken] {
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let a = without_time(one.install(|| train(config(kind, 1e-2))));
+        let b = without_time(one.install(|| train(config(kind, 1e-2))));
+        let c = without_time(two.install(|| train(config(kind, 1e-2))));
+        assert_eq!(a, b, "{kind}: two single-thread runs differ");
+        assert_eq!(a, c, "{kind}: 1 and 2 threads differ");
+        let mut other = config(kind, 1e-2);
+        other.data_seed += 1;
+        assert_ne!(a.curve, without_time(train(other)).curve, "{kind}: the data seed changes the run");
+    }
+}
+
+/// A learning rate that blows up stops the run, marks it diverged, and keeps finite
+/// parameters.
+#[test]
+fn a_divergent_run_is_marked_and_stops() {
+    let mut c = config(TargetKind::PositionShift, 1e30);
+    c.steps = 200;
+    let mut trainer = Trainer::<f32>::new(c).unwrap();
+    let record = trainer.run(&AtomicBool::new(false), |_| {}).unwrap();
+    assert_eq!(record.outcome, Outcome::Diverged);
+    assert!(record.steps_done < 200 && record.metrics.is_none());
+    assert!(trainer.model.params.data.iter().all(|v| v.is_finite()));
+}
+
+fn urpe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_urpe"))
+}
+
+const RUN: [&str; 14] = [
+    "train",
+    "--target",
+    "position-id",
+    "--family",
+    "t5",
+    "--urpe",
+    "--depth",
+    "1",
+    "--width",
+    "8",
+    "--heads",
+    "2",
+    "--n",
+    "6",
+];
+
+#[test]
+fn train_writes_a_checkpoint_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = urpe().args(RUN).args(["--steps", "30", "--seed", "3", "--out", out.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let record: RunRecord = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!((record.outcome, record.steps_done, record.curve.len()), (Outcome::Finished, 30, 30));
+    assert_eq!((record.config.init_seed, record.config.data_seed), (3, 3));
+    let model: urpe::nn::Model<f32> = urpe::checkpoint::load(&out.join("model.safetensors")).unwrap();
+    assert_eq!(model.config, record.config.model);
+    // the same run again is refused without --force, accepted with it
+    let again =
+        urpe().args(RUN).args(["--steps", "30", "--seed", "3", "--out", out.to_str().unwrap()]).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let forced = urpe()
+        .args(RUN)
+        .args(["--steps", "30", "--seed", "3", "--force", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(forced.status.success());
+    let second: RunRecord = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(without_time(second), without_time(record), "the same seeds from the command line");
+}
+
+#[test]
+fn train_rejects_bad_runs_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--ffn", "0"], "`ffn` = 0"),
+        (&["--steps", "0"], "`steps` = 0"),
+        (&["--lr=-1"], "`optim.lr` = -1"),
+        (&["--n-max", "4"], "`n` = 6"),
+        (&["--constant-fraction", "2"], "`constant_fraction` = 2"),
+    ];
+    for (extra, needle) in cases {
+        let o = urpe().args(RUN).args(extra).args(["--out", out.to_str().unwrap()]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+    }
+    std::fs::write(dir.path().join("run.toml"), "target = \"position-id\"\nn = 6\nsteps = 5\n[model]\nfamily = \"t5\"\ndepth = 1\nwidth = 8\nheads = 2\nwidht = 3\n").unwrap();
+    let o = urpe()
+        .args(["train", "--config", dir.path().join("run.toml").to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("run.toml") && err.contains("widht") && err.contains("line 9"), "{err}");
+    assert!(!out.exists(), "a rejected run wrote outputs");
+}
+
+#[test]
+fn a_run_file_trains_like_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.toml");
+    std::fs::write(&file, "target = \"position-id\"\nn = 6\nsteps = 30\nseed = 3\n[model]\nfamily = \"urpe\"\ndepth = 1\nwidth = 8\nheads = 2\n").unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(
+        urpe()
+            .args(["train", "--config", file.to_str().unwrap(), "--out", a.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    assert!(
+        urpe()
+            .args(RUN)
+            .args(["--steps", "30", "--seed", "3", "--out", b.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let read = |p: &std::path::Path| -> RunRecord {
+        serde_json::from_slice(&std::fs::read(p.join("metrics.json")).unwrap()).unwrap()
+    };
+    assert_eq!(without_time(read(&a)), without_time(read(&b)));
+}
+
+/// Ctrl-C (SIGINT) stops after the current step, saves the model and marks the run.
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut child = urpe()
+        .args(RUN)
+        .args(["--steps", "1000000", "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let record: RunRecord = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(record.outcome, Outcome::Interrupted);
+    assert!(record.steps_done > 0 && record.steps_done < 1_000_000);
+    let model: urpe::nn::Model<f32> = urpe::checkpoint::load(&out.join("model.safetensors")).unwrap();
+    assert!(model.params.data.iter().all(|v| v.is_finite()));
+}
