@@ -143,10 +143,10 @@ pub struct BlockGrads<F> {
 
 impl<F: Float> BlockGrads<F> {
     /// Storage for `batch` sequences of length `n`.
-    pub fn new(config: &ModelConfig, batch: usize, n: usize, p: &Params<F>, ids: &LayerIds) -> Self {
+    pub fn new(config: &ModelConfig, batch: usize, n: usize, ids: &LayerIds) -> Self {
         let (rows, d) = (batch * n, config.width);
         BlockGrads {
-            attn: AttentionGrads::new(config, batch, n, p, &ids.attn),
+            attn: AttentionGrads::new(config, batch, n, &ids.attn),
             d_first: Array2::zeros((rows, d)),
             d_second: Array2::zeros((rows, d)),
             d_hidden: Array2::zeros((rows, config.ffn)),

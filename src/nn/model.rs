@@ -330,7 +330,7 @@ impl<F: Float> BackwardWorkspace<F> {
         BackwardWorkspace {
             d_a: Array2::zeros((rows, c.width)),
             d_b: Array2::zeros((rows, c.width)),
-            block: BlockGrads::new(c, batch, n, &model.params, &model.layout.layers[0]),
+            block: BlockGrads::new(c, batch, n, &model.layout.layers[0]),
             d_input: Array2::zeros((if d_in > 0 { rows } else { 0 }, d_in)),
         }
     }

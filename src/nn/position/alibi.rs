@@ -1,8 +1,7 @@
-//! ALiBi (Press et al.): scores − m_h·|j − i| with fixed geometric slopes (no parameters,
-//! so no backward).
+//! ALiBi (Press et al.): scores − m_h·|j − i| with fixed geometric slopes (no parameters).
 
 use crate::float::Float;
-use ndarray::ArrayViewMut2;
+use ndarray::Array2;
 
 fn power_of_two_slopes(heads: usize) -> Vec<f64> {
     let start = 2f64.powf(-8.0 / heads as f64);
@@ -21,9 +20,8 @@ pub fn slopes(heads: usize) -> Vec<f64> {
     out
 }
 
-/// S_ij −= m·|j − i| on one head's [n, n] scores.
-pub fn alibi_forward<F: Float>(mut scores: ArrayViewMut2<F>, slope: F) {
-    for ((i, j), s) in scores.indexed_iter_mut() {
-        *s -= slope * F::c(i.abs_diff(j) as f64);
-    }
+/// The ALiBi term per head and offset index: −m_h·|o − (n_max − 1)|, [heads, 2·n_max − 1].
+pub fn offset_bias<F: Float>(heads: usize, n_max: usize) -> Array2<F> {
+    let m = slopes(heads);
+    Array2::from_shape_fn((heads, 2 * n_max - 1), |(h, o)| F::c(-m[h] * o.abs_diff(n_max - 1) as f64))
 }

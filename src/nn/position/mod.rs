@@ -1,23 +1,18 @@
 //! Position-encoding families: the fixed tables each family needs and the terms it adds
 //! to attention scores, values or input rows (THEORY.md §2).
 //!
-//! Toeplitz tables store offset j − i at index (j − i) + n_max − 1 ([`offset_index`]).
+//! Toeplitz tables store offset j − i at index (j − i) + n_max − 1 (see [`toeplitz`]).
 
 pub mod alibi;
 pub mod relative;
 pub mod rope;
 pub mod sinusoid;
 pub mod t5;
+pub mod toeplitz;
 
 use crate::config::{Family, ModelConfig};
 use crate::float::Float;
 use ndarray::Array2;
-
-/// Index of offset j − i in a Toeplitz table for sequences of at most `n_max`.
-#[inline]
-pub fn offset_index(i: usize, j: usize, n_max: usize) -> usize {
-    j + n_max - 1 - i
-}
 
 /// Fixed (not learned) tables of a configuration, computed once per model.
 #[derive(Clone, Debug)]
@@ -26,8 +21,8 @@ pub struct PositionTables<F> {
     pub ape_sin: Option<Array2<F>>,
     /// xl: sinusoid of the distance i − j for each offset index, [2·n_max − 1, d].
     pub xl_sinusoid: Option<Array2<F>>,
-    /// alibi: slope m_h of each head.
-    pub alibi_slopes: Option<Vec<F>>,
+    /// alibi: −m_h·|j − i| per head and offset index, [heads, 2·n_max − 1].
+    pub alibi: Option<Array2<F>>,
     /// t5-bucketed: bucket of each offset index, [2·n_max − 1].
     pub t5_bucket: Option<Vec<usize>>,
     /// rope: cos and sin of i·θ_k, each [n_max, head_dim / 2].
@@ -41,8 +36,7 @@ impl<F: Float> PositionTables<F> {
         PositionTables {
             ape_sin: (config.family == Family::ApeSin).then(|| sinusoid::position_table(n_max, d)),
             xl_sinusoid: (config.family == Family::Xl).then(|| sinusoid::distance_table(n_max, d)),
-            alibi_slopes: (config.family == Family::Alibi)
-                .then(|| alibi::slopes(config.heads).into_iter().map(F::c).collect()),
+            alibi: (config.family == Family::Alibi).then(|| alibi::offset_bias(config.heads, n_max)),
             t5_bucket: (config.family == Family::T5Bucketed).then(|| {
                 (0..config.offsets())
                     .map(|o| {

@@ -1,9 +1,10 @@
 //! T5 / RPE bias: scores + b_h[j − i], one value per offset (`t5`) or per log bucket
-//! (`t5-bucketed`, Raffel et al.'s bucketing).
+//! (`t5-bucketed`, Raffel et al.'s bucketing). Bucketed biases are expanded to one value
+//! per offset before use ([`expand_buckets`]) and their gradients folded back
+//! ([`fold_buckets`]), so both share the offset-row code of [`super::toeplitz`].
 
-use super::offset_index;
 use crate::float::Float;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use ndarray::{ArrayView1, ArrayViewMut1};
 
 /// T5's bucket of the relative position j − i. Bidirectional: half of the buckets for
 /// j > i; each side maps offsets below half its buckets exactly and larger ones
@@ -29,32 +30,16 @@ pub fn bucket(rel: i64, bidirectional: bool, num_buckets: usize, max_distance: u
     out + large.min(per_side - 1)
 }
 
-/// Index into the bias row for offset index o: o itself (`t5`) or its bucket.
-fn slot(bucket_of: Option<&[usize]>, o: usize) -> usize {
-    bucket_of.map_or(o, |b| b[o])
-}
-
-/// S_ij += b[slot(j − i)] on one head's [n, n] scores; `bucket_of` maps offset indices to
-/// buckets (`t5-bucketed`) or is `None` (`t5`: one value per offset).
-pub fn bias_forward<F: Float>(
-    mut scores: ArrayViewMut2<F>,
-    bias: ArrayView1<F>,
-    bucket_of: Option<&[usize]>,
-    n_max: usize,
-) {
-    for ((i, j), s) in scores.indexed_iter_mut() {
-        *s += bias[slot(bucket_of, offset_index(i, j, n_max))];
+/// e[o] = b[bucket_of[o]] for every offset index o.
+pub fn expand_buckets<F: Float>(mut e: ArrayViewMut1<F>, b: ArrayView1<F>, bucket_of: &[usize]) {
+    for (e, &k) in e.iter_mut().zip(bucket_of) {
+        *e = b[k];
     }
 }
 
-/// db[slot(j − i)] += ∂L/∂S_ij over one head's [n, n] score gradient.
-pub fn bias_backward<F: Float>(
-    mut dbias: ArrayViewMut1<F>,
-    dscores: ArrayView2<F>,
-    bucket_of: Option<&[usize]>,
-    n_max: usize,
-) {
-    for ((i, j), &d) in dscores.indexed_iter() {
-        dbias[slot(bucket_of, offset_index(i, j, n_max))] += d;
+/// db[bucket_of[o]] += de[o]: the gradient of [`expand_buckets`].
+pub fn fold_buckets<F: Float>(mut db: ArrayViewMut1<F>, de: ArrayView1<F>, bucket_of: &[usize]) {
+    for (&d, &k) in de.iter().zip(bucket_of) {
+        db[k] += d;
     }
 }
