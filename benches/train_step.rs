@@ -10,7 +10,6 @@
 //! Run: `cargo bench --bench train_step`.
 
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use urpe::config::{Family, ModelSpec};
 use urpe::optim::OptimConfig;
@@ -59,8 +58,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let threads: usize = std::env::var("URPE_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("one global pool");
-    let _ = AtomicBool::new(false);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a pool");
     println!("urpe training step, f32, {threads} threads, position-id, post-norm, FFN 4d (median of 15 timings)");
     println!("{:<6} {:<6} {:>10} {:>10}", "shape", "model", "ms/step", "GFLOP/s");
     let mut ours = Vec::new();
@@ -68,18 +66,20 @@ fn main() {
         for urpe in [false, true] {
             let mut t = trainer(n, d, heads, layers, batch, urpe);
             let reps = if n >= 128 { 3 } else { 10 };
-            for _ in 0..reps {
-                t.step().expect("a step");
-            }
-            let times: Vec<f64> = (0..15)
-                .map(|_| {
-                    let start = Instant::now();
-                    for _ in 0..reps {
-                        t.step().expect("a step");
-                    }
-                    start.elapsed().as_secs_f64() / reps as f64
-                })
-                .collect();
+            let times: Vec<f64> = pool.install(|| {
+                for _ in 0..reps {
+                    t.step().expect("a step");
+                }
+                (0..15)
+                    .map(|_| {
+                        let start = Instant::now();
+                        for _ in 0..reps {
+                            t.step().expect("a step");
+                        }
+                        start.elapsed().as_secs_f64() / reps as f64
+                    })
+                    .collect()
+            });
             let ms = median(times) * 1e3;
             let gflops = step_flops(n, d, layers, batch) / (ms * 1e-3) / 1e9;
             let label = if urpe { "urpe" } else { "t5" };

@@ -31,10 +31,14 @@ fn main() {
         data_seed: 0,
         eval: EvalConfig { every: 0, sequences: 1, seed: 0 },
     };
-    let mut t = Trainer::<f32>::new(config).expect("valid");
-    let start = std::time::Instant::now();
-    for _ in 0..steps {
-        t.step().expect("step");
-    }
-    println!("{:.3} ms/step", start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+    let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a pool");
+    pool.install(|| {
+        let mut t = Trainer::<f32>::new(config).expect("valid");
+        let start = std::time::Instant::now();
+        for _ in 0..steps {
+            t.step().expect("step");
+        }
+        println!("{:.3} ms/step", start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+    });
 }

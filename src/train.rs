@@ -12,6 +12,7 @@ use crate::theory::{Floor, Inputs, Outputs, Sample, Target, TargetKind};
 use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -311,11 +312,72 @@ fn flat_targets<F: Float>(outputs: &Outputs<F>) -> FlatTargets<'_, F> {
     }
 }
 
-/// The loss of a forward output against targets; writes ∂L/∂output into `d_out`.
-fn loss<F: Float>(d_out: &mut Array2<F>, output: ArrayView2<F>, targets: &Outputs<F>) -> f64 {
+/// The part of the batch loss that sequences `range` of the batch contribute (means over
+/// the whole batch); writes ∂L/∂output of those sequences into `d_out`.
+fn loss_part<F: Float>(
+    d_out: &mut Array2<F>,
+    output: ArrayView2<F>,
+    targets: &Outputs<F>,
+    range: (usize, usize),
+) -> f64 {
     match flat_targets(targets) {
-        FlatTargets::Real(y) => mse_loss(d_out.view_mut(), output, y),
-        FlatTargets::Classes(l) => cross_entropy_loss(d_out.view_mut(), output, l),
+        FlatTargets::Real(y) => {
+            let rows = y.nrows() / targets_batch(targets);
+            let part = y.slice(ndarray::s![range.0 * rows..range.1 * rows, ..]);
+            mse_loss(d_out.view_mut(), output, part, y.len())
+        }
+        FlatTargets::Classes(l) => {
+            let rows = l.len() / targets_batch(targets);
+            let part = l.slice(ndarray::s![range.0 * rows..range.1 * rows]);
+            cross_entropy_loss(d_out.view_mut(), output, part, l.len())
+        }
+    }
+}
+
+fn targets_batch<F>(targets: &Outputs<F>) -> usize {
+    match targets {
+        Outputs::Real(y) => y.dim().0,
+        Outputs::Classes(l) => l.dim().0,
+    }
+}
+
+/// Gradient shards of a batch: fixed (not the thread count), so results are the same on
+/// any number of threads; shards run in parallel and their gradients are summed in order.
+pub const GRADIENT_SHARDS: usize = 4;
+
+/// Caches and gradient buffer of one shard of the batch.
+struct Shard<F> {
+    range: (usize, usize),
+    cache: ForwardCache<F>,
+    ws: BackwardWorkspace<F>,
+    grads: Params<F>,
+    d_out: Array2<F>,
+}
+
+impl<F: Float> Shard<F> {
+    fn new(model: &Model<F>, range: (usize, usize), n: usize) -> Self {
+        let batch = range.1 - range.0;
+        Shard {
+            range,
+            cache: ForwardCache::new(&model.config, batch, n),
+            ws: BackwardWorkspace::new(model, batch, n),
+            grads: Params::zeros(model.layout.tensors.clone()),
+            d_out: Array2::zeros((batch * n, model.config.output.size())),
+        }
+    }
+
+    /// Forward and backward of this shard of `sample`; returns its part of the loss.
+    fn run(&mut self, model: &Model<F>, sample: &Sample<F>) -> Result<f64> {
+        let (a, b) = self.range;
+        let input = match &sample.inputs {
+            Inputs::Tokens(t) => crate::nn::ModelInput::Tokens(t.slice(ndarray::s![a..b, ..])),
+            Inputs::Real(x) => crate::nn::ModelInput::Real(x.slice(ndarray::s![a..b, .., ..])),
+        };
+        model.forward(&input, &mut self.cache)?;
+        let loss = loss_part(&mut self.d_out, self.cache.output.view(), &sample.targets, self.range);
+        self.grads.fill_zero();
+        model.backward(&input, &self.cache, self.d_out.view(), &mut self.grads, &mut self.ws);
+        Ok(loss)
     }
 }
 
@@ -387,10 +449,8 @@ pub struct Trainer<F> {
     grads: Params<F>,
     adam: Adam<F>,
     rng: ChaCha8Rng,
-    cache: ForwardCache<F>,
+    shards: Vec<Shard<F>>,
     eval_cache: ForwardCache<F>,
-    ws: BackwardWorkspace<F>,
-    d_out: Array2<F>,
     eval_sets: [EvalSet<F>; 2],
     step: usize,
 }
@@ -410,14 +470,14 @@ impl<F: Float> Trainer<F> {
         let target = config.target();
         let e = config.eval;
         let eval_batch = batch.min(e.sequences);
+        let shards =
+            chunks(batch, batch.div_ceil(GRADIENT_SHARDS)).into_iter().map(|r| Shard::new(&model, r, n)).collect();
         Ok(Trainer {
             grads: Params::zeros(model.layout.tensors.clone()),
             adam: Adam::new(model.layout.tensors.len()),
             rng: ChaCha8Rng::seed_from_u64(config.data_seed),
-            cache: ForwardCache::new(&config.model, batch, n),
+            shards,
             eval_cache: ForwardCache::new(&config.model, eval_batch, n),
-            ws: BackwardWorkspace::new(&model, batch, n),
-            d_out: Array2::zeros((batch * n, config.model.output.size())),
             eval_sets: [
                 EvalSet::new(&target, e.sequences, true, e.seed, eval_batch),
                 EvalSet::new(&target, e.sequences, false, e.seed.wrapping_add(1), eval_batch),
@@ -437,11 +497,16 @@ impl<F: Float> Trainer<F> {
     pub fn step(&mut self) -> Result<CurvePoint> {
         let c = &self.config;
         let sample: Sample<F> = c.target().sample(c.batch, c.constant_fraction, &mut self.rng);
-        let input = sample.inputs.view();
-        self.model.forward(&input, &mut self.cache)?;
-        let loss = loss(&mut self.d_out, self.cache.output.view(), &sample.targets);
-        self.grads.fill_zero();
-        self.model.backward(&input, &self.cache, self.d_out.view(), &mut self.grads, &mut self.ws);
+        let model = &self.model;
+        let losses: Vec<Result<f64>> = self.shards.par_iter_mut().map(|shard| shard.run(model, &sample)).collect();
+        let mut loss = 0.0;
+        for part in losses {
+            loss += part?;
+        }
+        self.grads.data.copy_from_slice(&self.shards[0].grads.data);
+        for shard in &self.shards[1..] {
+            self.grads.data.iter_mut().zip(&shard.grads.data).for_each(|(g, &s)| *g += s);
+        }
         let lr = c.optim.learning_rate(self.step, c.steps);
         let grad_norm = grad_norm(&self.grads.data);
         // a non-finite loss or gradient leaves the parameters as they were (the run stops)

@@ -57,8 +57,10 @@ impl Problem {
         let input = self.input();
         self.model.forward(&input, cache).unwrap();
         match self.model.config.output {
-            OutputKind::Classes { .. } => cross_entropy_loss(d_out.view_mut(), cache.output.view(), self.labels.view()),
-            OutputKind::Real { .. } => mse_loss(d_out.view_mut(), cache.output.view(), self.y.view()),
+            OutputKind::Classes { .. } => {
+                cross_entropy_loss(d_out.view_mut(), cache.output.view(), self.labels.view(), self.labels.len())
+            }
+            OutputKind::Real { .. } => mse_loss(d_out.view_mut(), cache.output.view(), self.y.view(), self.y.len()),
         }
     }
 }

@@ -87,11 +87,11 @@ impl Fixture {
         let loss = match (&self.tokens, &self.real) {
             (Some((_, labels)), _) => {
                 let labels = labels.view().into_shape_with_order(batch * n).unwrap();
-                cross_entropy_loss(d_out.view_mut(), cache.output.view(), labels)
+                cross_entropy_loss(d_out.view_mut(), cache.output.view(), labels, batch * n)
             }
             (_, Some((_, y))) => {
                 let y = y.view().into_shape_with_order((batch * n, y.dim().2)).unwrap();
-                mse_loss(d_out.view_mut(), cache.output.view(), y)
+                mse_loss(d_out.view_mut(), cache.output.view(), y, y.len())
             }
             _ => unreachable!(),
         };

@@ -130,18 +130,17 @@ fn run_config(a: &Args) -> Result<TrainConfig> {
     Ok(TrainConfig::try_from(spec)?)
 }
 
-/// Sets the size of the global worker pool (once per process).
-pub fn set_threads(threads: Option<usize>) -> Result<()> {
-    if let Some(t) = threads {
-        if t == 0 {
-            return Err(Error::Input("--threads must be at least 1".into()));
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
-            .build_global()
-            .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
+/// Runs `work` on a pool of `threads` workers (default: one per core). The calling thread
+/// waits, so the pool's workers are the only busy threads.
+pub fn with_threads<T: Send>(threads: Option<usize>, work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    if threads == Some(0) {
+        return Err(Error::Input("--threads must be at least 1".into()));
     }
-    Ok(())
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
+    pool.install(work)
 }
 
 /// One line summary of a set's metrics.
@@ -205,7 +204,6 @@ fn report(record: &RunRecord, metrics: Option<&Metrics>) {
 
 pub fn run(a: Args) -> Result<()> {
     let config = run_config(&a)?;
-    set_threads(a.threads)?;
     let metrics_path = a.out.join("metrics.json");
     if metrics_path.exists() && !a.force {
         return Err(Error::file(&metrics_path, "exists: an earlier run is there; choose another --out or add --force"));
@@ -225,13 +223,15 @@ pub fn run(a: Args) -> Result<()> {
         bar
     });
     let every = (total / 20).max(1);
-    let record = trainer.run(&stop, |r| match &bar {
-        Some(bar) => {
-            bar.set_position(r.step as u64);
-            bar.set_message(format!("{:.6}", r.point.loss));
-        }
-        None if r.step % every == 0 || r.step == r.total => eprintln!("{}", progress_line(&r, start)),
-        None => {}
+    let record = with_threads(a.threads, || {
+        trainer.run(&stop, |r| match &bar {
+            Some(bar) => {
+                bar.set_position(r.step as u64);
+                bar.set_message(format!("{:.6}", r.point.loss));
+            }
+            None if r.step.is_multiple_of(every) || r.step == r.total => eprintln!("{}", progress_line(&r, start)),
+            None => {}
+        })
     })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -1,16 +1,16 @@
 //! Token-wise affine map y = x·W + b (row-vector convention, W is [in, out]).
 
+use super::gemm::matmul;
 use super::layout::LinearIds;
 use super::params::Params;
 use crate::float::Float;
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 /// y = x·W + b for every row: x [rows, in], W [in, out], b [out], y [rows, out].
 pub fn linear_forward<F: Float>(mut y: ArrayViewMut2<F>, x: ArrayView2<F>, w: ArrayView2<F>, b: ArrayView1<F>) {
     let dim = y.raw_dim();
     y.assign(&b.broadcast(dim).expect("bias matches the output width"));
-    general_mat_mul(F::one(), &x, &w, F::one(), &mut y);
+    matmul(F::one(), x, w, F::one(), y);
 }
 
 /// Backward of [`linear_forward`]: ∂W += xᵀ·dy, ∂b += Σ_rows dy, and dx += dy·Wᵀ when `dx`
@@ -23,12 +23,12 @@ pub fn linear_backward<F: Float>(
     x: ArrayView2<F>,
     w: ArrayView2<F>,
 ) {
-    general_mat_mul(F::one(), &x.t(), &dy, F::one(), &mut dparams.mat_mut(ids.weight));
+    matmul(F::one(), x.t(), dy, F::one(), dparams.mat_mut(ids.weight));
     let mut db = dparams.vec_mut(ids.bias);
     for row in dy.rows() {
         db += &row;
     }
-    if let Some(mut dx) = dx {
-        general_mat_mul(F::one(), &dy, &w.t(), F::one(), &mut dx);
+    if let Some(dx) = dx {
+        matmul(F::one(), dy, w.t(), F::one(), dx);
     }
 }

@@ -3,10 +3,16 @@
 use crate::float::Float;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
-/// Mean squared error over all N entries, L = (1/N)·Σ (y − t)²; writes ∂L/∂y = 2(y − t)/N.
-/// The loss is accumulated in f64.
-pub fn mse_loss<F: Float>(d_out: ArrayViewMut2<F>, pred: ArrayView2<F>, target: ArrayView2<F>) -> f64 {
-    let count = pred.len() as f64;
+/// Squared error averaged over `mean_over` entries, L = (1/N)·Σ (y − t)²; writes
+/// ∂L/∂y = 2(y − t)/N. N is the whole batch's entry count, so the losses and gradients of
+/// the parts of a batch add up to the batch's. The loss is accumulated in f64.
+pub fn mse_loss<F: Float>(
+    d_out: ArrayViewMut2<F>,
+    pred: ArrayView2<F>,
+    target: ArrayView2<F>,
+    mean_over: usize,
+) -> f64 {
+    let count = mean_over as f64;
     let scale = F::c(2.0 / count);
     let mut sum = 0.0f64;
     Zip::from(d_out).and(pred).and(target).for_each(|d, &y, &t| {
@@ -17,22 +23,23 @@ pub fn mse_loss<F: Float>(d_out: ArrayViewMut2<F>, pred: ArrayView2<F>, target: 
     sum / count
 }
 
-/// Mean cross-entropy over the R rows of logits z [R, classes] with labels t [R],
-/// L = −(1/R)·Σ_r log softmax(z_r)[t_r]; writes ∂L/∂z_r = (softmax(z_r) − e_{t_r})/R.
-/// The loss is accumulated in f64.
+/// Cross-entropy of logits z [rows, classes] with labels t [rows], averaged over
+/// `mean_over` rows (R, the whole batch's), L = −(1/R)·Σ_r log softmax(z_r)[t_r]; writes
+/// ∂L/∂z_r = (softmax(z_r) − e_{t_r})/R. The loss is accumulated in f64.
 pub fn cross_entropy_loss<F: Float>(
     mut d_logits: ArrayViewMut2<F>,
     logits: ArrayView2<F>,
     labels: ArrayView1<usize>,
+    mean_over: usize,
 ) -> f64 {
-    let rows = logits.nrows() as f64;
+    let rows = mean_over as f64;
     let inv_rows = F::c(1.0 / rows);
     let mut sum = 0.0f64;
     Zip::from(d_logits.rows_mut()).and(logits.rows()).and(&labels).for_each(|mut d, z, &t| {
         let max = z.fold(F::neg_infinity(), |m, &x| m.max(x));
         let mut total = 0.0f64;
         Zip::from(&mut d).and(&z).for_each(|d, &x| {
-            *d = (x - max).exp();
+            *d = (x - max).exp_fast();
             total += d.f64();
         });
         sum += total.ln() - (z[t] - max).f64();

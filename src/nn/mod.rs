@@ -4,6 +4,7 @@ pub mod activation;
 pub mod attention;
 pub mod block;
 pub mod ffn;
+pub mod gemm;
 pub mod kernels;
 pub mod layernorm;
 pub mod layout;
