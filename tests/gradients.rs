@@ -220,6 +220,9 @@ fn check_family(family: Family) {
             for causal in [false, true] {
                 let (err, at) = check(problem(family, urpe, norm, causal, variant % 6), None);
                 variant += 1;
+                if std::env::var_os("URPE_REPORT").is_some() {
+                    eprintln!("worst {err:.2e} {family} urpe={urpe} {norm:?} causal={causal} at {at}");
+                }
                 if err > TOLERANCE {
                     failures.push(format!("{family} urpe={urpe} {norm:?} causal={causal}: {err:.2e} at {at}"));
                 }

@@ -65,6 +65,9 @@ fn assert_close(fixture: &str, what: &str, ours: &[f64], torch: &[f64]) {
     assert_eq!(ours.len(), torch.len(), "{fixture}: {what} sizes");
     let scale = torch.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-6);
     let diff = ours.iter().zip(torch).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    if std::env::var_os("URPE_REPORT").is_some() {
+        eprintln!("relative {:.2e} {fixture} {what}", diff / scale);
+    }
     assert!(diff <= TOLERANCE * scale, "{fixture}: {what} differs by {diff:e} (scale {scale:e})");
 }
 
