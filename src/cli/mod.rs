@@ -4,6 +4,7 @@ mod bound;
 mod init;
 mod model_args;
 mod predict;
+mod sweep;
 mod train;
 mod witness;
 
@@ -31,6 +32,7 @@ enum Command {
     Init(init::Args),
     Predict(predict::Args),
     Train(train::Args),
+    Sweep(sweep::Args),
 }
 
 /// Runs the command line and returns the process exit code (0 ok, 2 bad input,
@@ -59,6 +61,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Init(a) => init::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Train(a) => train::run(a),
+        Command::Sweep(a) => sweep::run(a),
     }
 }
 

@@ -1,0 +1,115 @@
+//! `urpe sweep`: run an experiment's grid into a results store, in parallel, resumable,
+//! shardable across machines.
+
+use super::train::{stop_flag, with_threads};
+use crate::error::{Error, Result};
+use crate::experiment::Experiment;
+use crate::experiment::sweep::{SweepSummary, cost, parse_shard, shard_jobs, sweep};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Run every job of an experiment file; append each finished run to DIR/runs.jsonl.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  urpe sweep experiments/reproduce.toml --out results/reproduce
+  urpe sweep experiments/reproduce.toml --out results/reproduce --shard 0/4   # jobs 0, 4, 8, …
+
+Running it again skips the runs already stored (resume). With --shard K/N (K from 0) the
+runs go to DIR/runs-shard-K-of-N.jsonl; the store is every runs*.jsonl file in DIR, so
+shards merge by putting their files in one folder. Ctrl-C stops the running jobs (they
+are not stored and run again on resume).")]
+pub struct Args {
+    /// Experiment file (TOML).
+    experiment: PathBuf,
+    /// Results folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Run only every N-th job, starting at K (0-based): K/N.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Worker threads, one job each [default: one per core].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Reads an experiment file.
+pub fn read_experiment(path: &Path) -> Result<Experiment> {
+    let text = String::from_utf8(crate::io::read(path)?).map_err(|_| Error::file(path, "not UTF-8 text"))?;
+    Experiment::parse(&text).map_err(|e| Error::file(path, format!("invalid experiment: {e}")))
+}
+
+/// Runs `experiment` into `out` with a progress bar (or plain lines); returns the summary.
+pub fn run_sweep(
+    experiment: &Experiment,
+    out: &Path,
+    shard: Option<(usize, usize)>,
+    threads: Option<usize>,
+) -> Result<SweepSummary> {
+    let jobs = shard_jobs(experiment.jobs()?, shard);
+    let done_ids: std::collections::HashSet<String> =
+        crate::experiment::Store::open(out)?.load()?.into_iter().map(|r| r.id).collect();
+    let total: u64 = jobs.iter().filter(|j| !done_ids.contains(&j.id)).map(cost).sum();
+    let pending = jobs.iter().filter(|j| !done_ids.contains(&j.id)).count();
+    eprintln!("{}: {} runs, {} stored already, {pending} to run", experiment.name, jobs.len(), jobs.len() - pending);
+    let stop = stop_flag()?;
+    let start = Instant::now();
+    let progress = AtomicU64::new(0);
+    let finished = AtomicU64::new(0);
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total.max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}%  {msg}  {elapsed} elapsed, ETA {eta}")
+                .expect("a valid template"),
+        );
+        bar
+    });
+    let on_done = |c: u64| {
+        let p = progress.fetch_add(c, Ordering::Relaxed) + c;
+        let f = finished.fetch_add(1, Ordering::Relaxed) + 1;
+        match &bar {
+            Some(bar) => {
+                bar.set_position(p);
+                bar.set_message(format!("{f}/{pending} runs"));
+            }
+            None => {
+                let elapsed = start.elapsed().as_secs_f64();
+                let eta = elapsed / p as f64 * (total.saturating_sub(p)) as f64;
+                if f as usize == pending || f % 10 == 0 {
+                    eprintln!(
+                        "{f}/{pending} runs ({:.0}%), {elapsed:.0} s elapsed, ETA {eta:.0} s",
+                        100.0 * p as f64 / total.max(1) as f64
+                    );
+                }
+            }
+        }
+    };
+    let summary = with_threads(threads, || sweep(experiment, out, shard, &stop, &on_done))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    eprintln!(
+        "{} runs stored now ({} diverged), {} skipped, {} left; {:.1} s",
+        summary.done,
+        summary.diverged,
+        summary.skipped,
+        summary.left,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(summary)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let experiment = read_experiment(&a.experiment)?;
+    let shard = a.shard.as_deref().map(parse_shard).transpose()?;
+    let summary = run_sweep(&experiment, &a.out, shard, a.threads)?;
+    if summary.left > 0 {
+        return Err(Error::Input(format!(
+            "interrupted: {} runs left; run the same command again to resume",
+            summary.left
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Experiments: grid expansion and sharding, the results store, sweeps, statistics.
+
+pub mod spec;
+pub mod store;
+pub mod sweep;
+
+pub use spec::{Experiment, Job};
+pub use store::{Store, StoredRun};

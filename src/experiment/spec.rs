@@ -1,0 +1,252 @@
+//! Experiments as files: one TOML per experiment, a list of grids (targets × families ×
+//! depths × widths × heads × seeds) with shared defaults. [`Experiment::jobs`] expands
+//! them, in a fixed order, into complete training runs.
+
+use crate::config::{Activation, ConfigError, Family, ModelSpec, Norm};
+use crate::optim::OptimConfig;
+use crate::theory::{Target, TargetKind};
+use crate::train::{EvalConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
+
+/// A target of a grid with its sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Which function.
+    pub kind: TargetKind,
+    /// Sequence length.
+    pub n: usize,
+    /// Features (real targets; default 8).
+    #[serde(default)]
+    pub d: Option<usize>,
+    /// Vocabulary (token targets; default 10).
+    #[serde(default)]
+    pub vocab: Option<usize>,
+}
+
+/// One grid: the product of its lists and the settings of its runs. Every field is
+/// optional: unset fields come from the experiment's `[defaults]` (a grid of the same
+/// shape), then from the built-in values.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    /// Targets.
+    pub targets: Option<Vec<TargetSpec>>,
+    /// Model families as labels: a family name, `urpe` (= t5 + gate), or `FAMILY+urpe`.
+    pub families: Option<Vec<String>>,
+    /// Depths.
+    pub depths: Option<Vec<usize>>,
+    /// Widths.
+    pub widths: Option<Vec<usize>>,
+    /// Head counts (built-in [2]); a count that does not divide a width is skipped there.
+    pub heads: Option<Vec<usize>>,
+    /// Seeds: each is both the init and the data seed of a run.
+    pub seeds: Option<Vec<u64>>,
+    /// Optimiser steps (built-in 600).
+    pub steps: Option<usize>,
+    /// Sequences per step (built-in 32).
+    pub batch: Option<usize>,
+    /// Share of constant sequences per batch (built-in 0.5).
+    pub constant_fraction: Option<f64>,
+    /// LayerNorm placement (built-in post).
+    pub norm: Option<Norm>,
+    /// FFN activation (built-in gelu).
+    pub activation: Option<Activation>,
+    /// Causal mask (built-in off).
+    pub causal: Option<bool>,
+    /// FFN width as a multiple of the model width (built-in 4).
+    pub ffn_multiple: Option<usize>,
+    /// Optimiser and schedule (built-in: Adam, lr 1e-3, linear decay).
+    pub optim: Option<OptimConfig>,
+    /// Held-out evaluation (built-in 512 sequences per set).
+    pub eval: Option<EvalConfig>,
+}
+
+macro_rules! or_fields {
+    ($a:expr, $b:expr, $($f:ident),*) => {
+        Grid { $($f: $a.$f.clone().or_else(|| $b.$f.clone())),* }
+    };
+}
+
+impl Grid {
+    /// `self` where set, `fallback` elsewhere.
+    fn or(&self, fallback: &Grid) -> Grid {
+        or_fields!(
+            self,
+            fallback,
+            targets,
+            families,
+            depths,
+            widths,
+            heads,
+            seeds,
+            steps,
+            batch,
+            constant_fraction,
+            norm,
+            activation,
+            causal,
+            ffn_multiple,
+            optim,
+            eval
+        )
+    }
+
+    /// The built-in values.
+    fn builtin() -> Grid {
+        Grid {
+            heads: Some(vec![2]),
+            steps: Some(600),
+            batch: Some(32),
+            constant_fraction: Some(0.5),
+            norm: Some(Norm::Post),
+            activation: Some(Activation::Gelu),
+            causal: Some(false),
+            ffn_multiple: Some(4),
+            optim: Some(OptimConfig::default()),
+            eval: Some(EvalConfig::default()),
+            ..Grid::default()
+        }
+    }
+}
+
+/// A list a grid must have, after defaults.
+fn list<'a, T>(value: &'a Option<Vec<T>>, field: &str) -> Result<&'a [T], ConfigError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ConfigError::new(field, "missing or empty", "at least one value, in the grid or in [defaults]")),
+    }
+}
+
+/// An experiment file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Name, recorded with every run.
+    pub name: String,
+    /// What it shows (for reports).
+    #[serde(default)]
+    pub description: String,
+    /// Values every grid starts from.
+    #[serde(default)]
+    pub defaults: Grid,
+    /// The grids.
+    #[serde(rename = "grid")]
+    pub grids: Vec<Grid>,
+}
+
+/// One run of an experiment: where it sits in the grid, and its full configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Stable identity: a hash of the experiment name and the configuration.
+    pub id: String,
+    /// Family label as written in the experiment (`urpe`, `rope+urpe`, `t5`, …).
+    pub family: String,
+    /// Seed (init and data).
+    pub seed: u64,
+    /// The run.
+    pub config: TrainConfig,
+}
+
+/// Parses a family label: a family, `urpe`, or `FAMILY+urpe`.
+pub fn parse_family(label: &str) -> Result<(Family, bool), ConfigError> {
+    let (name, gate) = match label.strip_suffix("+urpe") {
+        Some(base) => (base, true),
+        None => (label, false),
+    };
+    let family = <Family as clap::ValueEnum>::from_str(name, false).map_err(|_| {
+        let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        ConfigError::new("families", label, format!("a family ({}), urpe, or FAMILY+urpe", names.join(", ")))
+    })?;
+    Ok(match family {
+        Family::Urpe => (Family::T5, true),
+        f => (f, gate),
+    })
+}
+
+/// FNV-1a, 64 bits: a stable hash for run identities.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl Experiment {
+    /// Reads an experiment from TOML; errors are one line with the place.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let e: Experiment = crate::config::toml_from_str(text)?;
+        if e.grids.is_empty() {
+            return Err("an experiment needs at least one [[grid]]".into());
+        }
+        e.jobs().map_err(|err| err.to_string())?;
+        Ok(e)
+    }
+
+    /// Every run of every grid, in a fixed order (grid, target, family, depth, width,
+    /// heads, seed); each configuration validated.
+    pub fn jobs(&self) -> Result<Vec<Job>, ConfigError> {
+        let mut jobs = Vec::new();
+        for grid in &self.grids {
+            let g = grid.or(&self.defaults).or(&Grid::builtin());
+            let (targets, families) = (list(&g.targets, "targets")?, list(&g.families, "families")?);
+            let (depths, widths) = (list(&g.depths, "depths")?, list(&g.widths, "widths")?);
+            let (heads, seeds) = (list(&g.heads, "heads")?, list(&g.seeds, "seeds")?);
+            for t in targets {
+                let target = Target::new(t.kind, t.n, t.d.unwrap_or(8), t.vocab.unwrap_or(10));
+                for label in families {
+                    let (family, urpe) = parse_family(label)?;
+                    for &depth in depths {
+                        for &width in widths {
+                            for &h in heads.iter().filter(|&&h| h > 0 && width % h == 0) {
+                                for &seed in seeds {
+                                    let config = g.run(&target, family, urpe, depth, width, h, seed)?;
+                                    let canonical =
+                                        serde_json::to_string(&(&self.name, &config)).expect("serialisable");
+                                    let id = format!("{:016x}", fnv1a(canonical.as_bytes()));
+                                    jobs.push(Job { id, family: label.clone(), seed, config });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(jobs)
+    }
+}
+
+impl Grid {
+    /// The run of one grid point (all settings resolved).
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        target: &Target,
+        family: Family,
+        urpe: bool,
+        depth: usize,
+        width: usize,
+        heads: usize,
+        seed: u64,
+    ) -> Result<TrainConfig, ConfigError> {
+        let mut spec = ModelSpec::new(family, depth, width, heads, target.n, target.input_kind(), target.output_kind());
+        spec.urpe = urpe;
+        spec.norm = self.norm;
+        spec.activation = self.activation;
+        spec.causal = self.causal.unwrap_or(false);
+        spec.ffn = Some(width * self.ffn_multiple.unwrap_or(4));
+        let config = TrainConfig {
+            target: target.kind,
+            n: target.n,
+            d: target.d,
+            vocab: target.vocab,
+            model: spec.resolve()?,
+            steps: self.steps.unwrap_or(600),
+            batch: self.batch.unwrap_or(32),
+            constant_fraction: self.constant_fraction.unwrap_or(0.5),
+            optim: self.optim.unwrap_or_default(),
+            init_seed: seed,
+            data_seed: seed,
+            eval: self.eval.unwrap_or_default(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}

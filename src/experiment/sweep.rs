@@ -1,0 +1,175 @@
+//! Running an experiment: expand the grid, take this shard's jobs, skip the ones the store
+//! already holds, run the rest in parallel (one job per worker), append each finished run.
+
+use super::spec::{Experiment, Job};
+use super::store::{Probe, Profile, Store, StoredRun};
+use crate::error::{Error, Result};
+use crate::nn::layout::FamilyTensors;
+use crate::theory::{Inputs, Outputs};
+use crate::train::{CurvePoint, Outcome, Trainer};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Git revision of this build (`unknown` when built outside a checkout).
+pub const GIT_REVISION: &str = env!("URPE_GIT_REVISION");
+
+/// Points kept of a run's training curve in the store.
+const CURVE_POINTS: usize = 100;
+
+/// Parses `K/N` (0 ≤ K < N): this process runs jobs K, K + N, K + 2N, …
+pub fn parse_shard(text: &str) -> Result<(usize, usize)> {
+    let bad = || {
+        Error::Input(format!(
+            "--shard {text}: expected K/N with 0 ≤ K < N, e.g. 0/4 (K is 0-based, as $SLURM_ARRAY_TASK_ID)"
+        ))
+    };
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || k >= n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+/// The jobs of shard `(k, n)` (every n-th, starting at k), or all of them.
+pub fn shard_jobs(jobs: Vec<Job>, shard: Option<(usize, usize)>) -> Vec<Job> {
+    match shard {
+        Some((k, n)) => jobs.into_iter().enumerate().filter(|(i, _)| i % n == k).map(|(_, j)| j).collect(),
+        None => jobs,
+    }
+}
+
+/// A job's relative cost (for the ETA): steps × tokens × depth × width².
+pub fn cost(job: &Job) -> u64 {
+    let c = &job.config;
+    (c.steps * c.batch * c.n * c.model.depth * c.model.width * c.model.width) as u64 / 1000 + 1
+}
+
+fn subsample(curve: &[CurvePoint]) -> Vec<CurvePoint> {
+    let every = curve.len().div_ceil(CURVE_POINTS).max(1);
+    curve
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| (i + 1) % every == 0 || i + 1 == curve.len() || p.eval.is_some())
+        .map(|(_, p)| p.clone())
+        .collect()
+}
+
+/// Probe measurements of a trained model (see [`Probe`]).
+fn probe(trainer: &Trainer<f32>) -> Result<Probe> {
+    let c = &trainer.config;
+    let target = c.target();
+    let profile = if c.target.is_classification() {
+        None
+    } else {
+        let sample = target.sample::<f32, _>(1, 1.0, &mut ChaCha8Rng::seed_from_u64(20_221_128));
+        let out = trainer.model.predict(&sample.inputs.view())?;
+        let (Inputs::Real(_), Outputs::Real(y)) = (&sample.inputs, &sample.targets) else {
+            unreachable!("a real target")
+        };
+        Some(Profile {
+            output: (0..c.n).map(|i| out[[0, i, 0]] as f64).collect(),
+            target: (0..c.n).map(|i| y[[0, i, 0]] as f64).collect(),
+        })
+    };
+    let mut tables = Vec::new();
+    let layer = &trainer.model.layout.layers[0].attn.pos;
+    if let (Some(gate), FamilyTensors::T5(b)) = (layer.gate, layer.family) {
+        for (name, id) in [("B", b), ("C", gate)] {
+            let rows = trainer.model.params.mat(id).rows().into_iter().map(|r| r.to_vec()).collect();
+            tables.push((name.to_string(), rows));
+        }
+    }
+    Ok(Probe { profile, tables })
+}
+
+/// Trains one job (stopping early if `stop` is set) and returns its stored form, or
+/// `None` when it was interrupted.
+pub fn run_job(experiment: &str, job: &Job, stop: &AtomicBool) -> Result<Option<StoredRun>> {
+    let mut trainer = Trainer::<f32>::new(job.config.clone())?;
+    let mut record = trainer.run(stop, |_| {})?;
+    if record.outcome == Outcome::Interrupted {
+        return Ok(None);
+    }
+    record.curve = subsample(&record.curve);
+    let probe = if record.outcome == Outcome::Diverged { Probe::default() } else { probe(&trainer)? };
+    Ok(Some(StoredRun {
+        experiment: experiment.to_string(),
+        id: job.id.clone(),
+        family: job.family.clone(),
+        seed: job.seed,
+        git: GIT_REVISION.to_string(),
+        record,
+        probe,
+    }))
+}
+
+/// What a sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepSummary {
+    /// Jobs of this shard.
+    pub jobs: usize,
+    /// Already in the store (skipped).
+    pub skipped: usize,
+    /// Run and stored now.
+    pub done: usize,
+    /// Of those, diverged.
+    pub diverged: usize,
+    /// Left undone (interrupted).
+    pub left: usize,
+}
+
+/// Runs the jobs of `experiment` (this shard's) missing from the store in `dir`, in
+/// parallel on the current pool; `on_done(cost)` is called after each finished job.
+pub fn sweep(
+    experiment: &Experiment,
+    dir: &Path,
+    shard: Option<(usize, usize)>,
+    stop: &AtomicBool,
+    on_done: &(dyn Fn(u64) + Sync),
+) -> Result<SweepSummary> {
+    let store = Store::open(dir)?;
+    let jobs = shard_jobs(experiment.jobs()?, shard);
+    let finished: std::collections::HashSet<String> = store.load()?.into_iter().map(|r| r.id).collect();
+    let pending: Vec<&Job> = jobs.iter().filter(|j| !finished.contains(&j.id)).collect();
+    let file = store.file_for(shard);
+    let append = Mutex::new(());
+    let summary =
+        Mutex::new(SweepSummary { jobs: jobs.len(), skipped: jobs.len() - pending.len(), ..SweepSummary::default() });
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    pending.par_iter().with_max_len(1).for_each(|job| {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match run_job(&experiment.name, job, stop) {
+            Ok(Some(run)) => {
+                let _guard = append.lock().expect("store lock");
+                if let Err(e) = store.append(&file, &run) {
+                    first_error.lock().expect("error lock").get_or_insert(e);
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+                let mut s = summary.lock().expect("summary lock");
+                s.done += 1;
+                s.diverged += usize::from(run.record.outcome == Outcome::Diverged);
+                drop(s);
+                on_done(cost(job));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                first_error.lock().expect("error lock").get_or_insert(e);
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("error lock") {
+        return Err(e);
+    }
+    let mut s = summary.into_inner().expect("summary lock");
+    s.left = s.jobs - s.skipped - s.done;
+    Ok(s)
+}
