@@ -1,0 +1,245 @@
+//! Statistics over seeds: mean, standard deviation and 95% Student-t confidence interval
+//! per grid point; Welch's t-test of each URPE family against its base family; and the
+//! certified check that no barrier-bound model beats its floor on constant inputs.
+
+use super::store::StoredRun;
+use crate::theory::{Floor, TargetKind};
+use crate::train::{Metrics, Outcome, SetMetrics};
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+use std::collections::BTreeMap;
+
+/// Relative slack of the certified check: f32 evaluation rounds equal rows to within about
+/// 1e-6, so a barrier-bound model may read up to 1e-4 (relative) below its exact floor.
+pub const CERTIFY_SLACK: f64 = 1e-4;
+
+/// Mean and spread of one quantity over seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MeanCi {
+    /// Sample mean.
+    pub mean: f64,
+    /// Sample standard deviation (0 for one seed).
+    pub sd: f64,
+    /// 95% Student-t interval, mean ± t₀.₉₇₅,ₖ₋₁·sd/√k (the mean itself for one seed).
+    pub lo: f64,
+    /// Upper end of the interval.
+    pub hi: f64,
+    /// Seeds.
+    pub k: usize,
+}
+
+/// Mean, standard deviation and 95% Student-t confidence interval of `values`.
+pub fn mean_ci(values: &[f64]) -> MeanCi {
+    let k = values.len();
+    let mean = values.iter().sum::<f64>() / k as f64;
+    if k < 2 {
+        return MeanCi { mean, sd: 0.0, lo: mean, hi: mean, k };
+    }
+    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt();
+    let t = StudentsT::new(0.0, 1.0, (k - 1) as f64).expect("k ≥ 2").inverse_cdf(0.975);
+    let half = t * sd / (k as f64).sqrt();
+    MeanCi { mean, sd, lo: mean - half, hi: mean + half, k }
+}
+
+/// Welch's unequal-variance t-test of two samples.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Welch {
+    /// t statistic of mean(a) − mean(b).
+    pub t: f64,
+    /// Welch–Satterthwaite degrees of freedom.
+    pub df: f64,
+    /// Two-sided p-value.
+    pub p: f64,
+}
+
+/// Welch's test of `a` against `b`; `None` with fewer than 2 values in either or no spread.
+pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
+    let (sa, sb) = (mean_ci(a), mean_ci(b));
+    if sa.k < 2 || sb.k < 2 {
+        return None;
+    }
+    let (va, vb) = (sa.sd.powi(2) / sa.k as f64, sb.sd.powi(2) / sb.k as f64);
+    if va + vb == 0.0 {
+        return None;
+    }
+    let t = (sa.mean - sb.mean) / (va + vb).sqrt();
+    let df = (va + vb).powi(2) / (va.powi(2) / (sa.k - 1) as f64 + vb.powi(2) / (sb.k - 1) as f64);
+    let p = 2.0 * (1.0 - StudentsT::new(0.0, 1.0, df).ok()?.cdf(t.abs()));
+    Some(Welch { t, df, p })
+}
+
+/// A grid point: target (with n), family label, depth, width, heads.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Key {
+    /// Target.
+    pub target: TargetKind,
+    /// Sequence length.
+    pub n: usize,
+    /// Family label as the experiment wrote it.
+    pub family: String,
+    /// Depth.
+    pub depth: usize,
+    /// Width.
+    pub width: usize,
+    /// Heads.
+    pub heads: usize,
+}
+
+impl Key {
+    /// The grid point of a stored run.
+    pub fn of(run: &StoredRun) -> Key {
+        let c = &run.record.config;
+        Key {
+            target: c.target,
+            n: c.n,
+            family: run.family.clone(),
+            depth: c.model.depth,
+            width: c.model.width,
+            heads: c.model.heads,
+        }
+    }
+}
+
+/// The headline quantity of a set: mean squared error (real targets) or accuracy (classes).
+pub fn headline(m: &SetMetrics) -> f64 {
+    match m {
+        SetMetrics::Real { mse } => *mse,
+        SetMetrics::Classes { accuracy, .. } => *accuracy,
+    }
+}
+
+/// Statistics of one grid point over its seeds (diverged runs excluded and counted).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Cell {
+    /// The grid point.
+    pub key: Key,
+    /// The target's floor on constant inputs.
+    pub floor: Floor,
+    /// True when the family is bound by the barrier (Proposition 1).
+    pub barrier_bound: bool,
+    /// Headline on constant inputs.
+    pub constant: MeanCi,
+    /// Headline on general inputs.
+    pub general: MeanCi,
+    /// Per-seed constant-input values (for tests between families).
+    pub constant_values: Vec<f64>,
+    /// Runs that diverged.
+    pub diverged: usize,
+}
+
+/// One cell per grid point, sorted by key.
+pub fn cells(runs: &[StoredRun]) -> Vec<Cell> {
+    let mut groups: BTreeMap<Key, Vec<&StoredRun>> = BTreeMap::new();
+    for run in runs {
+        groups.entry(Key::of(run)).or_default().push(run);
+    }
+    groups
+        .into_iter()
+        .map(|(key, runs)| {
+            let ok: Vec<&Metrics> = runs.iter().filter_map(|r| r.record.metrics.as_ref()).collect();
+            let constant_values: Vec<f64> = ok.iter().map(|m| headline(&m.constant)).collect();
+            let general: Vec<f64> = ok.iter().map(|m| headline(&m.general)).collect();
+            Cell {
+                floor: runs[0].record.floor,
+                barrier_bound: runs[0].record.config.model.barrier_bound(),
+                constant: mean_ci(&constant_values),
+                general: mean_ci(&general),
+                constant_values,
+                diverged: runs.iter().filter(|r| r.record.outcome == Outcome::Diverged).count(),
+                key,
+            }
+        })
+        .collect()
+}
+
+/// URPE against its base family at one grid point (constant inputs).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GateComparison {
+    /// The URPE grid point.
+    pub key: Key,
+    /// The base family's label.
+    pub base: String,
+    /// URPE's constant-input headline.
+    pub urpe: MeanCi,
+    /// The base family's.
+    pub base_value: MeanCi,
+    /// Welch's test (URPE − base).
+    pub welch: Option<Welch>,
+}
+
+/// The base label of a gated family label (`urpe` → `t5`, `rope+urpe` → `rope`).
+pub fn base_family(label: &str) -> Option<&str> {
+    if label == "urpe" { Some("t5") } else { label.strip_suffix("+urpe") }
+}
+
+/// Welch's test of every URPE grid point against its base family's at the same point.
+pub fn gate_comparisons(cells: &[Cell]) -> Vec<GateComparison> {
+    cells
+        .iter()
+        .filter_map(|c| {
+            let base = base_family(&c.key.family)?;
+            let b = cells.iter().find(|o| o.key == Key { family: base.to_string(), ..c.key.clone() })?;
+            Some(GateComparison {
+                key: c.key.clone(),
+                base: base.to_string(),
+                urpe: c.constant,
+                base_value: b.constant,
+                welch: welch(&c.constant_values, &b.constant_values),
+            })
+        })
+        .collect()
+}
+
+/// A barrier-bound run that did better than its floor on constant inputs: a bug.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Violation {
+    /// The run.
+    pub id: String,
+    /// Its grid point.
+    pub key: Key,
+    /// What it measured (mse, accuracy or cross-entropy).
+    pub quantity: &'static str,
+    /// The value.
+    pub value: f64,
+    /// The bound it broke.
+    pub bound: f64,
+}
+
+/// The certified check over every finished run of a barrier-bound family.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Certificate {
+    /// Runs checked.
+    pub checked: usize,
+    /// Runs that broke their floor (should be none).
+    pub violations: Vec<Violation>,
+}
+
+/// Checks every barrier-bound run: constant-input mse ≥ floor, accuracy ≤ ceiling and
+/// cross-entropy ≥ its floor, each with the relative slack [`CERTIFY_SLACK`].
+pub fn certify(runs: &[StoredRun]) -> Certificate {
+    let mut checked = 0;
+    let mut violations = Vec::new();
+    for run in runs.iter().filter(|r| r.record.config.model.barrier_bound()) {
+        let Some(m) = &run.record.metrics else { continue };
+        checked += 1;
+        let mut flag = |quantity, value: f64, bound: f64, ok: bool| {
+            if !ok {
+                violations.push(Violation { id: run.id.clone(), key: Key::of(run), quantity, value, bound });
+            }
+        };
+        match (&m.constant, run.record.floor) {
+            (SetMetrics::Real { mse }, Floor::Mse { mse: floor }) => {
+                flag("mse", *mse, floor, *mse >= floor * (1.0 - CERTIFY_SLACK))
+            }
+            (
+                SetMetrics::Classes { accuracy, cross_entropy, .. },
+                Floor::Classes { accuracy: ceiling, cross_entropy: ce },
+            ) => {
+                flag("accuracy", *accuracy, ceiling, *accuracy <= ceiling * (1.0 + CERTIFY_SLACK));
+                flag("cross-entropy", *cross_entropy, ce, *cross_entropy >= ce * (1.0 - CERTIFY_SLACK));
+            }
+            _ => {}
+        }
+    }
+    Certificate { checked, violations }
+}
