@@ -23,6 +23,9 @@ pub enum Error {
     /// A failure that is not the user's fault.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Stopped on request (Ctrl-C) before the work was done; what was saved is kept.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl Error {
@@ -31,10 +34,12 @@ impl Error {
         Error::File { path: path.to_path_buf(), message: message.into() }
     }
 
-    /// Process exit code: 2 for the user's input, 1 for internal failures.
+    /// Process exit code: 2 for the user's input, 1 for internal failures, 130 when
+    /// interrupted (the shell's code for Ctrl-C).
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Internal(_) => 1,
+            Error::Interrupted(_) => 130,
             _ => 2,
         }
     }

@@ -20,5 +20,6 @@ pub mod experiment;
 pub mod io;
 pub mod npy;
 pub mod optim;
+pub mod report;
 pub mod theory;
 pub mod train;

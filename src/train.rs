@@ -233,15 +233,30 @@ pub struct Metrics {
 pub struct CurvePoint {
     /// Steps done.
     pub step: usize,
-    /// Training loss of the step's batch.
+    /// Training loss of the step's batch (JSON `null` when not finite).
+    #[serde(with = "non_finite_as_null")]
     pub loss: f64,
     /// Learning rate used.
     pub lr: f64,
-    /// Gradient norm before clipping.
+    /// Gradient norm before clipping (JSON `null` when not finite).
+    #[serde(with = "non_finite_as_null")]
     pub grad_norm: f64,
     /// Held-out metrics, when evaluated at this step.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub eval: Option<Metrics>,
+}
+
+/// JSON has no NaN or infinity: such values are written as `null` and read back as NaN.
+mod non_finite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// How a run ended.

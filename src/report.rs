@@ -1,0 +1,306 @@
+//! REPORT.md: the setup, each figure with its reading, floor against measured error at
+//! every size, the certified check, URPE against its base family, and the token tasks
+//! beside the paper's numbers. Built from the results store alone.
+
+use crate::experiment::StoredRun;
+use crate::experiment::stats::{self, Cell, Certificate, GateComparison, MeanCi};
+use crate::theory::{Floor, TargetKind};
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+/// A figure as the report shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FigureEntry {
+    /// Title.
+    pub title: String,
+    /// Two lines: what it shows and how to read it.
+    pub caption: String,
+    /// Path of the PNG relative to the report.
+    pub png: String,
+    /// Path of the SVG relative to the report.
+    pub svg: String,
+}
+
+/// What the report needs besides the runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportContext {
+    /// Experiment name.
+    pub experiment: String,
+    /// Its description.
+    pub description: String,
+    /// How the runs were produced and can be redrawn (commands).
+    pub commands: Vec<String>,
+    /// Wall time of the sweep in this invocation, if it ran.
+    pub sweep_seconds: Option<f64>,
+    /// Threads used.
+    pub threads: usize,
+}
+
+/// The paper's accuracies (THEORY.md §6, vocabulary 1000): (task, noPE, RPE, URPE).
+pub const PAPER_ACCURACY: [(TargetKind, f64, f64, f64); 2] =
+    [(TargetKind::PositionId, 0.056, 0.107, 1.00), (TargetKind::EvenToken, 0.50, 0.533, 1.00)];
+
+fn pm(m: &MeanCi) -> String {
+    if m.k < 2 { format!("{:.4}", m.mean) } else { format!("{:.4} ± {:.4}", m.mean, m.hi - m.mean) }
+}
+
+fn families(cells: &[Cell]) -> Vec<String> {
+    let order = [
+        "nope",
+        "t5",
+        "t5-bucketed",
+        "alibi",
+        "rope",
+        "shaw-key",
+        "xl",
+        "urpe",
+        "ape-learned",
+        "ape-sin",
+        "shaw-value",
+    ];
+    let mut present: Vec<String> =
+        cells.iter().map(|c| c.key.family.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    present.sort_by_key(|f| order.iter().position(|o| o == f).unwrap_or(order.len()));
+    present
+}
+
+/// The largest grid point (depth, then width) of a target.
+fn largest(cells: &[Cell], target: TargetKind) -> Option<(usize, usize)> {
+    cells.iter().filter(|c| c.key.target == target).map(|c| (c.key.depth, c.key.width)).max()
+}
+
+fn floor_mse(floor: Floor) -> Option<f64> {
+    match floor {
+        Floor::Mse { mse } => Some(mse),
+        Floor::Classes { .. } => None,
+    }
+}
+
+/// Floor against measured constant-input error for every size of one real target.
+fn error_table(out: &mut String, cells: &[Cell], target: TargetKind, fams: &[String]) {
+    let rows: BTreeSet<(usize, usize)> =
+        cells.iter().filter(|c| c.key.target == target).map(|c| (c.key.depth, c.key.width)).collect();
+    let Some(floor) = cells.iter().find(|c| c.key.target == target).and_then(|c| floor_mse(c.floor)) else { return };
+    let _ = writeln!(
+        out,
+        "\n**{target}** — floor {floor:.6} (mean squared error on constant inputs; cells: mean ± 95% CI half-width over seeds; ✗ marks a barrier-bound cell below the floor)\n"
+    );
+    let _ = writeln!(out, "| depth | width | {} |", fams.join(" | "));
+    let _ = writeln!(out, "|---|---|{}", "---|".repeat(fams.len()));
+    for (depth, width) in rows {
+        let mut line = format!("| {depth} | {width} |");
+        for f in fams {
+            let cell = cells
+                .iter()
+                .find(|c| c.key.target == target && &c.key.family == f && c.key.depth == depth && c.key.width == width);
+            let text = match cell {
+                Some(c) => {
+                    let below = c.barrier_bound && c.constant.mean < floor * (1.0 - stats::CERTIFY_SLACK);
+                    format!(" {}{} |", pm(&c.constant), if below { " ✗" } else { "" })
+                }
+                None => " – |".to_string(),
+            };
+            line.push_str(&text);
+        }
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn verdict(out: &mut String, cells: &[Cell], cert: &Certificate) {
+    let _ = writeln!(out, "\n## Verdict\n");
+    if cert.violations.is_empty() {
+        let _ = writeln!(
+            out,
+            "**Certified check passed**: all {} finished runs of barrier-bound families are at or above their floor on constant inputs (mean squared error ≥ floor, accuracy ≤ ceiling, cross-entropy ≥ its floor; relative slack {:e} for f32 rounding).",
+            cert.checked,
+            stats::CERTIFY_SLACK
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "**BUG: the certified check FAILED** — {} of {} barrier-bound runs beat their floor, which Proposition 1 forbids:\n",
+            cert.violations.len(),
+            cert.checked
+        );
+        for v in &cert.violations {
+            let _ = writeln!(
+                out,
+                "- run {} ({} {} depth {} width {}): {} = {} vs bound {}",
+                v.id, v.key.target, v.key.family, v.key.depth, v.key.width, v.quantity, v.value, v.bound
+            );
+        }
+    }
+    for target in [TargetKind::PositionShift, TargetKind::PrefixSum, TargetKind::PositionScale] {
+        let Some((depth, width)) = largest(cells, target) else { continue };
+        let Some(floor) = cells.iter().find(|c| c.key.target == target).and_then(|c| floor_mse(c.floor)) else {
+            continue;
+        };
+        let at: Vec<&Cell> =
+            cells.iter().filter(|c| c.key.target == target && c.key.depth == depth && c.key.width == width).collect();
+        let below: Vec<String> = at
+            .iter()
+            .filter(|c| c.constant.mean < floor / 10.0)
+            .map(|c| format!("{} ({:.2e})", c.key.family, c.constant.mean))
+            .collect();
+        let above: Vec<String> = at
+            .iter()
+            .filter(|c| c.constant.mean >= floor / 10.0)
+            .map(|c| format!("{} ({:.2e})", c.key.family, c.constant.mean))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n{target}, largest size (depth {depth}, width {width}), floor/10 = {:.2e}: below floor/10: {}; not below: {}.",
+            floor / 10.0,
+            if below.is_empty() { "none".into() } else { below.join(", ") },
+            if above.is_empty() { "none".into() } else { above.join(", ") }
+        );
+    }
+}
+
+fn gate_section(out: &mut String, comparisons: &[GateComparison]) {
+    if comparisons.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## URPE against its base family (Welch's t-test, constant inputs)\n");
+    let significant = comparisons.iter().filter(|c| c.welch.is_some_and(|w| w.p < 0.05 && w.t < 0.0)).count();
+    let _ = writeln!(
+        out,
+        "At {significant} of {} grid points URPE's constant-input error is lower than its base family's with p < 0.05.\n",
+        comparisons.len()
+    );
+    let _ = writeln!(out, "| target | depth | width | URPE | base | t | df | p |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for c in comparisons {
+        let (t, df, p) = c.welch.map_or(("–".into(), "–".into(), "–".into()), |w| {
+            (format!("{:.1}", w.t), format!("{:.1}", w.df), format!("{:.1e}", w.p))
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} {} | {t} | {df} | {p} |",
+            c.key.target,
+            c.key.depth,
+            c.key.width,
+            pm(&c.urpe),
+            c.base,
+            pm(&c.base_value)
+        );
+    }
+}
+
+fn token_section(out: &mut String, cells: &[Cell], fams: &[String]) {
+    let tasks: Vec<TargetKind> =
+        PAPER_ACCURACY.iter().map(|p| p.0).filter(|t| cells.iter().any(|c| c.key.target == *t)).collect();
+    if tasks.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## Token tasks beside the paper\n");
+    let _ = writeln!(
+        out,
+        "Accuracy (mean ± 95% CI over seeds) on constant and on general (uniform random) token sequences; the paper's column is its noPE / RPE / URPE accuracy at n = 128, vocabulary 1000, 40k updates of 128 sequences (THEORY.md §6).\n"
+    );
+    let _ = writeln!(out, "| task | family | n | depth × width | constant | general | ceiling on constant | paper |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for task in tasks {
+        let paper = PAPER_ACCURACY.iter().find(|p| p.0 == task).expect("listed");
+        for f in fams {
+            for c in cells.iter().filter(|c| c.key.target == task && &c.key.family == f) {
+                let reported = match f.as_str() {
+                    "nope" => format!("{:.3}", paper.1),
+                    "t5" => format!("{:.3}", paper.2),
+                    "urpe" => format!("{:.2}", paper.3),
+                    _ => "–".into(),
+                };
+                let ceiling = match c.floor {
+                    Floor::Classes { accuracy, .. } => format!("{accuracy:.4}"),
+                    Floor::Mse { .. } => "–".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {task} | {f} | {} | {} × {} | {} | {} | {ceiling} | {reported} |",
+                    c.key.n,
+                    c.key.depth,
+                    c.key.width,
+                    pm(&c.constant),
+                    pm(&c.general)
+                );
+            }
+        }
+    }
+}
+
+/// The report's Markdown.
+pub fn report(runs: &[StoredRun], figures: &[FigureEntry], ctx: &ReportContext) -> String {
+    let cells = stats::cells(runs);
+    let cert = stats::certify(runs);
+    let fams = families(&cells);
+    let seeds: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
+    let diverged = runs.iter().filter(|r| r.record.metrics.is_none()).count();
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}: the stochastic barrier, measured\n", ctx.experiment);
+    let _ = writeln!(out, "{}\n", ctx.description);
+    let _ = writeln!(out, "## Setup\n");
+    let _ = writeln!(
+        out,
+        "- {} runs ({} diverged), {} seeds per grid point ({:?}), families: {}.",
+        runs.len(),
+        diverged,
+        seeds.len(),
+        seeds,
+        fams.join(", ")
+    );
+    if let Some(r) = runs.first() {
+        let c = &r.record.config;
+        let _ = writeln!(
+            out,
+            "- Training (first grid): {} steps of {} sequences ({}% constant), Adam lr {} with {} warm-up steps and {:?} decay; {:?} norm, FFN {}·width, {} heads; evaluation on {} constant and {} general held-out sequences.",
+            c.steps,
+            c.batch,
+            (c.constant_fraction * 100.0).round(),
+            c.optim.lr,
+            c.optim.warmup,
+            c.optim.decay,
+            c.model.norm,
+            c.model.ffn / c.model.width,
+            c.model.heads,
+            c.eval.sequences,
+            c.eval.sequences
+        );
+        let _ = writeln!(out, "- Built from git revision {} (urpe {}).", r.git, r.record.version);
+    }
+    if let Some(s) = ctx.sweep_seconds {
+        let _ = writeln!(out, "- This sweep took {s:.0} s on {} threads.", ctx.threads);
+    }
+    let _ = writeln!(
+        out,
+        "- Every number is a mean over seeds with its 95% Student-t confidence interval, never a best seed."
+    );
+    for cmd in &ctx.commands {
+        let _ = writeln!(out, "- `{cmd}`");
+    }
+    verdict(&mut out, &cells, &cert);
+    let _ = writeln!(out, "\n## Figures\n");
+    for f in figures {
+        let _ = writeln!(out, "### {}\n\n![{}]({})\n\n{} ([SVG]({}))\n", f.title, f.title, f.png, f.caption, f.svg);
+    }
+    let _ = writeln!(out, "\n## Floor against measured error\n");
+    for target in [
+        TargetKind::PositionShift,
+        TargetKind::PositionScale,
+        TargetKind::PrefixSum,
+        TargetKind::Identity,
+        TargetKind::AddMean,
+        TargetKind::RowMap,
+    ] {
+        error_table(&mut out, &cells, target, &fams);
+    }
+    gate_section(&mut out, &stats::gate_comparisons(&cells));
+    token_section(&mut out, &cells, &fams);
+    let floor_of = |t: TargetKind| runs.iter().find(|r| r.record.config.target == t).map(|r| r.record.floor);
+    if let Some(Floor::Mse { mse }) = floor_of(TargetKind::PositionShift) {
+        let _ = writeln!(
+            out,
+            "\nFloors are exact (THEORY.md §4): position-shift Var(p) = (n²−1)/(12n²) = {mse}; `urpe bound` prints them."
+        );
+    }
+    out
+}

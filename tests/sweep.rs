@@ -1,0 +1,167 @@
+//! Sweeps: grid expansion, resume, shards that merge to the unsharded result, a SIGKILL
+//! that loses and duplicates nothing, torn lines, divergence.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use urpe::experiment::sweep::{parse_shard, sweep};
+use urpe::experiment::{Experiment, Store, StoredRun};
+use urpe::train::Outcome;
+
+fn experiment(steps: usize, lr: f64) -> Experiment {
+    Experiment::parse(&format!(
+        r#"
+name = "test"
+[defaults]
+families = ["t5", "urpe", "ape-learned"]
+seeds = [1, 2]
+steps = {steps}
+batch = 4
+optim = {{ lr = {lr:e} }}
+eval = {{ sequences = 8 }}
+[[grid]]
+targets = [{{ kind = "position-shift", n = 4, d = 2 }}]
+depths = [1, 2]
+widths = [4]
+"#
+    ))
+    .unwrap()
+}
+
+fn run(e: &Experiment, dir: &Path, shard: Option<(usize, usize)>) -> urpe::experiment::sweep::SweepSummary {
+    sweep(e, dir, shard, &AtomicBool::new(false), &|_| {}).unwrap()
+}
+
+/// id → the run without its wall time (which differs between runs of the same job).
+fn by_id(runs: Vec<StoredRun>) -> HashMap<String, StoredRun> {
+    runs.into_iter()
+        .map(|mut r| {
+            r.record.wall_seconds = 0.0;
+            (r.id.clone(), r)
+        })
+        .collect()
+}
+
+#[test]
+fn the_grid_expands_in_a_fixed_order_with_stable_ids() {
+    let e = experiment(3, 1e-3);
+    let jobs = e.jobs().unwrap();
+    assert_eq!(jobs.len(), 3 * 2 * 2);
+    assert_eq!(jobs.iter().map(|j| &j.id).collect::<std::collections::HashSet<_>>().len(), jobs.len());
+    assert_eq!(
+        jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        e.jobs().unwrap().iter().map(|j| j.id.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!((jobs[0].family.as_str(), jobs[0].config.model.depth, jobs[0].seed), ("t5", 1, 1));
+    assert!(jobs.iter().any(|j| j.family == "urpe" && j.config.model.urpe));
+}
+
+#[test]
+fn a_second_sweep_resumes_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = experiment(3, 1e-3);
+    let first = run(&e, dir.path(), None);
+    assert_eq!((first.done, first.skipped), (12, 0));
+    let second = run(&e, dir.path(), None);
+    assert_eq!((second.done, second.skipped, second.left), (0, 12, 0));
+    let text = std::fs::read_to_string(dir.path().join("runs.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 12);
+}
+
+#[test]
+fn shards_merged_equal_one_unsharded_sweep() {
+    let (whole, parts) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let e = experiment(3, 1e-3);
+    run(&e, whole.path(), None);
+    let mut count = 0;
+    for k in 0..3 {
+        count += run(&e, parts.path(), Some((k, 3))).done;
+    }
+    assert_eq!(count, 12);
+    assert!(parts.path().join("runs-shard-2-of-3.jsonl").exists());
+    let (a, b) = (
+        by_id(Store::open(whole.path()).unwrap().load().unwrap()),
+        by_id(Store::open(parts.path()).unwrap().load().unwrap()),
+    );
+    assert_eq!(a.len(), 12);
+    assert_eq!(a, b, "sharded and unsharded stores differ");
+    assert_eq!(parse_shard("2/3").unwrap(), (2, 3));
+    assert!(parse_shard("3/3").is_err() && parse_shard("1-3").is_err() && parse_shard("0/0").is_err());
+}
+
+#[test]
+fn a_torn_last_line_is_ignored_then_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = experiment(3, 1e-3);
+    run(&e, dir.path(), None);
+    let file = dir.path().join("runs.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // keep 5 whole runs and half of the sixth, as a crash in mid-write would
+    let torn = format!("{}\n{}", lines[..5].join("\n"), &lines[5][..lines[5].len() / 2]);
+    std::fs::write(&file, torn).unwrap();
+    assert_eq!(Store::open(dir.path()).unwrap().load().unwrap().len(), 5);
+    let again = run(&e, dir.path(), None);
+    assert_eq!((again.skipped, again.done), (5, 7));
+    let repaired = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(repaired.lines().count(), 12);
+    assert!(repaired.lines().all(|l| serde_json::from_str::<StoredRun>(l).is_ok()));
+}
+
+#[test]
+fn a_divergent_run_is_stored_as_diverged_and_the_sweep_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = experiment(50, 1e30);
+    let s = run(&e, dir.path(), None);
+    assert_eq!(s.done, 12);
+    let runs = Store::open(dir.path()).unwrap().load().unwrap();
+    assert!(runs.iter().any(|r| r.record.outcome == Outcome::Diverged));
+    assert_eq!(s.diverged, runs.iter().filter(|r| r.record.outcome == Outcome::Diverged).count());
+}
+
+/// SIGKILL in the middle of a sweep, then a restart: every run stored exactly once.
+#[test]
+fn a_killed_sweep_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exp.toml");
+    let text = r#"
+name = "kill"
+[defaults]
+families = ["t5", "urpe", "ape-learned", "alibi"]
+seeds = [1, 2, 3]
+steps = 300
+batch = 8
+eval = { sequences = 16 }
+[[grid]]
+targets = [{ kind = "position-shift", n = 8, d = 2 }]
+depths = [1, 2]
+widths = [8]
+"#;
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("results");
+    let sweep_cmd = || {
+        Command::new(env!("CARGO_BIN_EXE_urpe"))
+            .args(["sweep", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = sweep_cmd();
+    let store_file = out.join("runs.jsonl");
+    let start = std::time::Instant::now();
+    // kill once a few runs are stored, while others are in flight
+    while std::fs::read_to_string(&store_file).map_or(0, |t| t.lines().count()) < 3 && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = Store::open(&out).unwrap().load().unwrap().len();
+    assert!((3..24).contains(&before), "{before} runs stored before the kill");
+    assert!(sweep_cmd().wait().unwrap().success());
+    let text = std::fs::read_to_string(&store_file).unwrap();
+    let ids: Vec<String> = text.lines().map(|l| serde_json::from_str::<StoredRun>(l).unwrap().id).collect();
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), unique.len()), (24, 24), "every run exactly once");
+}
