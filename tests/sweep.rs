@@ -165,3 +165,15 @@ widths = [8]
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!((ids.len(), unique.len()), (24, 24), "every run exactly once");
 }
+
+/// The compiled-in experiments parse, and the default one covers the grid.
+#[test]
+fn the_compiled_in_experiments_are_valid() {
+    use urpe::experiment::builtin::Profile;
+    let quick = Profile::Quick.experiment().jobs().unwrap();
+    assert_eq!(quick.len(), 2 * 6 * 4 * 4 * 3 + 2 * 6 * 3);
+    for family in ["nope", "t5", "alibi", "rope", "urpe", "ape-learned"] {
+        assert!(quick.iter().any(|j| j.family == family && j.config.model.depth == 4 && j.config.model.width == 64));
+    }
+    assert!(Profile::Full.experiment().jobs().unwrap().len() > 10 * quick.len());
+}

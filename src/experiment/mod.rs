@@ -1,5 +1,6 @@
 //! Experiments: grid expansion and sharding, the results store, sweeps, statistics.
 
+pub mod builtin;
 pub mod spec;
 pub mod stats;
 pub mod store;
