@@ -23,3 +23,5 @@ pub mod optim;
 pub mod report;
 pub mod theory;
 pub mod train;
+#[cfg(feature = "candle")]
+pub mod backend;

@@ -1,0 +1,11 @@
+//! The candle implementation of the model (cargo feature `candle`; `cuda` adds the GPU):
+//! the same configuration, tensor names and layout, formulas and optimiser as the ndarray
+//! engine, written with differentiable candle ops, so a checkpoint moves between the two and
+//! each checks the other.
+
+pub mod device;
+pub mod model;
+pub mod ops;
+
+pub use device::parse_device;
+pub use model::CandleModel;
