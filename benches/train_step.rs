@@ -30,7 +30,7 @@ fn step_flops(n: usize, d: usize, layers: usize, batch: usize) -> f64 {
     3.0 * (layers as f64 * per_layer + 2.0 * rows * d * n)
 }
 
-fn trainer(n: usize, d: usize, heads: usize, layers: usize, batch: usize, urpe: bool) -> Trainer<f32> {
+fn trainer(n: usize, d: usize, heads: usize, layers: usize, batch: usize, urpe: bool) -> Trainer {
     let target = Target::new(TargetKind::PositionId, n, d, VOCAB);
     let mut spec = ModelSpec::new(Family::T5, layers, d, heads, n, target.input_kind(), target.output_kind());
     spec.urpe = urpe;

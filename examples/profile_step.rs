@@ -34,7 +34,7 @@ fn main() {
     let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a pool");
     pool.install(|| {
-        let mut t = Trainer::<f32>::new(config).expect("valid");
+        let mut t = Trainer::new(config).expect("valid");
         let start = std::time::Instant::now();
         for _ in 0..steps {
             t.step().expect("step");

@@ -16,6 +16,7 @@ pub use error::{Error, Result};
 pub use float::Float;
 pub mod checkpoint;
 pub mod cli;
+pub mod engine;
 pub mod experiment;
 pub mod io;
 pub mod npy;

@@ -3,16 +3,14 @@
 //! floor applies) and of general inputs, reported separately.
 
 use crate::config::{ConfigError, ModelConfig};
+use crate::engine::{Backend, Engine};
 use crate::error::Result;
 use crate::float::Float;
-use crate::nn::loss::{cross_entropy_loss, mse_loss};
-use crate::nn::{BackwardWorkspace, ForwardCache, Model, Params};
-use crate::optim::{Adam, OptimConfig, grad_norm};
+use crate::nn::Model;
+use crate::optim::OptimConfig;
 use crate::theory::{Floor, Inputs, Outputs, Sample, Target, TargetKind};
-use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -293,12 +291,13 @@ pub struct RunRecord {
 }
 
 /// A fixed evaluation set with its caches.
-struct EvalSet<F> {
-    sample: Sample<F>,
+struct EvalSet {
+    sample: Sample<f32>,
     chunks: Vec<(usize, usize)>,
 }
 
-fn chunks(total: usize, size: usize) -> Vec<(usize, usize)> {
+/// Ranges of at most `size` covering 0..total.
+pub fn chunks(total: usize, size: usize) -> Vec<(usize, usize)> {
     (0..total).step_by(size).map(|s| (s, (s + size).min(total))).collect()
 }
 
@@ -309,106 +308,19 @@ fn slice_inputs<F: Float>(inputs: &Inputs<F>, range: (usize, usize)) -> Inputs<F
     }
 }
 
-/// Flattened targets [rows, d] (real) or labels [rows] (classes).
-enum FlatTargets<'a, F> {
-    Real(ArrayView2<'a, F>),
-    Classes(ndarray::ArrayView1<'a, usize>),
-}
-
-fn flat_targets<F: Float>(outputs: &Outputs<F>) -> FlatTargets<'_, F> {
-    match outputs {
-        Outputs::Real(y) => {
-            let (b, n, d) = y.dim();
-            FlatTargets::Real(y.view().into_shape_with_order((b * n, d)).expect("contiguous targets"))
-        }
-        Outputs::Classes(l) => {
-            FlatTargets::Classes(l.view().into_shape_with_order(l.len()).expect("contiguous labels"))
-        }
-    }
-}
-
-/// The part of the batch loss that sequences `range` of the batch contribute (means over
-/// the whole batch); writes ∂L/∂output of those sequences into `d_out`.
-fn loss_part<F: Float>(
-    d_out: &mut Array2<F>,
-    output: ArrayView2<F>,
-    targets: &Outputs<F>,
-    range: (usize, usize),
-) -> f64 {
-    match flat_targets(targets) {
-        FlatTargets::Real(y) => {
-            let rows = y.nrows() / targets_batch(targets);
-            let part = y.slice(ndarray::s![range.0 * rows..range.1 * rows, ..]);
-            mse_loss(d_out.view_mut(), output, part, y.len())
-        }
-        FlatTargets::Classes(l) => {
-            let rows = l.len() / targets_batch(targets);
-            let part = l.slice(ndarray::s![range.0 * rows..range.1 * rows]);
-            cross_entropy_loss(d_out.view_mut(), output, part, l.len())
-        }
-    }
-}
-
-fn targets_batch<F>(targets: &Outputs<F>) -> usize {
-    match targets {
-        Outputs::Real(y) => y.dim().0,
-        Outputs::Classes(l) => l.dim().0,
-    }
-}
-
-/// Gradient shards of a batch: fixed (not the thread count), so results are the same on
-/// any number of threads; shards run in parallel and their gradients are summed in order.
-pub const GRADIENT_SHARDS: usize = 4;
-
-/// Caches and gradient buffer of one shard of the batch.
-struct Shard<F> {
-    range: (usize, usize),
-    cache: ForwardCache<F>,
-    ws: BackwardWorkspace<F>,
-    grads: Params<F>,
-    d_out: Array2<F>,
-}
-
-impl<F: Float> Shard<F> {
-    fn new(model: &Model<F>, range: (usize, usize), n: usize) -> Self {
-        let batch = range.1 - range.0;
-        Shard {
-            range,
-            cache: ForwardCache::new(&model.config, batch, n),
-            ws: BackwardWorkspace::new(model, batch, n),
-            grads: Params::zeros(model.layout.tensors.clone()),
-            d_out: Array2::zeros((batch * n, model.config.output.size())),
-        }
-    }
-
-    /// Forward and backward of this shard of `sample`; returns its part of the loss.
-    fn run(&mut self, model: &Model<F>, sample: &Sample<F>) -> Result<f64> {
-        let (a, b) = self.range;
-        let input = match &sample.inputs {
-            Inputs::Tokens(t) => crate::nn::ModelInput::Tokens(t.slice(ndarray::s![a..b, ..])),
-            Inputs::Real(x) => crate::nn::ModelInput::Real(x.slice(ndarray::s![a..b, .., ..])),
-        };
-        model.forward(&input, &mut self.cache)?;
-        let loss = loss_part(&mut self.d_out, self.cache.output.view(), &sample.targets, self.range);
-        self.grads.fill_zero();
-        model.backward(&input, &self.cache, self.d_out.view(), &mut self.grads, &mut self.ws);
-        Ok(loss)
-    }
-}
-
-impl<F: Float> EvalSet<F> {
+impl EvalSet {
     fn new(target: &Target, sequences: usize, constant: bool, seed: u64, batch: usize) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let sample = target.sample(sequences, if constant { 1.0 } else { 0.0 }, &mut rng);
         EvalSet { sample, chunks: chunks(sequences, batch) }
     }
 
-    fn evaluate(&self, model: &Model<F>, cache: &mut ForwardCache<F>, n: usize) -> Result<SetMetrics> {
+    fn evaluate(&self, engine: &mut dyn Engine, n: usize) -> Result<SetMetrics> {
         let (mut sq, mut entries, mut ce, mut correct) = (0.0f64, 0usize, 0.0f64, vec![0usize; n]);
         let total = self.sample.constant.len();
         for &range in &self.chunks {
             let inputs = slice_inputs(&self.sample.inputs, range);
-            let out = model.forward(&inputs.view(), cache)?;
+            let out = engine.predict(&inputs.view())?;
             match &self.sample.targets {
                 Outputs::Real(y) => {
                     let y = y.slice(ndarray::s![range.0..range.1, .., ..]);
@@ -419,7 +331,7 @@ impl<F: Float> EvalSet<F> {
                     let labels = labels.slice(ndarray::s![range.0..range.1, ..]);
                     for (seq, lab) in out.outer_iter().zip(labels.outer_iter()) {
                         for (i, (logits, &t)) in seq.outer_iter().zip(lab.iter()).enumerate() {
-                            let max = logits.fold(F::neg_infinity(), |m, &x| m.max(x));
+                            let max = logits.fold(f32::NEG_INFINITY, |m, &x| m.max(x));
                             let lse = logits.iter().map(|&z| (z - max).f64().exp()).sum::<f64>().ln();
                             ce += lse - (logits[t] - max).f64();
                             let best =
@@ -455,52 +367,51 @@ pub struct StepReport<'a> {
     pub point: &'a CurvePoint,
 }
 
-/// A model being trained with its optimiser state, data stream and held-out sets.
-pub struct Trainer<F> {
+/// A run being trained: its engine (model, optimiser state, workspaces), data stream and
+/// held-out sets.
+pub struct Trainer {
     /// The run's configuration.
     pub config: TrainConfig,
-    /// The model, updated in place.
-    pub model: Model<F>,
-    grads: Params<F>,
-    adam: Adam<F>,
+    engine: Box<dyn Engine>,
     rng: ChaCha8Rng,
-    shards: Vec<Shard<F>>,
-    eval_cache: ForwardCache<F>,
-    eval_sets: [EvalSet<F>; 2],
+    eval_sets: [EvalSet; 2],
     step: usize,
 }
 
-impl<F: Float> Trainer<F> {
-    /// A run at step 0: the official initialisation from `init_seed`.
+impl Trainer {
+    /// A run at step 0 on the ndarray engine: the official initialisation from `init_seed`.
     pub fn new(config: TrainConfig) -> Result<Self> {
+        Self::with_backend(config, &Backend::Ndarray)
+    }
+
+    /// A run at step 0 on `backend`.
+    pub fn with_backend(config: TrainConfig, backend: &Backend) -> Result<Self> {
         config.validate()?;
-        let model = Model::<F>::new(config.model.clone(), config.init_seed)?;
-        Self::from_model(config, model)
+        let model = Model::<f32>::new(config.model.clone(), config.init_seed)?;
+        Self::from_model(config, model, backend)
     }
 
     /// A run that starts from `model` (whose configuration must be the run's).
-    pub fn from_model(config: TrainConfig, model: Model<F>) -> Result<Self> {
+    pub fn from_model(config: TrainConfig, model: Model<f32>, backend: &Backend) -> Result<Self> {
         config.validate()?;
-        let (batch, n) = (config.batch, config.n);
         let target = config.target();
         let e = config.eval;
-        let eval_batch = batch.min(e.sequences);
-        let shards =
-            chunks(batch, batch.div_ceil(GRADIENT_SHARDS)).into_iter().map(|r| Shard::new(&model, r, n)).collect();
+        let eval_batch = config.batch.min(e.sequences);
         Ok(Trainer {
-            grads: Params::zeros(model.layout.tensors.clone()),
-            adam: Adam::new(model.layout.tensors.len()),
+            engine: backend.engine(model, &config)?,
             rng: ChaCha8Rng::seed_from_u64(config.data_seed),
-            shards,
-            eval_cache: ForwardCache::new(&config.model, eval_batch, n),
             eval_sets: [
                 EvalSet::new(&target, e.sequences, true, e.seed, eval_batch),
                 EvalSet::new(&target, e.sequences, false, e.seed.wrapping_add(1), eval_batch),
             ],
-            model,
             config,
             step: 0,
         })
+    }
+
+    /// The current model (copied to the host).
+    pub fn model(&self) -> Result<Model<f32>> {
+        self.engine.model()
     }
 
     /// Steps done so far.
@@ -511,23 +422,9 @@ impl<F: Float> Trainer<F> {
     /// One optimiser step on a fresh batch; returns the curve point (loss before the update).
     pub fn step(&mut self) -> Result<CurvePoint> {
         let c = &self.config;
-        let sample: Sample<F> = c.target().sample(c.batch, c.constant_fraction, &mut self.rng);
-        let model = &self.model;
-        let losses: Vec<Result<f64>> = self.shards.par_iter_mut().map(|shard| shard.run(model, &sample)).collect();
-        let mut loss = 0.0;
-        for part in losses {
-            loss += part?;
-        }
-        self.grads.data.copy_from_slice(&self.shards[0].grads.data);
-        for shard in &self.shards[1..] {
-            self.grads.data.iter_mut().zip(&shard.grads.data).for_each(|(g, &s)| *g += s);
-        }
+        let sample: Sample<f32> = c.target().sample(c.batch, c.constant_fraction, &mut self.rng);
         let lr = c.optim.learning_rate(self.step, c.steps);
-        let grad_norm = grad_norm(&self.grads.data);
-        // a non-finite loss or gradient leaves the parameters as they were (the run stops)
-        if loss.is_finite() && grad_norm.is_finite() {
-            self.adam.step(&mut self.model.params.data, &self.grads.data, grad_norm, lr, &c.optim);
-        }
+        let (loss, grad_norm) = self.engine.train_step(&sample, lr, &c.optim)?;
         self.step += 1;
         Ok(CurvePoint { step: self.step, loss, lr, grad_norm, eval: None })
     }
@@ -537,8 +434,8 @@ impl<F: Float> Trainer<F> {
         let n = self.config.n;
         let [constant, general] = &self.eval_sets;
         Ok(Metrics {
-            constant: constant.evaluate(&self.model, &mut self.eval_cache, n)?,
-            general: general.evaluate(&self.model, &mut self.eval_cache, n)?,
+            constant: constant.evaluate(&mut *self.engine, n)?,
+            general: general.evaluate(&mut *self.engine, n)?,
         })
     }
 

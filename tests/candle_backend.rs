@@ -221,3 +221,52 @@ fn cuda_without_the_feature_is_a_clear_error() {
     assert!(urpe::backend::parse_device("gpu").is_err());
     assert!(matches!(urpe::backend::parse_device("cpu"), Ok(Device::Cpu)));
 }
+
+/// The training loop on the candle engine follows the ndarray engine's (same batches, same
+/// Adam) to f32 rounding, and its checkpoint loads into the ndarray engine unchanged.
+#[test]
+fn the_same_loop_trains_on_both_engines_and_checkpoints_move_between_them() {
+    use std::sync::atomic::AtomicBool;
+    use urpe::engine::Backend;
+    use urpe::theory::{Target, TargetKind};
+    use urpe::train::{EvalConfig, TrainConfig, Trainer};
+    let target = Target::new(TargetKind::PositionShift, 6, 3, 0);
+    let mut spec = ModelSpec::new(Family::T5, 2, 8, 2, 6, target.input_kind(), target.output_kind());
+    spec.urpe = true;
+    let config = TrainConfig {
+        target: TargetKind::PositionShift,
+        n: 6,
+        d: 3,
+        vocab: 0,
+        model: spec.resolve().unwrap(),
+        steps: 30,
+        batch: 8,
+        constant_fraction: 0.5,
+        optim: OptimConfig { lr: 3e-3, ..OptimConfig::default() },
+        init_seed: 1,
+        data_seed: 2,
+        eval: EvalConfig { every: 0, sequences: 16, seed: 3 },
+    };
+    let run = |backend: &Backend| {
+        let mut t = Trainer::with_backend(config.clone(), backend).unwrap();
+        let record = t.run(&AtomicBool::new(false), |_| {}).unwrap();
+        (record, t.model().unwrap())
+    };
+    let (nd, nd_model) = run(&Backend::Ndarray);
+    let (cd, cd_model) = run(&Backend::Candle("cpu".into()));
+    let losses = |r: &urpe::train::RunRecord| r.curve.iter().map(|p| p.loss).collect::<Vec<f64>>();
+    close("training losses", &losses(&cd), &losses(&nd), 1e-4, 1e-6).unwrap();
+    close(
+        "parameters after training",
+        &cd_model.params.data.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        &nd_model.params.data.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        1e-3,
+        1e-6,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("candle.safetensors");
+    urpe::checkpoint::save(&cd_model, &path).unwrap();
+    let back: Model<f32> = urpe::checkpoint::load(&path).unwrap();
+    assert_eq!(back.params.data, cd_model.params.data, "bit-exact through the checkpoint");
+}

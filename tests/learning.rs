@@ -25,7 +25,7 @@ fn run(kind: TargetKind, urpe: bool, norm: Norm, steps: usize, lr: f64) -> (Metr
         data_seed: 2,
         eval: EvalConfig { every: 0, sequences: 256, seed: 3 },
     };
-    let mut trainer = Trainer::<f32>::new(config).unwrap();
+    let mut trainer = Trainer::new(config).unwrap();
     let record = trainer.run(&AtomicBool::new(false), |_| {}).unwrap();
     assert_eq!(record.outcome, Outcome::Finished);
     (record.metrics.unwrap(), record.floor)

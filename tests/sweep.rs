@@ -30,7 +30,7 @@ widths = [4]
 }
 
 fn run(e: &Experiment, dir: &Path, shard: Option<(usize, usize)>) -> urpe::experiment::sweep::SweepSummary {
-    sweep(e, dir, shard, &AtomicBool::new(false), &|_| {}).unwrap()
+    sweep(e, dir, shard, &urpe::engine::Backend::Ndarray, &AtomicBool::new(false), &|_| {}).unwrap()
 }
 
 /// id → the run without its wall time (which differs between runs of the same job).

@@ -29,7 +29,7 @@ fn config(kind: TargetKind, lr: f64) -> TrainConfig {
 }
 
 fn train(c: TrainConfig) -> RunRecord {
-    Trainer::<f32>::new(c).unwrap().run(&AtomicBool::new(false), |_| {}).unwrap()
+    Trainer::new(c).unwrap().run(&AtomicBool::new(false), |_| {}).unwrap()
 }
 
 fn without_time(mut r: RunRecord) -> RunRecord {
@@ -60,11 +60,11 @@ fn same_seeds_give_identical_runs_at_any_thread_count() {
 fn a_divergent_run_is_marked_and_stops() {
     let mut c = config(TargetKind::PositionShift, 1e30);
     c.steps = 200;
-    let mut trainer = Trainer::<f32>::new(c).unwrap();
+    let mut trainer = Trainer::new(c).unwrap();
     let record = trainer.run(&AtomicBool::new(false), |_| {}).unwrap();
     assert_eq!(record.outcome, Outcome::Diverged);
     assert!(record.steps_done < 200 && record.metrics.is_none());
-    assert!(trainer.model.params.data.iter().all(|v| v.is_finite()));
+    assert!(trainer.model().unwrap().params.data.iter().all(|v| v.is_finite()));
 }
 
 fn urpe() -> Command {

@@ -2,6 +2,7 @@
 //! shardable across machines.
 
 use super::train::{stop_flag, with_threads};
+use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
 use crate::experiment::sweep::{SweepSummary, cost, parse_shard, shard_jobs, sweep};
@@ -33,6 +34,12 @@ pub struct Args {
     /// Worker threads, one job each [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
+    /// Engine: ndarray (CPU) or candle (needs a build with --features candle or cuda).
+    #[arg(long, default_value = "ndarray", value_parser = ["ndarray", "candle"])]
+    backend: String,
+    /// Device of the candle engine: cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Reads an experiment file.
@@ -47,6 +54,7 @@ pub fn run_sweep(
     out: &Path,
     shard: Option<(usize, usize)>,
     threads: Option<usize>,
+    backend: &Backend,
 ) -> Result<SweepSummary> {
     let jobs = shard_jobs(experiment.jobs()?, shard);
     let done_ids: std::collections::HashSet<String> =
@@ -86,7 +94,7 @@ pub fn run_sweep(
             }
         }
     };
-    let summary = with_threads(threads, || sweep(experiment, out, shard, &stop, &on_done))?;
+    let summary = with_threads(threads, || sweep(experiment, out, shard, backend, &stop, &on_done))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -104,7 +112,8 @@ pub fn run_sweep(
 pub fn run(a: Args) -> Result<()> {
     let experiment = read_experiment(&a.experiment)?;
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
-    let summary = run_sweep(&experiment, &a.out, shard, a.threads)?;
+    let backend = Backend::parse(&a.backend, &a.device)?;
+    let summary = run_sweep(&experiment, &a.out, shard, a.threads, &backend)?;
     if summary.left > 0 {
         return Err(Error::Input(format!(
             "interrupted: {} runs left; run the same command again to resume",

@@ -2,6 +2,7 @@
 //! checkpoint and a metrics JSON.
 
 use super::model_args::ModelArgs;
+use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::optim::{Decay, OptimConfig, OptimizerKind};
 use crate::theory::TargetKind;
@@ -87,6 +88,12 @@ pub struct Args {
     /// Worker threads [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
+    /// Engine: ndarray (CPU) or candle (needs a build with --features candle or cuda).
+    #[arg(long, default_value = "ndarray", value_parser = ["ndarray", "candle"])]
+    backend: String,
+    /// Device of the candle engine: cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
@@ -177,8 +184,8 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
 }
 
 /// Writes the checkpoint and the metrics of a finished (or stopped) run into `out`.
-pub fn save_run(out: &Path, trainer: &Trainer<f32>, record: &RunRecord) -> Result<()> {
-    crate::checkpoint::save(&trainer.model, &out.join("model.safetensors"))?;
+pub fn save_run(out: &Path, trainer: &Trainer, record: &RunRecord) -> Result<()> {
+    crate::checkpoint::save(&trainer.model()?, &out.join("model.safetensors"))?;
     let json = serde_json::to_vec_pretty(record).map_err(|e| Error::Internal(e.to_string()))?;
     crate::io::write_atomic(&out.join("metrics.json"), &json)
 }
@@ -208,7 +215,8 @@ pub fn run(a: Args) -> Result<()> {
     if metrics_path.exists() && !a.force {
         return Err(Error::file(&metrics_path, "exists: an earlier run is there; choose another --out or add --force"));
     }
-    let mut trainer = Trainer::<f32>::new(config)?;
+    let backend = Backend::parse(&a.backend, &a.device)?;
+    let mut trainer = Trainer::with_backend(config, &backend)?;
     let stop = stop_flag()?;
     let start = Instant::now();
     let total = trainer.config.steps;

@@ -3,6 +3,7 @@
 
 use super::spec::{Experiment, Job};
 use super::store::{Probe, Profile, Store, StoredRun};
+use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::nn::layout::FamilyTensors;
 use crate::theory::{Inputs, Outputs};
@@ -60,14 +61,15 @@ fn subsample(curve: &[CurvePoint]) -> Vec<CurvePoint> {
 }
 
 /// Probe measurements of a trained model (see [`Probe`]).
-fn probe(trainer: &Trainer<f32>) -> Result<Probe> {
+fn probe(trainer: &Trainer) -> Result<Probe> {
+    let model = trainer.model()?;
     let c = &trainer.config;
     let target = c.target();
     let profile = if c.target.is_classification() {
         None
     } else {
         let sample = target.sample::<f32, _>(1, 1.0, &mut ChaCha8Rng::seed_from_u64(20_221_128));
-        let out = trainer.model.predict(&sample.inputs.view())?;
+        let out = model.predict(&sample.inputs.view())?;
         let (Inputs::Real(_), Outputs::Real(y)) = (&sample.inputs, &sample.targets) else {
             unreachable!("a real target")
         };
@@ -77,20 +79,25 @@ fn probe(trainer: &Trainer<f32>) -> Result<Probe> {
         })
     };
     let mut tables = Vec::new();
-    let layer = &trainer.model.layout.layers[0].attn.pos;
+    let layer = &model.layout.layers[0].attn.pos;
     if let (Some(gate), FamilyTensors::T5(b)) = (layer.gate, layer.family) {
         for (name, id) in [("B", b), ("C", gate)] {
-            let rows = trainer.model.params.mat(id).rows().into_iter().map(|r| r.to_vec()).collect();
+            let rows = model.params.mat(id).rows().into_iter().map(|r| r.to_vec()).collect();
             tables.push((name.to_string(), rows));
         }
     }
     Ok(Probe { profile, tables })
 }
 
-/// Trains one job (stopping early if `stop` is set) and returns its stored form, or
-/// `None` when it was interrupted.
+/// Trains one job on the ndarray engine (stopping early if `stop` is set) and returns its
+/// stored form, or `None` when it was interrupted.
 pub fn run_job(experiment: &str, job: &Job, stop: &AtomicBool) -> Result<Option<StoredRun>> {
-    let mut trainer = Trainer::<f32>::new(job.config.clone())?;
+    run_job_on(experiment, job, stop, &Backend::Ndarray)
+}
+
+/// [`run_job`] on `backend`.
+pub fn run_job_on(experiment: &str, job: &Job, stop: &AtomicBool, backend: &Backend) -> Result<Option<StoredRun>> {
+    let mut trainer = Trainer::with_backend(job.config.clone(), backend)?;
     let mut record = trainer.run(stop, |_| {})?;
     if record.outcome == Outcome::Interrupted {
         return Ok(None);
@@ -129,6 +136,7 @@ pub fn sweep(
     experiment: &Experiment,
     dir: &Path,
     shard: Option<(usize, usize)>,
+    backend: &Backend,
     stop: &AtomicBool,
     on_done: &(dyn Fn(u64) + Sync),
 ) -> Result<SweepSummary> {
@@ -145,7 +153,7 @@ pub fn sweep(
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        match run_job(&experiment.name, job, stop) {
+        match run_job_on(&experiment.name, job, stop, backend) {
             Ok(Some(run)) => {
                 let _guard = append.lock().expect("store lock");
                 if let Err(e) = store.append(&file, &run) {
