@@ -14,6 +14,9 @@ pub mod nn;
 pub use config::{ModelConfig, ModelSpec};
 pub use error::{Error, Result};
 pub use float::Float;
+#[cfg(feature = "candle")]
+pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod engine;
@@ -21,8 +24,7 @@ pub mod experiment;
 pub mod io;
 pub mod npy;
 pub mod optim;
+pub mod plot;
 pub mod report;
 pub mod theory;
 pub mod train;
-#[cfg(feature = "candle")]
-pub mod backend;

@@ -14,126 +14,15 @@
 #![cfg(feature = "candle")]
 
 use candle_core::{DType, Device};
-use ndarray::{Array2, Array3};
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use urpe::Float;
 use urpe::backend::CandleModel;
-use urpe::config::{Activation, Family, InputKind, ModelSpec, Norm, OutputKind};
-use urpe::nn::loss::{cross_entropy_loss, mse_loss};
-use urpe::nn::{BackwardWorkspace, Model, ModelInput, Params};
+use urpe::backend::check::{compare, random_case, reference, relative_gap};
+use urpe::config::{Family, ModelSpec};
+use urpe::nn::Model;
 use urpe::optim::{Adam, Decay, OptimConfig, OptimizerKind, grad_norm};
-use urpe::theory::Outputs;
 
-struct Case {
-    model: Model<f64>,
-    tokens: Array2<usize>,
-    x: Array3<f64>,
-    targets: Outputs<f64>,
-}
-
-fn case(family: Family, urpe: bool, seed: u64, scale: f64) -> Case {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let heads = [1, 2, 4][rng.random_range(0..3)];
-    let dh = [2, 4][rng.random_range(0..2)];
-    let n = rng.random_range(2..7);
-    let tokens_io = rng.random_range(0..2) == 0;
-    let (input, output) = if tokens_io {
-        (InputKind::Tokens { vocab: 5 }, OutputKind::Classes { classes: 3 })
-    } else {
-        (InputKind::Real { d_in: 3 }, OutputKind::Real { d_out: 2 })
-    };
-    let mut spec =
-        ModelSpec::new(family, rng.random_range(1..4), heads * dh, heads, n + rng.random_range(0..3), input, output);
-    spec.urpe = urpe;
-    spec.norm = Some([Norm::Post, Norm::Pre, Norm::None][rng.random_range(0..3)]);
-    spec.causal = rng.random_range(0..2) == 0;
-    spec.share_position = Some(rng.random_range(0..2) == 0);
-    spec.activation = Some(if rng.random_range(0..2) == 0 { Activation::Gelu } else { Activation::Relu });
-    spec.t5_buckets = Some(6);
-    spec.t5_max_distance = Some(5);
-    spec.ffn = Some(2 * heads * dh);
-    let mut model = Model::<f64>::zeros(spec.resolve().unwrap()).unwrap();
-    model.params.data.iter_mut().for_each(|v| *v = rng.random_range(-scale..scale));
-    let batch = 3;
-    let tokens = Array2::from_shape_fn((batch, n), |_| rng.random_range(0..5));
-    let x = Array3::from_shape_fn((batch, n, 3), |_| rng.random_range(-1.0..1.0));
-    let targets = if tokens_io {
-        Outputs::Classes(Array2::from_shape_fn((batch, n), |_| rng.random_range(0..3)))
-    } else {
-        Outputs::Real(Array3::from_shape_fn((batch, n, 2), |_| rng.random_range(-1.0..1.0)))
-    };
-    Case { model, tokens, x, targets }
-}
-
-fn input<'a, F: Float>(c: &'a Case, x: &'a Array3<F>) -> ModelInput<'a, F> {
-    match c.model.config.input {
-        InputKind::Tokens { .. } => ModelInput::Tokens(c.tokens.view()),
-        InputKind::Real { .. } => ModelInput::Real(x.view()),
-    }
-}
-
-fn cast_targets<F: Float>(t: &Outputs<f64>) -> Outputs<F> {
-    match t {
-        Outputs::Real(y) => Outputs::Real(y.mapv(F::c)),
-        Outputs::Classes(l) => Outputs::Classes(l.clone()),
-    }
-}
-
-/// ndarray: output, loss, gradients.
-fn reference<F: Float>(model: &Model<F>, input: &ModelInput<F>, targets: &Outputs<F>) -> (Vec<f64>, f64, Params<F>) {
-    let (batch, n) = input.batch_and_length();
-    let mut cache = model.cache_for(input);
-    model.forward(input, &mut cache).unwrap();
-    let mut d_out = Array2::zeros(cache.output.raw_dim());
-    let loss = match targets {
-        Outputs::Real(y) => {
-            let y2 = y.view().into_shape_with_order((batch * n, y.dim().2)).unwrap();
-            mse_loss(d_out.view_mut(), cache.output.view(), y2, y.len())
-        }
-        Outputs::Classes(l) => cross_entropy_loss(
-            d_out.view_mut(),
-            cache.output.view(),
-            l.view().into_shape_with_order(batch * n).unwrap(),
-            batch * n,
-        ),
-    };
-    let mut grads = Params::zeros(model.layout.tensors.clone());
-    let mut ws = BackwardWorkspace::new(model, batch, n);
-    model.backward(input, &cache, d_out.view(), &mut grads, &mut ws);
-    (cache.output.iter().map(|v| v.f64()).collect(), loss, grads)
-}
-
-fn largest(values: &[f64]) -> f64 {
-    values.iter().fold(0.0f64, |m, v| m.max(v.abs()))
-}
-
-/// max |ours − theirs| ≤ tol · max(max |theirs|, floor).
 fn close(what: &str, ours: &[f64], theirs: &[f64], tol: f64, floor: f64) -> Result<(), String> {
-    let scale = largest(theirs).max(floor);
-    let diff = ours.iter().zip(theirs).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-    if diff <= tol * scale { Ok(()) } else { Err(format!("{what}: differs by {diff:e} (scale {scale:e})")) }
-}
-
-fn compare<F: Float>(c: &Case, dtype: DType, tol: f64, alpha: f64) -> Result<(), String> {
-    let model: Model<F> = c.model.cast();
-    let x: Array3<F> = c.x.mapv(F::c);
-    let targets: Outputs<F> = cast_targets(&c.targets);
-    let inp = input(c, &x);
-    let (out, loss, grads) = reference(&model, &inp, &targets);
-    let cm = CandleModel::from_model(&model, &Device::Cpu, dtype).map_err(|e| e.to_string())?;
-    let cout = cm.forward(&inp).map_err(|e| e.to_string())?;
-    close("output", &urpe::backend::model::to_host(&cout).unwrap(), &out, tol, 1e-6)?;
-    let (closs, cgrads) = cm.loss_and_grads(&inp, &targets).map_err(|e| e.to_string())?;
-    close("loss", &[closs], &[loss], tol, 1e-6)?;
-    let cgrads: Params<f64> = cm.grads_to_host(&cgrads).map_err(|e| e.to_string())?;
-    let g = largest(&grads.data.iter().map(|v| v.f64()).collect::<Vec<_>>());
-    for spec in model.layout.tensors.specs() {
-        let ours: Vec<f64> = cgrads.data[spec.range()].to_vec();
-        let theirs: Vec<f64> = grads.data[spec.range()].iter().map(|v| v.f64()).collect();
-        close(&format!("gradient of {}", spec.name), &ours, &theirs, tol, alpha * g)?;
-    }
-    Ok(())
+    let gap = relative_gap(ours, theirs, floor);
+    if gap <= tol { Ok(()) } else { Err(format!("{what}: relative gap {gap:e}")) }
 }
 
 fn label(family: Family, urpe: bool, seed: u64) -> String {
@@ -149,11 +38,17 @@ fn candle_and_ndarray_agree_on_outputs_loss_and_gradients() {
         for urpe in [false, true] {
             for seed in 0..4 {
                 let id = 100 * seed + family as u64;
-                if let Err(e) = compare::<f64>(&case(family, urpe, id, 0.7), DType::F64, 1e-10, 1e-2) {
-                    failures.push(format!("f64 {}: {e}", label(family, urpe, seed)));
+                let (gap, at) =
+                    compare::<f64>(&random_case(family, urpe, id, 0.7).unwrap(), &Device::Cpu, DType::F64, 1e-2)
+                        .unwrap();
+                if gap > 1e-10 {
+                    failures.push(format!("f64 {}: {at}: {gap:e}", label(family, urpe, seed)));
                 }
-                if let Err(e) = compare::<f32>(&case(family, urpe, id, 0.3), DType::F32, 1e-5, 1.0) {
-                    failures.push(format!("f32 {}: {e}", label(family, urpe, seed)));
+                let (gap, at) =
+                    compare::<f32>(&random_case(family, urpe, id, 0.3).unwrap(), &Device::Cpu, DType::F32, 1.0)
+                        .unwrap();
+                if gap > 1e-5 {
+                    failures.push(format!("f32 {}: {at}: {gap:e}", label(family, urpe, seed)));
                 }
             }
         }
@@ -166,7 +61,7 @@ fn candle_and_ndarray_agree_on_outputs_loss_and_gradients() {
 #[test]
 fn ten_optimiser_steps_agree() {
     for (i, family) in Family::ALL.into_iter().enumerate() {
-        let c = case(family, i % 2 == 0, 7 + i as u64, 0.7);
+        let c = random_case(family, i % 2 == 0, 7 + i as u64, 0.7).unwrap();
         let kind = if i % 3 == 0 { OptimizerKind::Adamw } else { OptimizerKind::Adam };
         let optim = OptimConfig {
             kind,
@@ -177,14 +72,14 @@ fn ten_optimiser_steps_agree() {
             warmup: 2,
             ..OptimConfig::default()
         };
-        let inp = input(&c, &c.x);
+        let inp = c.input(&c.x);
         let mut model = c.model.clone();
         let mut adam = Adam::<f64>::new(model.params.data.len());
         let mut cm = CandleModel::from_model(&model, &Device::Cpu, DType::F64).unwrap();
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for step in 0..10 {
             let lr = optim.learning_rate(step, 10);
-            let (_, loss, grads) = reference(&model, &inp, &c.targets);
+            let (_, loss, grads) = reference(&model, &inp, &c.targets).unwrap();
             theirs.push(loss);
             adam.step(&mut model.params.data, &grads.data, grad_norm(&grads.data), lr, &optim);
             let (closs, cgrads) = cm.loss_and_grads(&inp, &c.targets).unwrap();
@@ -203,9 +98,9 @@ fn ten_optimiser_steps_agree() {
 #[test]
 fn every_variable_gets_a_gradient() {
     for family in Family::ALL {
-        let c = case(family, true, 3, 0.7);
+        let c = random_case(family, true, 3, 0.7).unwrap();
         let cm = CandleModel::from_model(&c.model, &Device::Cpu, DType::F64).unwrap();
-        let (_, grads) = cm.loss_and_grads(&input(&c, &c.x), &c.targets).unwrap();
+        let (_, grads) = cm.loss_and_grads(&c.input(&c.x), &c.targets).unwrap();
         assert_eq!(grads.len(), c.model.layout.tensors.specs().len(), "{family}");
     }
 }

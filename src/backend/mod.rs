@@ -3,6 +3,7 @@
 //! engine, written with differentiable candle ops, so a checkpoint moves between the two and
 //! each checks the other.
 
+pub mod check;
 pub mod device;
 pub mod model;
 pub mod ops;

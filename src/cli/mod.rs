@@ -1,9 +1,13 @@
 //! The `urpe` command line: one file per subcommand; `main.rs` only calls [`main`].
 
+mod bench;
 mod bound;
+mod check_device;
 mod init;
 mod model_args;
+mod plot;
 mod predict;
+mod reproduce;
 mod sweep;
 mod train;
 mod witness;
@@ -15,6 +19,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "urpe", version, about, long_about = None, after_help = "\
 Examples:
+  urpe reproduce                      # the main job: sweep, figures/, figures/REPORT.md
   urpe bound --target position-shift --n 16
   urpe witness --n 16 --d 8
   urpe init --family urpe --depth 2 --width 32 --heads 4 --n-max 16 --d-in 8 --d-out 8 --out model.safetensors
@@ -27,12 +32,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Reproduce(reproduce::Args),
     Bound(bound::Args),
     Witness(witness::Args),
     Init(init::Args),
     Predict(predict::Args),
     Train(train::Args),
     Sweep(sweep::Args),
+    Plot(plot::Args),
+    Bench(bench::Args),
+    CheckDevice(check_device::Args),
 }
 
 /// Runs the command line and returns the process exit code (0 ok, 2 bad input,
@@ -62,6 +71,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => predict::run(a),
         Command::Train(a) => train::run(a),
         Command::Sweep(a) => sweep::run(a),
+        Command::Reproduce(a) => reproduce::run(a),
+        Command::Plot(a) => plot::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::CheckDevice(a) => check_device::run(a),
     }
 }
 

@@ -40,6 +40,9 @@ pub struct Args {
     /// Device of the candle engine: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Let CUDA matrix multiplies use TF32 (candle on a GPU only).
+    #[arg(long)]
+    tf32: bool,
 }
 
 /// Reads an experiment file.
@@ -113,6 +116,7 @@ pub fn run(a: Args) -> Result<()> {
     let experiment = read_experiment(&a.experiment)?;
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let backend = Backend::parse(&a.backend, &a.device)?;
+    super::train::set_tf32(a.tf32, &backend)?;
     let summary = run_sweep(&experiment, &a.out, shard, a.threads, &backend)?;
     if summary.left > 0 {
         return Err(Error::Input(format!(

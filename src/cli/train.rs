@@ -94,6 +94,9 @@ pub struct Args {
     /// Device of the candle engine: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Let CUDA matrix multiplies use TF32 (candle on a GPU only).
+    #[arg(long)]
+    tf32: bool,
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
@@ -169,6 +172,23 @@ fn progress_line(r: &StepReport, start: Instant) -> String {
     )
 }
 
+/// Lets CUDA matrix multiplies use TF32 (`--tf32`); an error off the candle engine on a GPU.
+pub fn set_tf32(tf32: bool, backend: &Backend) -> Result<()> {
+    if !tf32 {
+        return Ok(());
+    }
+    match backend {
+        Backend::Candle(device) if device.starts_with("cuda") && cfg!(feature = "cuda") => {
+            #[cfg(feature = "cuda")]
+            candle_core::cuda::set_gemm_reduced_precision_f32(true);
+            Ok(())
+        }
+        _ => Err(Error::Input(
+            "--tf32 applies to the candle backend on a CUDA device (a build with --features cuda)".into(),
+        )),
+    }
+}
+
 /// Installs a Ctrl-C / SIGTERM handler that sets the returned flag.
 pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -216,6 +236,7 @@ pub fn run(a: Args) -> Result<()> {
         return Err(Error::file(&metrics_path, "exists: an earlier run is there; choose another --out or add --force"));
     }
     let backend = Backend::parse(&a.backend, &a.device)?;
+    set_tf32(a.tf32, &backend)?;
     let mut trainer = Trainer::with_backend(config, &backend)?;
     let stop = stop_flag()?;
     let start = Instant::now();

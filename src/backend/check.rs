@@ -1,0 +1,148 @@
+//! The candle model against the ndarray engine on random models: outputs, loss and every
+//! gradient. Used by the differential tests (CPU, f64 and f32) and by
+//! `urpe check-device` (a GPU against the CPU engine).
+
+use super::CandleModel;
+use super::model::to_host;
+use crate::config::{Activation, Family, InputKind, ModelSpec, Norm, OutputKind};
+use crate::error::Result;
+use crate::float::Float;
+use crate::nn::loss::{cross_entropy_loss, mse_loss};
+use crate::nn::{BackwardWorkspace, Model, ModelInput, Params};
+use crate::theory::Outputs;
+use candle_core::{DType, Device};
+use ndarray::{Array2, Array3};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A random model with a batch of inputs and targets.
+pub struct Case {
+    /// The model (f64; cast for f32 comparisons).
+    pub model: Model<f64>,
+    /// Token inputs (used when the model reads tokens).
+    pub tokens: Array2<usize>,
+    /// Real inputs (used when the model reads real vectors).
+    pub x: Array3<f64>,
+    /// Targets.
+    pub targets: Outputs<f64>,
+}
+
+/// A random configuration of `family` (1–3 layers, 1/2/4 heads of width 2 or 4, n 2–6,
+/// every norm, causal or not, shared or per-layer positions, GELU or ReLU, token or real
+/// input and output) with weights drawn from U(−scale, scale), seeded.
+pub fn random_case(family: Family, urpe: bool, seed: u64, scale: f64) -> Result<Case> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let heads = [1, 2, 4][rng.random_range(0..3)];
+    let dh = [2, 4][rng.random_range(0..2)];
+    let n = rng.random_range(2..7);
+    let tokens_io = rng.random_range(0..2) == 0;
+    let (input, output) = if tokens_io {
+        (InputKind::Tokens { vocab: 5 }, OutputKind::Classes { classes: 3 })
+    } else {
+        (InputKind::Real { d_in: 3 }, OutputKind::Real { d_out: 2 })
+    };
+    let mut spec =
+        ModelSpec::new(family, rng.random_range(1..4), heads * dh, heads, n + rng.random_range(0..3), input, output);
+    spec.urpe = urpe;
+    spec.norm = Some([Norm::Post, Norm::Pre, Norm::None][rng.random_range(0..3)]);
+    spec.causal = rng.random_range(0..2) == 0;
+    spec.share_position = Some(rng.random_range(0..2) == 0);
+    spec.activation = Some(if rng.random_range(0..2) == 0 { Activation::Gelu } else { Activation::Relu });
+    spec.t5_buckets = Some(6);
+    spec.t5_max_distance = Some(5);
+    spec.ffn = Some(2 * heads * dh);
+    let mut model = Model::<f64>::zeros(spec.resolve()?)?;
+    model.params.data.iter_mut().for_each(|v| *v = rng.random_range(-scale..scale));
+    let batch = 3;
+    let tokens = Array2::from_shape_fn((batch, n), |_| rng.random_range(0..5));
+    let x = Array3::from_shape_fn((batch, n, 3), |_| rng.random_range(-1.0..1.0));
+    let targets = if tokens_io {
+        Outputs::Classes(Array2::from_shape_fn((batch, n), |_| rng.random_range(0..3)))
+    } else {
+        Outputs::Real(Array3::from_shape_fn((batch, n, 2), |_| rng.random_range(-1.0..1.0)))
+    };
+    Ok(Case { model, tokens, x, targets })
+}
+
+impl Case {
+    /// The case's input for a model reading `F`.
+    pub fn input<'a, F: Float>(&'a self, x: &'a Array3<F>) -> ModelInput<'a, F> {
+        match self.model.config.input {
+            InputKind::Tokens { .. } => ModelInput::Tokens(self.tokens.view()),
+            InputKind::Real { .. } => ModelInput::Real(x.view()),
+        }
+    }
+}
+
+fn cast_targets<F: Float>(t: &Outputs<f64>) -> Outputs<F> {
+    match t {
+        Outputs::Real(y) => Outputs::Real(y.mapv(F::c)),
+        Outputs::Classes(l) => Outputs::Classes(l.clone()),
+    }
+}
+
+/// The ndarray engine's output, loss and gradients for one batch.
+pub fn reference<F: Float>(
+    model: &Model<F>,
+    input: &ModelInput<F>,
+    targets: &Outputs<F>,
+) -> Result<(Vec<f64>, f64, Params<F>)> {
+    let (batch, n) = input.batch_and_length();
+    let mut cache = model.cache_for(input);
+    model.forward(input, &mut cache)?;
+    let mut d_out = Array2::zeros(cache.output.raw_dim());
+    let loss = match targets {
+        Outputs::Real(y) => {
+            let y2 = y.view().into_shape_with_order((batch * n, y.dim().2)).expect("contiguous");
+            mse_loss(d_out.view_mut(), cache.output.view(), y2, y.len())
+        }
+        Outputs::Classes(l) => {
+            let labels = l.view().into_shape_with_order(batch * n).expect("contiguous");
+            cross_entropy_loss(d_out.view_mut(), cache.output.view(), labels, batch * n)
+        }
+    };
+    let mut grads = Params::zeros(model.layout.tensors.clone());
+    let mut ws = BackwardWorkspace::new(model, batch, n);
+    model.backward(input, &cache, d_out.view(), &mut grads, &mut ws);
+    Ok((cache.output.iter().map(|v| v.f64()).collect(), loss, grads))
+}
+
+fn largest(values: &[f64]) -> f64 {
+    values.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
+/// max |ours − theirs| / max(max |theirs|, floor).
+pub fn relative_gap(ours: &[f64], theirs: &[f64], floor: f64) -> f64 {
+    let diff = ours.iter().zip(theirs).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    diff / largest(theirs).max(floor)
+}
+
+/// The worst relative gap between the candle model (as `dtype` on `device`) and the
+/// ndarray engine (as F) over output, loss and every gradient of `case`, and where it
+/// is. Gradient gaps are relative to max(max |tensor|, α·G), G the largest gradient.
+pub fn compare<F: Float>(case: &Case, device: &Device, dtype: DType, alpha: f64) -> Result<(f64, String)> {
+    let model: Model<F> = case.model.cast();
+    let x: Array3<F> = case.x.mapv(F::c);
+    let targets: Outputs<F> = cast_targets(&case.targets);
+    let input = case.input(&x);
+    let (out, loss, grads) = reference(&model, &input, &targets)?;
+    let cm = CandleModel::from_model(&model, device, dtype)?;
+    let mut worst = (relative_gap(&to_host(&cm.forward(&input)?)?, &out, 1e-6), "output".to_string());
+    let (closs, cgrads) = cm.loss_and_grads(&input, &targets)?;
+    let cgrads: Params<f64> = cm.grads_to_host(&cgrads)?;
+    let mut note = |gap: f64, what: String| {
+        if gap > worst.0 {
+            worst = (gap, what);
+        }
+    };
+    note(relative_gap(&[closs], &[loss], 1e-6), "loss".into());
+    let all: Vec<f64> = grads.data.iter().map(|v| v.f64()).collect();
+    let g = largest(&all);
+    for spec in model.layout.tensors.specs() {
+        note(
+            relative_gap(&cgrads.data[spec.range()], &all[spec.range()], alpha * g),
+            format!("gradient of {}", spec.name),
+        );
+    }
+    Ok(worst)
+}

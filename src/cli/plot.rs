@@ -1,0 +1,67 @@
+//! `urpe plot`: every figure and REPORT.md from a results store alone, without training.
+
+use crate::error::{Error, Result};
+use crate::experiment::{Store, builtin};
+use crate::report::{FigureEntry, ReportContext, report};
+use std::path::{Path, PathBuf};
+
+/// Redraw every figure and write REPORT.md from the runs of a results folder.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  urpe plot results/reproduce                    # → results/reproduce/figures/
+  urpe plot results/full --out figures/full")]
+pub struct Args {
+    /// Results folder (every runs*.jsonl file in it).
+    results: PathBuf,
+    /// Output folder for the figures and REPORT.md [default: RESULTS/figures].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn relative(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base).unwrap_or(path).display().to_string()
+}
+
+/// Draws the figures of the store in `results` into `out` and writes `out/REPORT.md`;
+/// returns the report's path.
+pub fn plot_and_report(
+    results: &Path,
+    out: &Path,
+    sweep_seconds: Option<f64>,
+    commands: Vec<String>,
+) -> Result<PathBuf> {
+    let runs = Store::open(results)?.load()?;
+    if runs.is_empty() {
+        return Err(Error::file(results, "holds no runs (no runs*.jsonl lines); run `urpe sweep` first"));
+    }
+    let figures = crate::plot::draw_all(&runs, out)?;
+    let entries: Vec<FigureEntry> = figures
+        .iter()
+        .map(|f| FigureEntry {
+            title: f.title.clone(),
+            caption: f.caption.clone(),
+            png: relative(&f.png, out),
+            svg: relative(&f.svg, out),
+        })
+        .collect();
+    let name = runs[0].experiment.clone();
+    let ctx = ReportContext {
+        description: builtin::description(&name).unwrap_or_default(),
+        experiment: name,
+        commands,
+        sweep_seconds,
+        threads: rayon::current_num_threads(),
+    };
+    let path = out.join("REPORT.md");
+    crate::io::write_atomic(&path, report(&runs, &entries, &ctx).as_bytes())?;
+    Ok(path)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let out = a.out.unwrap_or_else(|| a.results.join("figures"));
+    let cmd = format!("urpe plot {} --out {}", a.results.display(), out.display());
+    let path = plot_and_report(&a.results, &out, None, vec![cmd])?;
+    println!("wrote the figures and {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! `urpe reproduce`: the main job. Runs the compiled-in experiment (resuming what is
+//! stored), then draws every figure and writes figures/REPORT.md.
+
+use super::plot::plot_and_report;
+use super::sweep::run_sweep;
+use crate::error::{Error, Result};
+use crate::experiment::builtin::Profile;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Reproduce the negative result and the URPE fix: sweep, figures, report.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  urpe reproduce                        # about 5 minutes on 2 cores: results/reproduce, figures/
+  urpe reproduce --profile full --results results/full --figures figures/full
+
+Running it again resumes: stored runs are not trained again, figures are redrawn.
+The experiment files are experiments/reproduce.toml (quick) and experiments/full.toml.")]
+pub struct Args {
+    /// Which compiled-in experiment.
+    #[arg(long, value_enum, default_value = "quick")]
+    profile: Profile,
+    /// Results folder.
+    #[arg(long, default_value = "results/reproduce")]
+    results: PathBuf,
+    /// Figures and REPORT.md folder.
+    #[arg(long, default_value = "figures")]
+    figures: PathBuf,
+    /// Worker threads [default: one per core].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let experiment = a.profile.experiment();
+    let start = Instant::now();
+    let summary = run_sweep(&experiment, &a.results, None, a.threads, &crate::engine::Backend::Ndarray)?;
+    if summary.left > 0 {
+        return Err(Error::Interrupted(format!("{} runs left; run `urpe reproduce` again to resume", summary.left)));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let profile = match a.profile {
+        Profile::Quick => "quick",
+        Profile::Full => "full",
+    };
+    let commands = vec![
+        format!(
+            "urpe reproduce --profile {profile} --results {} --figures {}",
+            a.results.display(),
+            a.figures.display()
+        ),
+        format!("urpe plot {} --out {}   # redraws from the store alone", a.results.display(), a.figures.display()),
+    ];
+    let report =
+        super::train::with_threads(a.threads, || plot_and_report(&a.results, &a.figures, Some(seconds), commands))?;
+    println!(
+        "{} runs ({} new) in {:.0} s; report: {}",
+        summary.jobs,
+        summary.done,
+        start.elapsed().as_secs_f64(),
+        report.display()
+    );
+    Ok(())
+}

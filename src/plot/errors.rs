@@ -1,0 +1,183 @@
+//! Mean squared error of the real targets against model width (one panel per depth) and
+//! against depth (one panel per width), with the exact floor of THEORY.md §3 drawn dashed.
+
+use super::{Axis, Figure, Panel, Panels, Series, legend, save, slice, sort_families, targets};
+use crate::error::Result;
+use crate::experiment::stats::{Cell, Key, MeanCi};
+use crate::theory::Floor;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The quantity along the x axis (the other one picks the panel).
+#[derive(Clone, Copy, PartialEq)]
+enum Along {
+    Width,
+    Depth,
+}
+
+/// One error figure.
+struct Spec {
+    name: &'static str,
+    title: &'static str,
+    caption: [&'static str; 2],
+    along: Along,
+    general: bool,
+    floor: &'static str,
+}
+
+const SPECS: [Spec; 3] = [
+    Spec {
+        name: "error_vs_width_constant",
+        title: "Error on constant inputs vs width",
+        caption: [
+            "Mean squared error on constant inputs against model width (log₂ axis), one panel per depth, one row per real target; lines are means over seeds with shaded 95% confidence intervals, families shifted slightly sideways so that coinciding points stay visible.",
+            "Families with position information only inside the softmax cannot go below the dashed floor at any size; URPE and APE can, and the gap is the barrier.",
+        ],
+        along: Along::Width,
+        general: false,
+        floor: "floor",
+    },
+    Spec {
+        name: "error_vs_width_general",
+        title: "Error on general inputs vs width",
+        caption: [
+            "Mean squared error on general (random, non-constant) inputs against model width, laid out as the constant-input figure.",
+            "The floor binds on constant inputs only and is drawn here for scale: off constant inputs any family may go below it.",
+        ],
+        along: Along::Width,
+        general: true,
+        floor: "floor (constant inputs only)",
+    },
+    Spec {
+        name: "error_vs_depth",
+        title: "Error on constant inputs vs depth",
+        caption: [
+            "Mean squared error on constant inputs against depth, one panel per width, one row per real target; means over seeds with shaded 95% confidence intervals, families shifted slightly sideways so that coinciding points stay visible.",
+            "More layers do not take in-softmax families below the dashed floor; URPE and APE are not bound by it.",
+        ],
+        along: Along::Depth,
+        general: false,
+        floor: "floor",
+    },
+];
+
+/// Draws the error figures the cells allow.
+pub(super) fn draw(cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for spec in &SPECS {
+        if let Some(fig) = figure(cells, spec) {
+            figures.push(save(dir, spec.name, spec.title, spec.caption, &fig)?);
+        }
+    }
+    Ok(figures)
+}
+
+impl Along {
+    /// The x value of a grid point.
+    fn x(self, k: &Key) -> usize {
+        if self == Along::Width { k.width } else { k.depth }
+    }
+
+    /// The panel of a grid point.
+    fn panel(self, k: &Key) -> usize {
+        if self == Along::Width { k.depth } else { k.width }
+    }
+
+    /// `x` shifted sideways for the `i`-th of `k` families, so that points that coincide
+    /// stay visible (a fixed step in log₂ width or in depth).
+    fn dodge(self, x: f64, i: usize, k: usize) -> f64 {
+        let d = i as f64 - (k as f64 - 1.0) / 2.0;
+        if self == Along::Width { x * 2f64.powf(0.09 * d) } else { x + 0.07 * d }
+    }
+
+    /// Panel caption and x-axis description.
+    fn names(self) -> (&'static str, &'static str) {
+        if self == Along::Width { ("depth", "width (model dimension)") } else { ("width", "depth (layers)") }
+    }
+}
+
+/// The figure of `spec`: one row per real target, one panel per depth (or width); `None`
+/// when no real target has a finished run.
+fn figure(cells: &[Cell], spec: &Spec) -> Option<Panels> {
+    let rows: Vec<(_, Vec<&Cell>)> = targets(cells, |t| !t.is_classification())
+        .into_iter()
+        .map(|t| (t, slice(cells, t)))
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
+    let all: Vec<&Cell> = rows.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+    if all.is_empty() {
+        return None;
+    }
+    let along = spec.along;
+    let columns: BTreeSet<usize> = all.iter().map(|c| along.panel(&c.key)).collect();
+    let xs: Vec<f64> =
+        all.iter().map(|c| along.x(&c.key)).collect::<BTreeSet<_>>().into_iter().map(|v| v as f64).collect();
+    let x = Axis::at(&xs, along == Along::Width, |v| format!("{v}"));
+    let mut families: Vec<String> = all.iter().map(|c| c.key.family.clone()).collect();
+    sort_families(&mut families);
+    let (panel_name, x_desc) = along.names();
+    let y_desc = if spec.general { "MSE, general inputs" } else { "MSE, constant inputs" };
+    let stat = |c: &Cell| -> MeanCi { if spec.general { c.general } else { c.constant } };
+
+    let mut panels = Vec::new();
+    for (target, slice) in &rows {
+        let floor = match slice[0].floor {
+            Floor::Mse { mse } if mse > 0.0 => Some(mse),
+            _ => None,
+        };
+        let mut row: Vec<Option<Panel>> = columns
+            .iter()
+            .map(|&col| {
+                let here: Vec<&&Cell> = slice.iter().filter(|c| along.panel(&c.key) == col).collect();
+                if here.is_empty() {
+                    return None;
+                }
+                let mut series: Vec<Series> = families
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, f)| {
+                        let mut points: Vec<(f64, MeanCi)> = here
+                            .iter()
+                            .filter(|c| &c.key.family == f)
+                            .map(|c| (along.dodge(along.x(&c.key) as f64, i, families.len()), stat(c)))
+                            .collect();
+                        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                        (!points.is_empty()).then(|| {
+                            Series::family(
+                                f,
+                                points.iter().map(|(x, s)| (*x, s.mean)).collect(),
+                                points.iter().map(|(x, s)| (*x, s.lo, s.hi)).collect(),
+                            )
+                        })
+                    })
+                    .collect();
+                series.extend(floor.map(|m| Series::reference(vec![(x.lo, m), (x.hi, m)])));
+                Some(Panel {
+                    caption: format!("{target}, {panel_name} {col}"),
+                    x: x.clone(),
+                    y: x.clone(),
+                    x_desc: x_desc.into(),
+                    y_desc: y_desc.into(),
+                    series,
+                })
+            })
+            .collect();
+        // one y range per row, so the panels of a target compare at a glance
+        let y = Axis::fit(
+            row.iter().flatten().flat_map(|p| p.series.iter().flat_map(|s| s.values()).collect::<Vec<_>>()),
+            true,
+        );
+        row.iter_mut().flatten().for_each(|p| p.y = y.clone());
+        panels.extend(row);
+    }
+    let references: &[&str] =
+        if all.iter().any(|c| matches!(c.floor, Floor::Mse { mse } if mse > 0.0)) { &[spec.floor] } else { &[] };
+    Some(Panels {
+        title: spec.title.into(),
+        rows: rows.len(),
+        cols: columns.len(),
+        panels,
+        legend: legend(&families, true, references),
+        height_per_row: 420,
+    })
+}
