@@ -30,7 +30,9 @@ pub struct Cli {
     command: Command,
 }
 
+/// The subcommands (parsed once, so their size does not matter).
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Reproduce(reproduce::Args),
     Bound(bound::Args),

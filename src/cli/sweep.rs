@@ -88,7 +88,7 @@ pub fn run_sweep(
             None => {
                 let elapsed = start.elapsed().as_secs_f64();
                 let eta = elapsed / p as f64 * (total.saturating_sub(p)) as f64;
-                if f as usize == pending || f % 10 == 0 {
+                if f as usize == pending || f.is_multiple_of(10) {
                     eprintln!(
                         "{f}/{pending} runs ({:.0}%), {elapsed:.0} s elapsed, ETA {eta:.0} s",
                         100.0 * p as f64 / total.max(1) as f64
