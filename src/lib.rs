@@ -3,9 +3,11 @@
 //!
 //! - [`theory`]: target functions, their exact floors, the URPE witness.
 //! - [`nn`]: the CPU engine (ndarray), every position family.
+//! - [`analysis`]: linear-algebra probes (stochasticity, positional rank, spectra).
 //! - [`checkpoint`]: safetensors save and load.
 //! - [`cli`]: the `urpe` command line.
 
+pub mod analysis;
 pub mod config;
 pub mod error;
 pub mod float;

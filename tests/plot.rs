@@ -7,7 +7,7 @@ use urpe::experiment::sweep::run_job;
 use urpe::experiment::{Experiment, StoredRun};
 use urpe::plot::{Figure, draw_all};
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "error_vs_width_constant",
     "error_vs_width_general",
     "error_vs_depth",
@@ -15,6 +15,7 @@ const ALL: [&str; 7] = [
     "urpe_tables",
     "training_curves",
     "constant_profile",
+    "positional_rank",
 ];
 
 /// Real runs of a tiny grid: two real and two token targets, a barrier-bound family and
@@ -82,6 +83,19 @@ fn every_figure_is_drawn_when_the_runs_have_its_data() {
         runs.iter().filter(|r| !r.record.config.target.is_classification() && r.family != "urpe").cloned().collect();
     let figures = draw_all(&plain, &dir.path().join("plain")).unwrap();
     let expected: Vec<&str> = ALL.into_iter().filter(|n| !["token_accuracy", "urpe_tables"].contains(n)).collect();
+    assert_eq!(names(&figures), expected);
+
+    // a store written before the rank probe existed: every figure but the positional rank
+    let old: Vec<StoredRun> = runs
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.probe.rank.clear();
+            r
+        })
+        .collect();
+    let figures = draw_all(&old, &dir.path().join("old")).unwrap();
+    let expected: Vec<&str> = ALL.into_iter().filter(|n| *n != "positional_rank").collect();
     assert_eq!(names(&figures), expected);
 }
 

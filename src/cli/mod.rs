@@ -1,5 +1,6 @@
 //! The `urpe` command line: one file per subcommand; `main.rs` only calls [`main`].
 
+mod analyze;
 mod bench;
 mod bound;
 mod check_device;
@@ -24,7 +25,9 @@ Examples:
   urpe witness --n 16 --d 8
   urpe init --family urpe --depth 2 --width 32 --heads 4 --n-max 16 --d-in 8 --d-out 8 --out model.safetensors
   urpe predict --checkpoint model.safetensors --input X.npy --output Y.npy
-  urpe train --target position-shift --family urpe --depth 2 --width 32 --heads 4 --n 16 --out runs/x")]
+  urpe train --target position-shift --family urpe --depth 2 --width 32 --heads 4 --n 16 --out runs/x
+  urpe analyze --checkpoint runs/x/model.safetensors
+  urpe analyze --family rope --depth 2 --width 16 --heads 2 --random-init 3")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +47,7 @@ enum Command {
     Plot(plot::Args),
     Bench(bench::Args),
     CheckDevice(check_device::Args),
+    Analyze(analyze::Args),
 }
 
 /// Runs the command line and returns the process exit code (0 ok, 2 bad input,
@@ -77,6 +81,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plot(a) => plot::run(a),
         Command::Bench(a) => bench::run(a),
         Command::CheckDevice(a) => check_device::run(a),
+        Command::Analyze(a) => analyze::run(a),
     }
 }
 

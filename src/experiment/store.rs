@@ -18,7 +18,14 @@ pub struct Probe {
     /// Learned Toeplitz tables of URPE models (`pos.t5` = B, `pos.urpe` = C; layer 0's when
     /// not shared), [heads][2·n_max − 1].
     pub tables: Vec<(String, Vec<Vec<f32>>)>,
+    /// Positional rank per stage on [`RANK_PROBE_INPUTS`] constant inputs (f64; empty for
+    /// diverged runs and stores written before the probe existed).
+    #[serde(default)]
+    pub rank: Vec<crate::analysis::rank::StageRank>,
 }
+
+/// Constant inputs of the positional-rank probe stored with every run.
+pub const RANK_PROBE_INPUTS: usize = 64;
 
 /// Output and target along the positions of one constant input.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //! already holds, run the rest in parallel (one job per worker), append each finished run.
 
 use super::spec::{Experiment, Job};
-use super::store::{Probe, Profile, Store, StoredRun};
+use super::store::{Probe, Profile, RANK_PROBE_INPUTS, Store, StoredRun};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::nn::layout::FamilyTensors;
@@ -86,7 +86,8 @@ fn probe(trainer: &Trainer) -> Result<Probe> {
             tables.push((name.to_string(), rows));
         }
     }
-    Ok(Probe { profile, tables })
+    let rank = crate::analysis::positional_rank(&model.cast::<f64>(), c.n, RANK_PROBE_INPUTS, 20_221_128)?;
+    Ok(Probe { profile, tables, rank })
 }
 
 /// Trains one job on the ndarray engine (stopping early if `stop` is set) and returns its

@@ -10,6 +10,7 @@
 mod accuracy;
 mod curves;
 mod errors;
+mod probes;
 mod tables;
 
 use crate::error::{Error, Result};
@@ -22,6 +23,8 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
+
+pub use probes::draw_analysis;
 
 /// One drawn figure: the same picture as PNG and as SVG.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +53,7 @@ pub fn draw_all(runs: &[StoredRun], dir: &Path) -> Result<Vec<Figure>> {
     figures.extend(accuracy::draw(&cells, dir)?);
     figures.extend(tables::draw(runs, dir)?);
     figures.extend(curves::draw(runs, &cells, dir)?);
+    figures.extend(probes::draw(runs, &cells, dir)?);
     Ok(figures)
 }
 
@@ -270,7 +274,8 @@ impl Axis {
 
     /// The label of the tick at `v` (empty elsewhere).
     fn label(&self, v: f64) -> String {
-        let tol = 1e-9 * (self.hi - self.lo).abs().max(1e-300);
+        // absolute on a linear axis; relative on a log axis, whose ticks span decades
+        let tol = if self.log { 0.0 } else { 1e-9 * (self.hi - self.lo).abs().max(1e-300) };
         self.ticks
             .iter()
             .find(|(t, _)| (t - v).abs() <= tol.max(1e-9 * t.abs()))

@@ -4,6 +4,7 @@
 use super::{Area, Axis, Draw, Drawn, Figure, chart, frame, number, save};
 use crate::error::Result;
 use crate::experiment::StoredRun;
+use crate::nn::position::toeplitz::dense;
 use crate::theory::TargetKind;
 use plotters::prelude::*;
 use std::path::Path;
@@ -51,11 +52,10 @@ pub(super) fn draw(runs: &[StoredRun], dir: &Path) -> Result<Vec<Figure>> {
     Ok(vec![save(dir, "urpe_tables", &title, caption, &Tables { title: title.clone(), n: c.n, tables })?])
 }
 
-/// The n × n Toeplitz matrix of a table stored at offsets −(N−1)..N−1 (index j − i + N − 1,
-/// N = (len + 1)/2).
+/// The n × n Toeplitz matrix of a table stored at offsets −(N−1)..N−1, as rows.
 fn toeplitz(table: &[f32], n: usize) -> Vec<Vec<f64>> {
-    let big = table.len().div_ceil(2);
-    (0..n).map(|i| (0..n).map(|j| table.get(j + big - 1 - i).map_or(f64::NAN, |&v| v as f64)).collect()).collect()
+    let table: Vec<f64> = table.iter().map(|&v| v as f64).collect();
+    dense(ndarray::ArrayView1::from(&table), n).rows().into_iter().map(|r| r.to_vec()).collect()
 }
 
 /// Width of the colour-bar column.

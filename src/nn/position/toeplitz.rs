@@ -90,3 +90,11 @@ pub fn unskew_add<F: Float>(mut p: ArrayViewMut2<F>, w: ArrayView2<F>) {
         }
     }
 }
+
+/// The dense n × n Toeplitz matrix T_ij = t[(j − i) + N − 1] of a table of 2N − 1 offsets
+/// (N = (len + 1)/2, n ≤ N).
+pub fn dense<F: Float>(table: ArrayView1<F>, n: usize) -> ndarray::Array2<F> {
+    let big = table.len().div_ceil(2);
+    assert!(n <= big, "a table of {} offsets covers sequences of at most {big}", table.len());
+    ndarray::Array2::from_shape_fn((n, n), |(i, j)| table[j + big - 1 - i])
+}

@@ -1,0 +1,84 @@
+//! Spectra of the Toeplitz position matrices of a model: B (added to the scores inside
+//! the softmax: t5, t5-bucketed expanded to offsets, ALiBi's fixed −m_h·|j − i|) and the
+//! URPE gate C (multiplying the probabilities after it), per head, as n × n matrices.
+
+use super::linalg::singular_values;
+use crate::error::Result;
+use crate::nn::Model;
+use crate::nn::layout::FamilyTensors;
+use crate::nn::position::t5::expand_buckets;
+use crate::nn::position::toeplitz::dense;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+/// The spectrum of one head's Toeplitz matrix.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToeplitzSpectrum {
+    /// The tensor it comes from (`pos.t5`, `layers.0.pos.urpe`, `alibi (fixed)`, …).
+    pub tensor: String,
+    /// `B` (inside the softmax) or `C` (the URPE gate).
+    pub role: String,
+    /// Head, from 0.
+    pub head: usize,
+    /// Singular values of the n × n matrix, nonincreasing.
+    pub singular: Vec<f64>,
+    /// C only: ‖C − 11ᵀ‖_F / n, 0 when the gate is the identity map (plain attention).
+    pub distance_from_ones: Option<f64>,
+}
+
+/// One offset table per head: name, role, rows [heads][2·n_max − 1].
+fn tables(model: &Model<f64>) -> Vec<(String, &'static str, Array2<f64>)> {
+    let (c, p) = (&model.config, &model.params);
+    let name = |id| p.layout.spec(id).name.clone();
+    let mut out: Vec<(String, &'static str, Array2<f64>)> = Vec::new();
+    if let Some(alibi) = &model.tables.alibi {
+        out.push(("alibi (fixed)".into(), "B", alibi.clone()));
+    }
+    for layer in &model.layout.layers {
+        let pos = layer.attn.pos;
+        let mut push = |tensor: String, role, table: Array2<f64>| {
+            if !out.iter().any(|(t, _, _)| *t == tensor) {
+                out.push((tensor, role, table));
+            }
+        };
+        match pos.family {
+            FamilyTensors::T5(b) => push(name(b), "B", p.mat(b).to_owned()),
+            FamilyTensors::T5Bucketed(b) => {
+                let buckets = model.tables.t5_bucket.as_ref().expect("t5-bucketed has its bucket table");
+                let mut e = Array2::zeros((c.heads, c.offsets()));
+                for (row, bucket_biases) in e.rows_mut().into_iter().zip(p.mat(b).rows()) {
+                    expand_buckets(row, bucket_biases, buckets);
+                }
+                push(name(b), "B", e);
+            }
+            _ => {}
+        }
+        if let Some(gate) = pos.gate {
+            push(name(gate), "C", p.mat(gate).to_owned());
+        }
+    }
+    out
+}
+
+/// ‖T − 11ᵀ‖_F / n of an n × n matrix.
+pub fn distance_from_ones(t: &Array2<f64>) -> f64 {
+    t.iter().map(|v| (v - 1.0) * (v - 1.0)).sum::<f64>().sqrt() / t.nrows() as f64
+}
+
+/// Spectra of every Toeplitz position matrix of `model`, per head, at length `n`.
+pub fn toeplitz_spectra(model: &Model<f64>, n: usize) -> Result<Vec<ToeplitzSpectrum>> {
+    let mut out = Vec::new();
+    for (tensor, role, table) in tables(model) {
+        for (head, row) in table.rows().into_iter().enumerate() {
+            let t = dense(row, n);
+            out.push(ToeplitzSpectrum {
+                tensor: tensor.clone(),
+                role: role.into(),
+                head,
+                singular: singular_values(t.view())?,
+                distance_from_ones: (role == "C").then(|| distance_from_ones(&t)),
+            });
+        }
+    }
+    Ok(out)
+}
