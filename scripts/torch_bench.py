@@ -5,7 +5,8 @@ Model: t5 (one bias per offset) and t5 + URPE, post-norm, GELU, FFN 4d, position
 (token input, class output), Adam, for shapes A/B/C. Prints median ms per step and a line
 `RESULT shape model ms` per case for the Rust benchmark to read.
 
-Usage: python3 scripts/torch_bench.py [--threads 2] [--device cpu]
+Usage: python3 scripts/torch_bench.py [--threads 2] [--device cpu] [--shapes A,B,C] [--tf32]
+       python3 scripts/torch_bench.py --device cuda --shapes paper --tf32   # on the GPU host
 """
 import argparse
 import math
@@ -15,8 +16,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SHAPES = [("A", 16, 32, 4, 2, 64), ("B", 32, 64, 4, 4, 32), ("C", 128, 64, 4, 3, 32)]
-VOCAB = 16
+# name, n, d, heads, layers, batch, vocabulary (as src/bench.rs)
+SHAPES = [
+    ("A", 16, 32, 4, 2, 64, 16),
+    ("B", 32, 64, 4, 4, 32, 16),
+    ("C", 128, 64, 4, 3, 32, 16),
+    ("paper", 128, 768, 12, 3, 128, 1000),
+]
 
 
 class Layer(nn.Module):
@@ -42,10 +48,10 @@ class Layer(nn.Module):
 
 
 class Model(nn.Module):
-    def __init__(self, n, d, h, layers, urpe):
+    def __init__(self, n, d, h, layers, urpe, vocab):
         super().__init__()
         self.n = n
-        self.embed = nn.Embedding(VOCAB, d)
+        self.embed = nn.Embedding(vocab, d)
         self.t5 = nn.Parameter(torch.zeros(h, 2 * n - 1))
         self.c = nn.Parameter(torch.ones(h, 2 * n - 1)) if urpe else None
         self.layers = nn.ModuleList(Layer(d, h) for _ in range(layers))
@@ -63,14 +69,14 @@ class Model(nn.Module):
         return self.head(x)
 
 
-def bench(n, d, h, layers, batch, urpe, device):
-    model = Model(n, d, h, layers, urpe).to(device)
+def bench(n, d, h, layers, batch, vocab, urpe, device):
+    model = Model(n, d, h, layers, urpe, vocab).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     labels = torch.arange(n).repeat(batch, 1).to(device)
 
     def step():
-        tokens = torch.randint(0, VOCAB, (batch, n), generator=gen).to(device)
+        tokens = torch.randint(0, vocab, (batch, n), generator=gen).to(device)
         loss = F.cross_entropy(model(tokens).reshape(-1, n), labels.reshape(-1))
         opt.zero_grad()
         loss.backward()
@@ -97,12 +103,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shapes", default="A,B,C", help="comma-separated: A, B, C, paper")
+    parser.add_argument("--tf32", action="store_true", help="TF32 matrix multiplies (CUDA)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"PyTorch {torch.__version__}, {args.threads} threads, {args.device}, float32")
-    for name, n, d, h, layers, batch in SHAPES:
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    wanted = args.shapes.split(",")
+    precision = "TF32 matmuls" if args.tf32 else "float32"
+    print(f"PyTorch {torch.__version__}, {args.threads} threads, {args.device}, {precision}")
+    for name, n, d, h, layers, batch, vocab in SHAPES:
+        if name not in wanted:
+            continue
         for urpe in (False, True):
-            ms = bench(n, d, h, layers, batch, urpe, args.device)
+            ms = bench(n, d, h, layers, batch, vocab, urpe, args.device)
             print(f"RESULT {name} {'urpe' if urpe else 't5'} {ms:.3f}")
 
 

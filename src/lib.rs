@@ -30,3 +30,4 @@ pub mod plot;
 pub mod report;
 pub mod theory;
 pub mod train;
+pub mod train_state;

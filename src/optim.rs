@@ -114,6 +114,18 @@ pub struct Adam<F> {
     t: i32,
 }
 
+/// Adam's state as plain values: first and second moments in the parameter layout's
+/// order and the number of updates done (saved with a run stopped mid-way).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamMoments {
+    /// First moments.
+    pub m: Vec<f32>,
+    /// Second moments.
+    pub v: Vec<f32>,
+    /// Updates done.
+    pub t: i32,
+}
+
 /// √(Σ g²), accumulated in f64.
 pub fn grad_norm<F: Float>(grads: &[F]) -> f64 {
     grads.iter().map(|g| g.f64() * g.f64()).sum::<f64>().sqrt()
@@ -123,6 +135,21 @@ impl<F: Float> Adam<F> {
     /// Zero moments for `len` parameters.
     pub fn new(len: usize) -> Self {
         Adam { m: vec![F::zero(); len], v: vec![F::zero(); len], t: 0 }
+    }
+
+    /// The state as plain values.
+    pub fn moments(&self) -> AdamMoments {
+        AdamMoments {
+            m: self.m.iter().map(|x| x.f32()).collect(),
+            v: self.v.iter().map(|x| x.f32()).collect(),
+            t: self.t,
+        }
+    }
+
+    /// The state `moments` describes.
+    pub fn from_moments(moments: &AdamMoments) -> Self {
+        let cast = |x: &[f32]| x.iter().map(|&v| F::c(v as f64)).collect();
+        Adam { m: cast(&moments.m), v: cast(&moments.v), t: moments.t }
     }
 
     /// One update of `params` from `grads` (whose norm is `norm`, see [`grad_norm`]) at

@@ -9,6 +9,7 @@ use crate::float::Float;
 use crate::nn::Model;
 use crate::optim::OptimConfig;
 use crate::theory::{Floor, Inputs, Outputs, Sample, Target, TargetKind};
+use crate::train_state::TrainState;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -376,6 +377,10 @@ pub struct Trainer {
     rng: ChaCha8Rng,
     eval_sets: [EvalSet; 2],
     step: usize,
+    /// The curve so far (kept across a save and a resume).
+    curve: Vec<CurvePoint>,
+    /// Seconds trained before this process took the run over (from a saved state).
+    earlier_seconds: f64,
 }
 
 impl Trainer {
@@ -406,7 +411,44 @@ impl Trainer {
             ],
             config,
             step: 0,
+            curve: Vec::new(),
+            earlier_seconds: 0.0,
         })
+    }
+
+    /// The run's state between two steps: parameters, Adam's moments, the data stream's
+    /// position, the curve so far and the seconds trained (see [`crate::train_state`]).
+    pub fn state(&self) -> Result<TrainState> {
+        Ok(TrainState {
+            config: self.config.clone(),
+            step: self.step,
+            data_word_pos: self.rng.get_word_pos(),
+            seconds: self.earlier_seconds,
+            curve: self.curve.clone(),
+            params: self.engine.model()?.params.data,
+            moments: self.engine.moments()?,
+        })
+    }
+
+    /// Continues a run from `state` on `backend`; on the ndarray engine the rest of the run
+    /// is bit-identical to a run that was never stopped.
+    pub fn resume(state: TrainState, backend: &Backend) -> Result<Self> {
+        let mut model = Model::<f32>::zeros(state.config.model.clone())?;
+        if state.params.len() != model.params.data.len() || state.moments.m.len() != model.params.data.len() {
+            return Err(crate::error::Error::Input(format!(
+                "the saved state holds {} parameters but its configuration needs {}",
+                state.params.len(),
+                model.params.data.len()
+            )));
+        }
+        model.params.data = state.params;
+        let mut trainer = Self::from_model(state.config, model, backend)?;
+        trainer.engine.set_moments(&state.moments)?;
+        trainer.rng.set_word_pos(state.data_word_pos);
+        trainer.step = state.step;
+        trainer.curve = state.curve;
+        trainer.earlier_seconds = state.seconds;
+        Ok(trainer)
     }
 
     /// The current model (copied to the host).
@@ -443,7 +485,8 @@ impl Trainer {
     /// calling `on_step` after every step; returns the run's record.
     pub fn run(&mut self, stop: &AtomicBool, mut on_step: impl FnMut(StepReport)) -> Result<RunRecord> {
         let start = std::time::Instant::now();
-        let mut curve = Vec::with_capacity(self.config.steps);
+        let mut curve = std::mem::take(&mut self.curve);
+        curve.reserve(self.config.steps.saturating_sub(curve.len()));
         let mut outcome = Outcome::Finished;
         let every = self.config.eval.every;
         while self.step < self.config.steps {
@@ -467,14 +510,16 @@ impl Trainer {
             Outcome::Diverged => None,
             _ => Some(self.evaluate()?),
         };
+        self.earlier_seconds += start.elapsed().as_secs_f64();
+        self.curve = curve;
         Ok(RunRecord {
             config: self.config.clone(),
             outcome,
             steps_done: self.step,
-            curve,
+            curve: self.curve.clone(),
             metrics,
             floor: self.config.target().floor(),
-            wall_seconds: start.elapsed().as_secs_f64(),
+            wall_seconds: self.earlier_seconds,
             version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }

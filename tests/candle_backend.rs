@@ -147,9 +147,27 @@ fn the_same_loop_trains_on_both_engines_and_checkpoints_move_between_them() {
         let record = t.run(&AtomicBool::new(false), |_| {}).unwrap();
         (record, t.model().unwrap())
     };
+    let losses = |r: &urpe::train::RunRecord| r.curve.iter().map(|p| p.loss).collect::<Vec<f64>>();
     let (nd, nd_model) = run(&Backend::Ndarray);
     let (cd, cd_model) = run(&Backend::Candle("cpu".into()));
-    let losses = |r: &urpe::train::RunRecord| r.curve.iter().map(|p| p.loss).collect::<Vec<f64>>();
+    // a run stopped on candle continues on candle exactly, and on ndarray within rounding
+    let stop = AtomicBool::new(false);
+    let mut first = Trainer::with_backend(config.clone(), &Backend::Candle("cpu".into())).unwrap();
+    first
+        .run(&stop, |r| {
+            if r.step == 12 {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed)
+            }
+        })
+        .unwrap();
+    let state = first.state().unwrap();
+    assert_eq!(state.moments.t, 12);
+    for (backend, tol) in [(Backend::Candle("cpu".into()), 0.0), (Backend::Ndarray, 1e-4)] {
+        let mut second = Trainer::resume(state.clone(), &backend).unwrap();
+        let resumed = second.run(&AtomicBool::new(false), |_| {}).unwrap();
+        assert_eq!(resumed.steps_done, 30);
+        close(&format!("losses resumed on {backend:?}"), &losses(&resumed), &losses(&cd), tol, 1e-6).unwrap();
+    }
     close("training losses", &losses(&cd), &losses(&nd), 1e-4, 1e-6).unwrap();
     close(
         "parameters after training",

@@ -166,6 +166,48 @@ widths = [8]
     assert_eq!((ids.len(), unique.len()), (24, 24), "every run exactly once");
 }
 
+/// A job stopped mid-way leaves its training state in `partial/`; the next sweep continues
+/// it from there (not from step 0), stores what an uninterrupted job stores, and removes
+/// the state.
+#[test]
+fn a_stopped_job_continues_from_its_saved_state() {
+    let e = experiment(30, 1e-3);
+    let reference = tempfile::tempdir().unwrap();
+    run(&e, reference.path(), None);
+    let whole = by_id(Store::open(reference.path()).unwrap().load().unwrap());
+    let jobs = e.jobs().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // a state of job 0 after 11 steps, and one of job 1 whose first curve point is marked,
+    // so that the stored run shows it was continued rather than restarted
+    for (k, job) in jobs.iter().take(2).enumerate() {
+        let stop = AtomicBool::new(false);
+        let mut trainer = urpe::train::Trainer::new(job.config.clone()).unwrap();
+        trainer
+            .run(&stop, |r| {
+                if r.step == 11 {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+            .unwrap();
+        let mut state = trainer.state().unwrap();
+        if k == 1 {
+            state.curve[0].lr = 123.0;
+        }
+        let path = store.partial_for(&job.id);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        urpe::train_state::save(&state, &path).unwrap();
+    }
+    run(&e, dir.path(), None);
+    let got = by_id(store.load().unwrap());
+    assert_eq!(got[&jobs[0].id], whole[&jobs[0].id], "a continued job stores what an uninterrupted one does");
+    assert_eq!(got[&jobs[1].id].record.curve[0].lr, 123.0, "job 1 was continued from its state");
+    for job in &jobs[2..] {
+        assert_eq!(got[&job.id], whole[&job.id]);
+    }
+    assert!(!store.partial_for(&jobs[0].id).exists() && !store.partial_for(&jobs[1].id).exists());
+}
+
 /// The compiled-in experiments parse, and the default one covers the grid.
 #[test]
 fn the_compiled_in_experiments_are_valid() {
@@ -176,4 +218,18 @@ fn the_compiled_in_experiments_are_valid() {
         assert!(quick.iter().any(|j| j.family == family && j.config.model.depth == 4 && j.config.model.width == 64));
     }
     assert!(Profile::Full.experiment().jobs().unwrap().len() > 10 * quick.len());
+}
+
+/// The paper-scale experiment file parses into the four runs at the paper's sizes.
+#[test]
+fn the_paper_experiment_is_the_papers_setting() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/paper.toml")).unwrap();
+    let jobs = Experiment::parse(&text).unwrap().jobs().unwrap();
+    assert_eq!(jobs.len(), 4);
+    for j in &jobs {
+        let (c, m) = (&j.config, &j.config.model);
+        assert_eq!((c.n, c.vocab, c.steps, c.batch), (128, 1000, 10_000, 128));
+        assert_eq!((m.depth, m.width, m.heads, m.ffn, m.share_position), (3, 768, 12, 3072, true));
+        assert_eq!((c.optim.lr, c.optim.warmup), (7e-5, 6000));
+    }
 }

@@ -194,3 +194,77 @@ fn ctrl_c_stops_cleanly_and_keeps_the_checkpoint() {
     let model: urpe::nn::Model<f32> = urpe::checkpoint::load(&out.join("model.safetensors")).unwrap();
     assert!(model.params.data.iter().all(|v| v.is_finite()));
 }
+
+/// A run stopped between steps, saved, loaded and continued equals the run that was never
+/// stopped, bit for bit (curve, metrics), wherever it was stopped.
+#[test]
+fn a_saved_and_resumed_run_equals_the_uninterrupted_one() {
+    for kind in [TargetKind::PositionShift, TargetKind::PositionId] {
+        let whole = without_time(train(config(kind, 3e-3)));
+        for stop_at in [1, 17, 39] {
+            let stop = AtomicBool::new(false);
+            let mut first = Trainer::new(config(kind, 3e-3)).unwrap();
+            let record = first
+                .run(&stop, |r| {
+                    if r.step == stop_at {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+                .unwrap();
+            assert_eq!((record.outcome, record.steps_done), (Outcome::Interrupted, stop_at));
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.safetensors");
+            urpe::train_state::save(&first.state().unwrap(), &path).unwrap();
+            let state = urpe::train_state::load(&path).unwrap();
+            assert_eq!(state, first.state().unwrap(), "save → load is exact");
+            let mut second = Trainer::resume(state, &urpe::engine::Backend::Ndarray).unwrap();
+            let resumed = without_time(second.run(&AtomicBool::new(false), |_| {}).unwrap());
+            assert_eq!(resumed, whole, "{kind} stopped after step {stop_at}");
+        }
+    }
+}
+
+/// `urpe train` stopped by SIGINT writes its state; `--resume` finishes the run with the
+/// metrics of an uninterrupted one; bad resumes exit 2.
+#[test]
+fn train_resume_continues_a_stopped_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cut, whole) = (dir.path().join("cut"), dir.path().join("whole"));
+    let steps = ["--steps", "4000", "--eval-sequences", "32"];
+    let o = urpe().args(RUN).args(steps).args(["--out", whole.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut child = urpe()
+        .args(RUN)
+        .args(steps)
+        .args(["--out", cut.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    let read = |p: &std::path::Path| -> RunRecord {
+        serde_json::from_slice(&std::fs::read(p.join("metrics.json")).unwrap()).unwrap()
+    };
+    let stopped = read(&cut);
+    assert_eq!(stopped.outcome, Outcome::Interrupted, "the run finished before the signal: make it longer");
+    assert!(cut.join("state.safetensors").exists());
+    let o = urpe().args(["train", "--resume", "--out", cut.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!cut.join("state.safetensors").exists(), "a finished run removes its state");
+    let (a, b) = (read(&cut), read(&whole));
+    assert_eq!((a.outcome, a.steps_done), (Outcome::Finished, 4000));
+    assert_eq!(a.metrics, b.metrics);
+    assert_eq!(a.curve, b.curve);
+    // nothing to resume, and a file that is not a state: exit 2 naming the file
+    let o = urpe().args(["train", "--resume", "--out", cut.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("state.safetensors") && err.contains("--resume"), "{err}");
+    std::fs::copy(cut.join("model.safetensors"), cut.join("state.safetensors")).unwrap();
+    let o = urpe().args(["train", "--resume", "--out", cut.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("not a saved training state"), "{err}");
+}

@@ -9,7 +9,7 @@ use crate::float::Float;
 use crate::nn::layout::{AttentionIds, FamilyTensors, InputIds, LayerIds, LinearIds, ModelLayout, NormIds};
 use crate::nn::position::PositionTables;
 use crate::nn::{Model, ModelInput, Params, TensorId};
-use crate::optim::{OptimConfig, OptimizerKind};
+use crate::optim::{AdamMoments, OptimConfig, OptimizerKind};
 use crate::theory::Outputs;
 use candle_core::{D, DType, Device, Tensor, Var};
 use std::collections::HashMap;
@@ -21,13 +21,15 @@ fn err(e: candle_core::Error) -> Error {
 
 /// Constant tensors of one sequence length.
 struct Constants {
-    /// (j − i) + n_max − 1 for every (i, j), flattened [n·n].
+    /// One-hot expansion of offset tables: E[o, i·n + j] = 1 where (j − i) + n_max − 1 = o,
+    /// [2·n_max − 1, n·n], so that table·E lays a table [heads, 2·n_max − 1] out as [heads, n·n]
+    /// (a product, whose backward is a product too: candle's index_add on CUDA is serial).
     offsets: Tensor,
     /// (j − i) + n − 1 for every (i, j), [n, n]: column of (i, j) in the skewed layout.
     skew: Tensor,
     /// o + i for every (i, o), [n, 2n − 1]: entry of (i, o) in a row padded by n − 1.
     unskew: Tensor,
-    /// t5-bucketed: the bucket of every (i, j), [n·n].
+    /// t5-bucketed: the one-hot expansion of bucket tables, [t5_buckets, n·n].
     buckets: Option<Tensor>,
     /// alibi: −m_h·|j − i|, [heads, n, n].
     alibi: Option<Tensor>,
@@ -134,9 +136,16 @@ impl CandleModel {
         };
         let offset = |i: usize, j: usize| (j + n_max - 1 - i) as u32;
         let float = |values: Vec<f64>, shape: &[usize]| tensor_from(&values, shape, self.dtype, &self.device);
+        let one_hot = |rows: usize, of: &dyn Fn(usize, usize) -> usize| {
+            let mut e = vec![0.0; rows * n * n];
+            for k in 0..n * n {
+                e[of(k / n, k % n) * n * n + k] = 1.0;
+            }
+            float(e, &[rows, n * n])
+        };
         let t = &self.tables;
         let made = Constants {
-            offsets: index(&offset)?,
+            offsets: one_hot(c.offsets(), &|i, j| offset(i, j) as usize)?,
             skew: index(&|i, j| (j + n - 1 - i) as u32)?.reshape((n, n)).map_err(err)?,
             unskew: Tensor::from_vec(
                 (0..n * (2 * n - 1)).map(|k| (k % (2 * n - 1) + k / (2 * n - 1)) as u32).collect::<Vec<u32>>(),
@@ -145,7 +154,7 @@ impl CandleModel {
             )
             .map_err(err)?,
             buckets: match &t.t5_bucket {
-                Some(b) => Some(index(&|i, j| b[offset(i, j) as usize] as u32)?),
+                Some(b) => Some(one_hot(c.t5_buckets, &|i, j| b[offset(i, j) as usize])?),
                 None => None,
             },
             alibi: match &t.alibi {
@@ -228,6 +237,12 @@ impl CandleModel {
         padded.gather(&k.unskew.broadcast_as(shape)?.contiguous()?, D::Minus1)
     }
 
+    /// A table [heads, m] laid out as [heads, n, n] through its one-hot expansion [m, n·n].
+    fn expand(table: &Tensor, expansion: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+        let heads = table.dim(0)?;
+        table.matmul(expansion)?.reshape((heads, n, n))
+    }
+
     /// x [b, h, n, k] times the rows of `t` ([2n − 1, k], shared by the heads) as
     /// [b, h, n, 2n − 1].
     fn against_shared(x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor> {
@@ -264,12 +279,9 @@ impl CandleModel {
             family => {
                 let mut s = (q.matmul(&kt)? * scale)?;
                 match family {
-                    FamilyTensors::T5(t) => {
-                        s = s.broadcast_add(&self.p(t).index_select(&k.offsets, 1)?.reshape((h, n, n))?)?
-                    }
+                    FamilyTensors::T5(t) => s = s.broadcast_add(&Self::expand(self.p(t), &k.offsets, n)?)?,
                     FamilyTensors::T5Bucketed(t) => {
-                        let idx = k.buckets.as_ref().expect("bucket table");
-                        s = s.broadcast_add(&self.p(t).index_select(idx, 1)?.reshape((h, n, n))?)?
+                        s = s.broadcast_add(&Self::expand(self.p(t), k.buckets.as_ref().expect("bucket table"), n)?)?
                     }
                     FamilyTensors::ShawKey(t) => {
                         let m = Self::against_shared(&q, &Self::window(self.p(t), 0, n, c.n_max)?)?;
@@ -288,7 +300,7 @@ impl CandleModel {
         }
         let mut a = softmax(&s)?;
         if let Some(gate) = ids.pos.gate {
-            a = a.broadcast_mul(&self.p(gate).index_select(&k.offsets, 1)?.reshape((h, n, n))?)?;
+            a = a.broadcast_mul(&Self::expand(self.p(gate), &k.offsets, n)?)?;
         }
         let mut out = a.matmul(&v)?;
         if let FamilyTensors::ShawValue(t) = ids.pos.family {
@@ -335,7 +347,13 @@ impl CandleModel {
         let run = || -> candle_core::Result<Tensor> {
             let ids = &*self.layout;
             let mut h = match ids.input {
-                InputIds::Embed(e) => self.p(e).index_select(&x, 0)?.reshape((batch, n, self.config.width))?,
+                InputIds::Embed(e) => {
+                    // one-hot rows times the table (its backward is a product, not index_add)
+                    let vocab = self.p(e).dim(0)?;
+                    let classes = Tensor::arange(0u32, vocab as u32, &self.device)?.unsqueeze(0)?;
+                    let one_hot = x.unsqueeze(1)?.broadcast_eq(&classes)?.to_dtype(self.dtype)?;
+                    one_hot.matmul(self.p(e))?.reshape((batch, n, self.config.width))?
+                }
                 InputIds::Linear(l) => self.lin(&x, l)?,
             };
             if let Some(ape) = ids.ape {
@@ -413,18 +431,51 @@ impl CandleModel {
         Ok(out)
     }
 
-    /// √(Σ g²) over every gradient.
+    /// √(Σ g²) over every gradient: each tensor's rows are summed in parallel on the
+    /// device (a whole-tensor sum is one thread block in candle's CUDA kernels), the partial
+    /// sums in f64, and a single value crosses to the host.
     pub fn grad_norm(grads: &[Tensor]) -> Result<f64> {
-        let mut total = 0.0;
-        for g in grads {
-            total += g
-                .to_dtype(DType::F64)
-                .and_then(|g| g.sqr())
-                .and_then(|g| g.sum_all())
-                .and_then(|s| s.to_scalar::<f64>())
-                .map_err(err)?;
-        }
-        Ok(total.sqrt())
+        let run = || -> candle_core::Result<f64> {
+            let parts = grads
+                .iter()
+                .map(|g| {
+                    let last = g.dims().last().copied().unwrap_or(1).max(1);
+                    g.sqr()?.reshape((g.elem_count() / last, last))?.sum(1)?.to_dtype(DType::F64)?.sum_all()
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Tensor::stack(&parts, 0)?.sum_all()?.to_scalar::<f64>()
+        };
+        Ok(run().map_err(err)?.sqrt())
+    }
+
+    /// Adam's state on the host, in the layout's order (zeros before the first update).
+    pub fn moments(&self) -> Result<AdamMoments> {
+        let len = self.layout.tensors.len();
+        let Some(state) = &self.adam else { return Ok(AdamMoments { m: vec![0.0; len], v: vec![0.0; len], t: 0 }) };
+        let flat = |ts: &[Tensor]| -> Result<Vec<f32>> {
+            let mut out = Vec::with_capacity(len);
+            for t in ts {
+                out.extend(to_host(t)?.into_iter().map(|v| v as f32));
+            }
+            Ok(out)
+        };
+        Ok(AdamMoments { m: flat(&state.m)?, v: flat(&state.v)?, t: state.t })
+    }
+
+    /// Replaces Adam's state with `moments` (layout order, as [`Self::moments`] gives it).
+    pub fn set_moments(&mut self, moments: &AdamMoments) -> Result<()> {
+        let specs = self.layout.tensors.specs();
+        let on_device = |flat: &[f32]| -> Result<Vec<Tensor>> {
+            specs
+                .iter()
+                .map(|s| {
+                    let values: Vec<f64> = flat[s.range()].iter().map(|&v| v as f64).collect();
+                    tensor_from(&values, &s.shape, self.dtype, &self.device)
+                })
+                .collect()
+        };
+        self.adam = Some(AdamState { m: on_device(&moments.m)?, v: on_device(&moments.v)?, t: moments.t });
+        Ok(())
     }
 
     /// One Adam or AdamW update with the semantics of [`crate::optim::Adam::step`]
@@ -443,9 +494,10 @@ impl CandleModel {
             };
             let bias1 = 1.0 - c.beta1.powi(state.t);
             let bias2_sqrt = (1.0 - c.beta2.powi(state.t)).sqrt();
+            // every tensor here is detached, so no step's graph outlives the step
             for (i, var) in this.vars.iter().enumerate() {
-                let mut g = (&grads[i] * clip)?;
-                let mut theta = var.as_tensor().clone();
+                let mut g = (grads[i].detach() * clip)?;
+                let mut theta = var.as_tensor().detach();
                 match c.kind {
                     OptimizerKind::Adam if c.weight_decay != 0.0 => g = (g + (&theta * c.weight_decay)?)?,
                     OptimizerKind::Adamw => theta = (&theta * (1.0 - lr * c.weight_decay))?,

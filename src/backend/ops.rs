@@ -3,9 +3,16 @@
 
 use candle_core::{D, Result, Tensor};
 
-/// y = x·W + b over the last axis (W is [in, out], the row-vector convention).
+/// y = x·W + b over the last axis (W is [in, out], the row-vector convention), as one
+/// [rows, in]·[in, out] product: a broadcast batched product would make candle's backward
+/// build one weight gradient per batch entry and then sum them.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    x.broadcast_matmul(w)?.broadcast_add(b)
+    let dims = x.dims();
+    let (last, rows) = (dims[dims.len() - 1], x.elem_count() / dims[dims.len() - 1]);
+    let mut out = dims.to_vec();
+    *out.last_mut().expect("rank ≥ 1") = w.dim(1)?;
+    debug_assert_eq!(last, w.dim(0)?);
+    x.reshape((rows, last))?.matmul(w)?.broadcast_add(b)?.reshape(out)
 }
 
 /// LayerNorm over the last axis with ε = 1e-5 (biased variance), from elementary ops.

@@ -21,10 +21,14 @@ Examples:
              --n 16 --steps 2000 --seed 1 --out runs/x
   urpe train --target position-id --family t5 --depth 2 --width 32 --heads 4 --n 16 --lr 3e-3 --out runs/pi
   urpe train --config run.toml --out runs/y      # a run file: see README, \"Training\"
+  urpe train --resume --out runs/x               # continue a run stopped with Ctrl-C
 
 Outputs: DIR/model.safetensors (the final model; on Ctrl-C the last one trained) and
 DIR/metrics.json (config, seeds, curve, final metrics on constant and general inputs, the
-target's floor, wall time). Same seeds give bit-identical metrics at any --threads.")]
+target's floor, wall time). Same seeds give bit-identical metrics at any --threads. A run
+stopped with Ctrl-C (or SIGTERM) also writes DIR/state.safetensors (parameters, Adam's
+moments, the data stream's position, the curve): --resume continues it, bit-identically on
+the ndarray engine.")]
 pub struct Args {
     /// Run file (TOML, or JSON when the name ends in .json) instead of the run flags.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "family"])]
@@ -103,6 +107,10 @@ pub struct Args {
     /// Replace the outputs of an earlier run in --out.
     #[arg(long)]
     force: bool,
+    /// Continue the run stopped in --out (from --out/state.safetensors, which a stopped run
+    /// writes); the run's settings come from the state, so no run flags are needed.
+    #[arg(long, conflicts_with_all = ["config", "target", "family", "force"])]
+    resume: bool,
 }
 
 fn run_config(a: &Args) -> Result<TrainConfig> {
@@ -230,19 +238,34 @@ fn report(record: &RunRecord, metrics: Option<&Metrics>) {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let config = run_config(&a)?;
     let metrics_path = a.out.join("metrics.json");
-    if metrics_path.exists() && !a.force {
-        return Err(Error::file(&metrics_path, "exists: an earlier run is there; choose another --out or add --force"));
-    }
+    let state_path = a.out.join("state.safetensors");
     let backend = Backend::parse(&a.backend, &a.device)?;
     set_tf32(a.tf32, &backend)?;
-    let mut trainer = Trainer::with_backend(config, &backend)?;
+    let mut trainer = if a.resume {
+        if !state_path.exists() {
+            return Err(Error::file(
+                &state_path,
+                "does not exist: --resume continues a run that was stopped (Ctrl-C) in --out",
+            ));
+        }
+        Trainer::resume(crate::train_state::load(&state_path)?, &backend)?
+    } else {
+        let config = run_config(&a)?;
+        if metrics_path.exists() && !a.force {
+            return Err(Error::file(
+                &metrics_path,
+                "exists: an earlier run is there; choose another --out, add --force, or --resume a stopped one",
+            ));
+        }
+        Trainer::with_backend(config, &backend)?
+    };
     let stop = stop_flag()?;
     let start = Instant::now();
     let total = trainer.config.steps;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_position(trainer.steps_done() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:30} {pos}/{len} steps  loss {msg}  {elapsed} elapsed, ETA {eta}",
@@ -268,5 +291,11 @@ pub fn run(a: Args) -> Result<()> {
     save_run(&a.out, &trainer, &record)?;
     report(&record, record.metrics.as_ref());
     println!("wrote {} and {}", a.out.join("model.safetensors").display(), metrics_path.display());
+    if record.outcome == Outcome::Interrupted {
+        crate::train_state::save(&trainer.state()?, &state_path)?;
+        println!("saved the training state; continue with: urpe train --resume --out {}", a.out.display());
+    } else if state_path.exists() {
+        std::fs::remove_file(&state_path).map_err(|e| Error::file(&state_path, format!("cannot remove: {e}")))?;
+    }
     Ok(())
 }

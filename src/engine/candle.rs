@@ -5,7 +5,7 @@ use crate::backend::model::to_host;
 use crate::backend::{CandleModel, parse_device};
 use crate::error::Result;
 use crate::nn::{Model, ModelInput};
-use crate::optim::OptimConfig;
+use crate::optim::{AdamMoments, OptimConfig};
 use crate::theory::Sample;
 use candle_core::DType;
 use ndarray::Array3;
@@ -42,5 +42,13 @@ impl Engine for CandleEngine {
 
     fn model(&self) -> Result<Model<f32>> {
         self.model.to_model()
+    }
+
+    fn moments(&self) -> Result<AdamMoments> {
+        self.model.moments()
+    }
+
+    fn set_moments(&mut self, moments: &AdamMoments) -> Result<()> {
+        self.model.set_moments(moments)
     }
 }

@@ -9,7 +9,7 @@ mod ndarray_engine;
 
 use crate::error::{Error, Result};
 use crate::nn::{Model, ModelInput};
-use crate::optim::OptimConfig;
+use crate::optim::{AdamMoments, OptimConfig};
 use crate::theory::Sample;
 use crate::train::TrainConfig;
 use ndarray::Array3;
@@ -26,6 +26,10 @@ pub trait Engine: Send {
     fn predict(&mut self, input: &ModelInput<f32>) -> Result<Array3<f32>>;
     /// The current parameters as a host model.
     fn model(&self) -> Result<Model<f32>>;
+    /// Adam's state, moments in the parameter layout's order.
+    fn moments(&self) -> Result<AdamMoments>;
+    /// Replaces Adam's state (to continue a saved run).
+    fn set_moments(&mut self, moments: &AdamMoments) -> Result<()>;
 }
 
 /// Which engine trains, and where.

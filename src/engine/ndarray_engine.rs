@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::nn::loss::{cross_entropy_loss, mse_loss};
 use crate::nn::{BackwardWorkspace, ForwardCache, Model, ModelInput, Params};
-use crate::optim::{Adam, OptimConfig, grad_norm};
+use crate::optim::{Adam, AdamMoments, OptimConfig, grad_norm};
 use crate::theory::{Inputs, Outputs, Sample};
 use crate::train::{TrainConfig, chunks};
 use ndarray::{Array2, Array3, ArrayView2};
@@ -150,5 +150,14 @@ impl Engine for NdarrayEngine {
 
     fn model(&self) -> Result<Model<f32>> {
         Ok(self.model.clone())
+    }
+
+    fn moments(&self) -> Result<AdamMoments> {
+        Ok(self.adam.moments())
+    }
+
+    fn set_moments(&mut self, moments: &AdamMoments) -> Result<()> {
+        self.adam = Adam::from_moments(moments);
+        Ok(())
     }
 }

@@ -77,6 +77,11 @@ impl Store {
         &self.dir
     }
 
+    /// Where a job stopped mid-way keeps its training state: `partial/ID.safetensors`.
+    pub fn partial_for(&self, id: &str) -> PathBuf {
+        self.dir.join("partial").join(format!("{id}.safetensors"))
+    }
+
     /// The file a sweep appends to: `runs.jsonl`, or `runs-shard-K-of-N.jsonl` for a shard.
     pub fn file_for(&self, shard: Option<(usize, usize)>) -> PathBuf {
         match shard {

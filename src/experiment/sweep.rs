@@ -93,14 +93,35 @@ fn probe(trainer: &Trainer) -> Result<Probe> {
 /// Trains one job on the ndarray engine (stopping early if `stop` is set) and returns its
 /// stored form, or `None` when it was interrupted.
 pub fn run_job(experiment: &str, job: &Job, stop: &AtomicBool) -> Result<Option<StoredRun>> {
-    run_job_on(experiment, job, stop, &Backend::Ndarray)
+    run_job_on(experiment, job, stop, &Backend::Ndarray, None)
 }
 
-/// [`run_job`] on `backend`.
-pub fn run_job_on(experiment: &str, job: &Job, stop: &AtomicBool, backend: &Backend) -> Result<Option<StoredRun>> {
-    let mut trainer = Trainer::with_backend(job.config.clone(), backend)?;
+/// [`run_job`] on `backend`. With `partial`, a job stopped by `stop` saves its state
+/// there, and a job whose state is there continues from it instead of starting over.
+pub fn run_job_on(
+    experiment: &str,
+    job: &Job,
+    stop: &AtomicBool,
+    backend: &Backend,
+    partial: Option<&Path>,
+) -> Result<Option<StoredRun>> {
+    let mut trainer = match partial.filter(|p| p.exists()) {
+        Some(path) => {
+            let state = crate::train_state::load(path)?;
+            if state.config != job.config {
+                return Err(Error::file(path, format!("the saved state belongs to another run than job {}", job.id)));
+            }
+            Trainer::resume(state, backend)?
+        }
+        None => Trainer::with_backend(job.config.clone(), backend)?,
+    };
     let mut record = trainer.run(stop, |_| {})?;
     if record.outcome == Outcome::Interrupted {
+        if let Some(path) = partial {
+            let dir = path.parent().expect("a file in a folder");
+            std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create: {e}")))?;
+            crate::train_state::save(&trainer.state()?, path)?;
+        }
         return Ok(None);
     }
     record.curve = subsample(&record.curve);
@@ -154,7 +175,8 @@ pub fn sweep(
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        match run_job_on(&experiment.name, job, stop, backend) {
+        let partial = store.partial_for(&job.id);
+        match run_job_on(&experiment.name, job, stop, backend, Some(&partial)) {
             Ok(Some(run)) => {
                 let _guard = append.lock().expect("store lock");
                 if let Err(e) = store.append(&file, &run) {
@@ -162,6 +184,8 @@ pub fn sweep(
                     stop.store(true, Ordering::Relaxed);
                     return;
                 }
+                // stored: the saved state of an earlier, stopped attempt is no longer needed
+                let _ = std::fs::remove_file(&partial);
                 let mut s = summary.lock().expect("summary lock");
                 s.done += 1;
                 s.diverged += usize::from(run.record.outcome == Outcome::Diverged);
