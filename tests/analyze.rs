@@ -1,12 +1,11 @@
 //! The linear-algebra probes on cases with known answers: faer against closed forms, a
 //! right-stochastic matrix built by hand, the URPE witness (positional rank exactly 1, row
-//! sums of A ⊙ C equal to i/n, the spectrum of a triangular C), random models of every
-//! family against THEORY.md's classification, and `urpe analyze` end to end.
+//! sums of A ⊙ C equal to i/n, the spectrum of a triangular C), and random models of every
+//! family against THEORY.md's classification (`urpe analyze` end to end: tests/cli.rs).
 
 use ndarray::{Array2, array};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::process::{Command, Output};
 use urpe::analysis::linalg::{eigenvalues, singular_values};
 use urpe::analysis::random::random_model;
 use urpe::analysis::rank::{RANK_TOLERANCE, positional_rank as stage_ranks};
@@ -209,110 +208,6 @@ fn stage_ranks_follow_the_forward_pass() {
     model.forward(&x.view(), &mut cache).unwrap();
     let names: Vec<String> = stage_ranks(&cache, Norm::Pre).unwrap().into_iter().map(|s| s.stage).collect();
     assert_eq!(names, ["input", "block 1", "block 2", "final norm", "output"]);
-}
-
-// ---------------------------------------------------------------- the command line
-
-fn urpe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_urpe")).args(args).output().expect("the binary runs")
-}
-
-fn fails_with(args: &[&str], needle: &str) {
-    let o = urpe(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: exit code; stderr: {err}");
-    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
-}
-
-#[test]
-fn analyze_a_trained_checkpoint_and_random_models() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let run_s = run.to_str().unwrap();
-    let o = urpe(&[
-        "train",
-        "--target",
-        "position-shift",
-        "--family",
-        "urpe",
-        "--depth",
-        "2",
-        "--width",
-        "8",
-        "--heads",
-        "2",
-        "--n",
-        "8",
-        "--steps",
-        "30",
-        "--seed",
-        "1",
-        "--out",
-        run_s,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let ckpt = run.join("model.safetensors");
-    let ckpt_s = ckpt.to_str().unwrap();
-    let o = urpe(&["analyze", "--checkpoint", ckpt_s]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for needle in ["positional rank on 256 constant inputs", "row sums of A ⊙ C", "pos.urpe", "block 2", "THEORY.md"]
-    {
-        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
-    }
-    let figs = dir.path().join("figs");
-    let o = urpe(&["analyze", "--checkpoint", ckpt_s, "--json", "--figures", figs.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["models"][0]["rank"].as_array().unwrap().len(), 4, "input, 2 blocks, output");
-    assert_eq!(v["barrier_bound_by_theory"], false);
-    for name in ["positional_rank", "toeplitz_spectra"] {
-        for ext in ["png", "svg"] {
-            assert!(figs.join(format!("{name}.{ext}")).metadata().unwrap().len() > 1000, "{name}.{ext}");
-        }
-    }
-    // random models: a barrier-bound family and a free one
-    let o =
-        urpe(&["analyze", "--family", "rope", "--depth", "2", "--width", "8", "--heads", "2", "--random-init", "2"]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && text.contains("rope: barrier-bound: positional rank 0 at every stage in 2 of 2"),
-        "{text}"
-    );
-    let o = urpe(&[
-        "analyze",
-        "--family",
-        "ape-learned",
-        "--depth",
-        "1",
-        "--width",
-        "8",
-        "--heads",
-        "2",
-        "--random-init",
-        "2",
-    ]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && text.contains("NOT barrier-bound: positive positional rank in 2 of 2"), "{text}");
-    // bad input: exit 2 with the field named, nothing written
-    fails_with(&["analyze"], "give --checkpoint FILE");
-    fails_with(&["analyze", "--checkpoint", "missing.safetensors"], "missing.safetensors");
-    fails_with(&["analyze", "--family", "t5", "--random-init", "2"], "--depth is required");
-    fails_with(
-        &["analyze", "--family", "t5", "--depth", "1", "--width", "8", "--heads", "2", "--random-init", "0"],
-        "--random-init",
-    );
-    fails_with(&["analyze", "--checkpoint", ckpt_s, "--n", "99"], "99");
-    fails_with(
-        &["analyze", "--family", "t5", "--depth", "1", "--width", "8", "--heads", "3", "--random-init", "1"],
-        "heads",
-    );
-    let empty = dir.path().join("nothing");
-    fails_with(
-        &["analyze", "--checkpoint", ckpt_s, "--rank-inputs", "0", "--figures", empty.to_str().unwrap()],
-        "--rank-inputs",
-    );
-    assert!(!empty.exists(), "a failed analyze wrote its figures folder");
 }
 
 /// faer against LAPACK (ndarray-linalg) on random matrices: `cargo test --features lapack`

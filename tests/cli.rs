@@ -1,5 +1,6 @@
 //! The command line end to end: outputs of `bound` and `witness`, `init` → `predict`,
-//! and one bad input per case, each exiting 2 with one clear line and writing nothing.
+//! `analyze` on a trained checkpoint and on random models, and one bad input per case,
+//! each exiting 2 with one clear line and writing nothing.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -280,4 +281,61 @@ fn bad_inputs_exit_2_with_one_clear_message_and_write_nothing() {
     // command-line value errors
     fails_with(&["bound", "--target", "position-shift", "--n", "0"], "--n must be at least 1");
     fails_with(&["witness", "--n", "8", "--d", "6", "--heads", "4"], "`heads` = 4");
+}
+
+/// Splits a command line written as one string (no quoting needed in these tests).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// `urpe analyze` on a checkpoint from `urpe train` (text, JSON, figures) and on random
+/// models of a barrier-bound and a free family; bad input exits 2 and writes nothing.
+#[test]
+fn analyze_a_trained_checkpoint_and_random_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let train = "train --target position-shift --family urpe --depth 2 --width 8 --heads 2 --n 8 --steps 30 --seed 1";
+    let o = urpe(&[words(train), vec!["--out", run.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ckpt = run.join("model.safetensors");
+    let ckpt = ckpt.to_str().unwrap();
+    let o = urpe(&["analyze", "--checkpoint", ckpt]);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for needle in ["positional rank on 256 constant inputs", "row sums of A ⊙ C", "pos.urpe", "block 2", "THEORY.md"]
+    {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    let figs = dir.path().join("figs");
+    let o = urpe(&["analyze", "--checkpoint", ckpt, "--json", "--figures", figs.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["models"][0]["rank"].as_array().unwrap().len(), 4, "input, 2 blocks, output");
+    assert_eq!(v["barrier_bound_by_theory"], false);
+    for name in ["positional_rank", "toeplitz_spectra"] {
+        for ext in ["png", "svg"] {
+            assert!(figs.join(format!("{name}.{ext}")).metadata().unwrap().len() > 1000, "{name}.{ext}");
+        }
+    }
+    let o = urpe(&words("analyze --family rope --depth 2 --width 8 --heads 2 --random-init 2"));
+    let text = stdout(&o);
+    assert!(
+        o.status.success() && text.contains("rope: barrier-bound: positional rank 0 at every stage in 2 of 2"),
+        "{text}"
+    );
+    let o = urpe(&words("analyze --family ape-learned --depth 1 --width 8 --heads 2 --random-init 2"));
+    let text = stdout(&o);
+    assert!(o.status.success() && text.contains("NOT barrier-bound: positive positional rank in 2 of 2"), "{text}");
+    fails_with(&["analyze"], "give --checkpoint FILE");
+    fails_with(&["analyze", "--checkpoint", "missing.safetensors"], "missing.safetensors");
+    fails_with(&words("analyze --family t5 --random-init 2"), "--depth is required");
+    fails_with(&words("analyze --family t5 --depth 1 --width 8 --heads 2 --random-init 0"), "--random-init");
+    fails_with(&words("analyze --family t5 --depth 1 --width 8 --heads 3 --random-init 1"), "heads");
+    fails_with(&["analyze", "--checkpoint", ckpt, "--n", "99"], "99");
+    let empty = dir.path().join("nothing");
+    fails_with(
+        &["analyze", "--checkpoint", ckpt, "--rank-inputs", "0", "--figures", empty.to_str().unwrap()],
+        "--rank-inputs",
+    );
+    assert!(!empty.exists(), "a failed analyze wrote its figures folder");
 }
