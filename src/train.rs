@@ -434,11 +434,13 @@ impl Trainer {
     /// is bit-identical to a run that was never stopped.
     pub fn resume(state: TrainState, backend: &Backend) -> Result<Self> {
         let mut model = Model::<f32>::zeros(state.config.model.clone())?;
-        if state.params.len() != model.params.data.len() || state.moments.m.len() != model.params.data.len() {
+        let len = model.params.data.len();
+        if [state.params.len(), state.moments.m.len(), state.moments.v.len()] != [len; 3] {
             return Err(crate::error::Error::Input(format!(
-                "the saved state holds {} parameters but its configuration needs {}",
+                "the saved state holds {} parameters and {}/{} moments but its configuration needs {len}",
                 state.params.len(),
-                model.params.data.len()
+                state.moments.m.len(),
+                state.moments.v.len()
             )));
         }
         model.params.data = state.params;

@@ -322,14 +322,14 @@ fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Powers of ten inside `lo..hi` (every second one over many decades); 2× and 5×
+/// Powers of ten inside `lo..hi` (at most about nine of them, every k-th over many decades); 2× and 5×
 /// multiples as well when fewer than two powers fit; round linear ticks inside one decade.
 fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     if lo.is_nan() || lo <= 0.0 {
         return linear_ticks(lo, hi);
     }
     let (a, b) = (lo.log10().ceil() as i32, hi.log10().floor() as i32);
-    let every = if b - a > 7 { 2 } else { 1 };
+    let every = ((b - a) as u32).div_ceil(9).max(1) as i32;
     let mut ticks: Vec<f64> = (a..=b).filter(|e| (e - a) % every == 0).map(|e| 10f64.powi(e)).collect();
     if ticks.len() < 2 {
         ticks = (a - 1..=b)

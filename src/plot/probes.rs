@@ -32,9 +32,9 @@ fn stage_axis(stages: &[StageRank]) -> Axis {
     Axis::at(&at, false, move |v| names.get(v.round() as usize).cloned().unwrap_or_default())
 }
 
-/// The dashed tolerance line across the stages.
-fn tolerance(stages: usize) -> Series {
-    Series::reference(vec![(0.0, RANK_TOLERANCE), (stages.saturating_sub(1) as f64, RANK_TOLERANCE)])
+/// A dashed line at `level` across the stages.
+fn tolerance(stages: usize, level: f64) -> Series {
+    Series::reference(vec![(0.0, level), (stages.saturating_sub(1) as f64, level)])
 }
 
 /// σ_k/‖h‖ along the stages, floored at [`SHOWN_BELOW`].
@@ -68,7 +68,7 @@ pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec
                 .filter_map(|f| here.iter().find(|r| &r.family == f))
                 .map(|r| Series::family(&r.family, along(&r.probe.rank, 0), Vec::new()))
                 .collect();
-            series.push(tolerance(stages.len()));
+            series.push(tolerance(stages.len(), RANK_TOLERANCE));
             families.extend(labels);
             let y = Axis::fit(series.iter().flat_map(|s| s.values()).chain([SHOWN_BELOW]), true);
             Some(Panel {
@@ -118,34 +118,44 @@ fn entry(k: usize, label: String) -> Entry {
 }
 
 /// The figures of one analysed model into `dir`: `positional_rank` (σ₁, σ₂, σ₃ relative to
-/// ‖h‖ per stage) and, when the model has Toeplitz position matrices, `toeplitz_spectra`.
+/// ‖h‖, and the positional energy, per stage) and, when the model has Toeplitz position
+/// matrices, `toeplitz_spectra`.
 pub fn draw_analysis(x: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create the figures folder: {e}")))?;
     let kept = x.rank.iter().map(|s| s.singular.len()).max().unwrap_or(0).min(3);
     let mut series: Vec<Series> = (0..kept).map(|k| line(k, along(&x.rank, k))).collect();
-    series.push(tolerance(x.rank.len()));
-    let y = Axis::fit(series.iter().flat_map(|s| s.values()).chain([SHOWN_BELOW]), true);
+    series.push(tolerance(x.rank.len(), RANK_TOLERANCE));
+    let energy_floor = SHOWN_BELOW * SHOWN_BELOW;
+    let energy = vec![
+        line(kept, x.rank.iter().enumerate().map(|(i, s)| (i as f64, s.energy.max(energy_floor))).collect()),
+        tolerance(x.rank.len(), RANK_TOLERANCE * RANK_TOLERANCE),
+    ];
     let mut entries: Vec<Entry> = (0..kept).map(|k| entry(k, format!("σ{}/‖h‖", k + 1))).collect();
-    entries.push(Entry::dashed("rank tolerance 10⁻⁶"));
+    entries.push(entry(kept, "energy Σσ²/‖h‖²".into()));
+    entries.push(Entry::dashed("rank tolerance (10⁻⁶; squared for the energy)"));
     let title = format!("Positional rank of {} on constant inputs (n = {})", x.label, x.n);
+    let panel = |caption: &str, series: Vec<Series>, floor: f64, y_desc: &str| Panel {
+        caption: caption.into(),
+        x: stage_axis(&x.rank),
+        y: Axis::fit(series.iter().flat_map(|s| s.values()).chain([floor]), true),
+        x_desc: "stage (input, block, output)".into(),
+        y_desc: y_desc.into(),
+        series,
+    };
     let fig = Panels {
         title: title.clone(),
         rows: 1,
-        cols: 1,
-        panels: vec![Some(Panel {
-            caption: String::new(),
-            x: stage_axis(&x.rank),
-            y,
-            x_desc: "stage (input, block, output)".into(),
-            y_desc: "σ_k / ‖h‖".into(),
-            series,
-        })],
+        cols: 2,
+        panels: vec![
+            Some(panel("leading singular values", series, SHOWN_BELOW, "σ_k / ‖h‖")),
+            Some(panel("positional energy", energy, energy_floor, "‖P·H‖² / ‖H‖²")),
+        ],
         legend: entries,
         height_per_row: 600,
     };
     let caption = [
-        "Leading singular values of the row-centred hidden states of many constant inputs, stacked, relative to their norm, at each stage of the model.",
-        RANK_CAPTION,
+        "Leading singular values (left) and the energy Σσ²/‖h‖² (right) of the row-centred hidden states of many constant inputs, stacked, relative to their norm, at each stage of the model.",
+        "σ₁/‖h‖ below 10⁻¹⁸ (exactly equal rows) is drawn at 10⁻¹⁸ and the energy below 10⁻³⁶ at 10⁻³⁶; the dashed lines are the rank tolerance 10⁻⁶ and its square.",
     ];
     let mut figures = vec![save(dir, "positional_rank", &title, caption, &fig)?];
     let mut tensors: Vec<&str> = x.spectra.iter().map(|s| s.tensor.as_str()).collect();
