@@ -146,3 +146,88 @@ pub fn compare<F: Float>(case: &Case, device: &Device, dtype: DType, alpha: f64)
     }
     Ok(worst)
 }
+
+/// Every fused kernel on `device` against its CPU version, on random inputs of awkward
+/// sizes (rows and widths not multiples of a warp), in `dtype`: the largest relative gap of
+/// each op, by name.
+pub fn fused_gaps(device: &Device, dtype: DType) -> Result<Vec<(&'static str, f64)>> {
+    use super::fused::*;
+    use crate::config::Activation;
+    use crate::error::Error;
+    let err = |e: candle_core::Error| Error::Internal(format!("candle: {e}"));
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut random = |shape: &[usize], lo: f64, hi: f64| -> Result<(candle_core::Tensor, candle_core::Tensor)> {
+        let n: usize = shape.iter().product();
+        let values: Vec<f64> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
+        let cpu = candle_core::Tensor::from_vec(values, shape, &Device::Cpu).and_then(|t| t.to_dtype(dtype)).map_err(err)?;
+        let on = cpu.to_device(device).map_err(err)?;
+        Ok((cpu, on))
+    };
+    let (x, xd) = random(&[37, 45], -2.0, 2.0)?;
+    let (v, vd) = random(&[45], -1.0, 1.0)?;
+    let (g, gd) = random(&[37, 45], -1.0, 1.0)?;
+    let (s, sd) = random(&[24, 130], -3.0, 3.0)?;
+    let (bias, biasd) = random(&[6, 130], -1.0, 1.0)?;
+    let (gs, gsd) = random(&[24, 130], -1.0, 1.0)?;
+    let (mv, mvd) = random(&[2, 37 * 45], 0.0, 0.5)?;
+    let adam = |decoupled| AdamUpdate {
+        clip: 0.7,
+        wd: 0.01,
+        decay: 0.999,
+        decoupled,
+        beta1: 0.9,
+        beta2: 0.999,
+        step_size: 1e-2,
+        bias2_sqrt: 0.3,
+        eps: 1e-8,
+    };
+    type Op<'a> = Box<dyn Fn(&[&candle_core::Tensor]) -> candle_core::Result<candle_core::Tensor> + 'a>;
+    let cases: Vec<(&'static str, Op, Vec<(&candle_core::Tensor, &candle_core::Tensor)>)> = vec![
+        ("add_rows", Box::new(|t| add_rows(t[0], t[1])), vec![(&x, &xd), (&v, &vd)]),
+        ("mul_rows", Box::new(|t| mul_rows(t[0], t[1])), vec![(&x, &xd), (&v, &vd)]),
+        ("softmax", Box::new(|t| softmax(t[0], t[1], 0.3)), vec![(&s, &sd), (&bias, &biasd)]),
+        ("softmax_backward", Box::new(|t| softmax_backward(&softmax(t[0], t[1], 1.0)?, t[2], 0.3)), vec![
+            (&s, &sd),
+            (&bias, &biasd),
+            (&gs, &gsd),
+        ]),
+        ("layer_norm", Box::new(|t| layer_norm(t[0], t[1], t[1])), vec![(&x, &xd), (&v, &vd)]),
+        ("layer_norm_backward", Box::new(|t| layer_norm_backward(t[0], t[1], t[2])), vec![
+            (&x, &xd),
+            (&v, &vd),
+            (&g, &gd),
+        ]),
+        ("layer_norm_xhat_product", Box::new(|t| layer_norm_xhat_product(t[0], t[1])), vec![(&x, &xd), (&g, &gd)]),
+        ("bias_activation gelu", Box::new(|t| bias_activation(t[0], t[1], Activation::Gelu)), vec![(&x, &xd), (&v, &vd)]),
+        ("bias_activation relu", Box::new(|t| bias_activation(t[0], t[1], Activation::Relu)), vec![(&x, &xd), (&v, &vd)]),
+        ("bias_activation_backward gelu", Box::new(|t| bias_activation_backward(t[0], t[1], t[2], Activation::Gelu)), vec![
+            (&x, &xd),
+            (&v, &vd),
+            (&g, &gd),
+        ]),
+        ("bias_activation_backward relu", Box::new(|t| bias_activation_backward(t[0], t[1], t[2], Activation::Relu)), vec![
+            (&x, &xd),
+            (&v, &vd),
+            (&g, &gd),
+        ]),
+        ("adam_update adam", Box::new(|t| adam_update(t[0], t[1], t[2], adam(false))), vec![
+            (&x, &xd),
+            (&g, &gd),
+            (&mv, &mvd),
+        ]),
+        ("adam_update adamw", Box::new(|t| adam_update(t[0], t[1], t[2], adam(true))), vec![
+            (&x, &xd),
+            (&g, &gd),
+            (&mv, &mvd),
+        ]),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, op, inputs)| {
+            let (cpu, on): (Vec<_>, Vec<_>) = inputs.into_iter().unzip();
+            let want = to_host(&op(&cpu).map_err(err)?)?;
+            let got = to_host(&op(&on).map_err(err)?)?;
+            Ok((name, relative_gap(&got, &want, 1e-6)))
+        })
+        .collect()
+}

@@ -5,8 +5,11 @@
 
 pub mod check;
 pub mod device;
+pub mod fused;
 pub mod model;
 pub mod ops;
+pub mod pass;
+pub mod position;
 
 pub use device::parse_device;
 pub use model::CandleModel;

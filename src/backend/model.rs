@@ -2,49 +2,51 @@
 //! order as a checkpoint), a forward pass that follows the ndarray engine's formulas, the
 //! losses, and Adam with the same update as [`crate::optim::Adam`].
 
-use super::ops::{gelu, layer_norm, linear, log_softmax, rotate, softmax};
-use crate::config::{Activation, ModelConfig, Norm};
+use super::fused::{AdamUpdate, adam_update};
+use super::ops::log_softmax;
+use super::pass::PassCache;
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::nn::layout::{AttentionIds, FamilyTensors, InputIds, LayerIds, LinearIds, ModelLayout, NormIds};
+use crate::nn::layout::ModelLayout;
 use crate::nn::position::PositionTables;
-use crate::nn::{Model, ModelInput, Params, TensorId};
+use crate::nn::{Model, ModelInput, Params};
 use crate::optim::{AdamMoments, OptimConfig, OptimizerKind};
 use crate::theory::Outputs;
 use candle_core::{D, DType, Device, Tensor, Var};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-fn err(e: candle_core::Error) -> Error {
+/// A candle error as this crate's internal error.
+pub(super) fn err(e: candle_core::Error) -> Error {
     Error::Internal(format!("candle: {e}"))
 }
 
 /// Constant tensors of one sequence length.
-struct Constants {
+pub struct Constants {
     /// One-hot expansion of offset tables: E[o, i·n + j] = 1 where (j − i) + n_max − 1 = o,
     /// [2·n_max − 1, n·n], so that table·E lays a table [heads, 2·n_max − 1] out as [heads, n·n]
     /// (a product, whose backward is a product too: candle's index_add on CUDA is serial).
-    offsets: Tensor,
+    pub offsets: Tensor,
     /// (j − i) + n − 1 for every (i, j), [n, n]: column of (i, j) in the skewed layout.
-    skew: Tensor,
+    pub skew: Tensor,
     /// o + i for every (i, o), [n, 2n − 1]: entry of (i, o) in a row padded by n − 1.
-    unskew: Tensor,
+    pub unskew: Tensor,
     /// t5-bucketed: the one-hot expansion of bucket tables, [t5_buckets, n·n].
-    buckets: Option<Tensor>,
+    pub buckets: Option<Tensor>,
     /// alibi: −m_h·|j − i|, [heads, n, n].
-    alibi: Option<Tensor>,
+    pub alibi: Option<Tensor>,
     /// causal: 0 on and below the diagonal, −∞ above, [n, n].
-    mask: Option<Tensor>,
+    pub mask: Option<Tensor>,
     /// ape-sin: [n, d].
-    ape_sin: Option<Tensor>,
+    pub ape_sin: Option<Tensor>,
     /// rope: cos and sin, each [n, d_h] (halves repeated).
-    rope: Option<(Tensor, Tensor)>,
+    pub rope: Option<(Tensor, Tensor)>,
 }
 
-/// Adam moments on the device.
+/// Adam moments on the device: per variable [m, v] as one [2, len] tensor.
 struct AdamState {
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    mv: Vec<Tensor>,
     t: i32,
 }
 
@@ -58,9 +60,9 @@ pub struct CandleModel {
     pub device: Device,
     /// Floating-point type of the variables (F32 or F64).
     pub dtype: DType,
-    vars: Vec<Var>,
+    pub(super) vars: Vec<Var>,
     tables: PositionTables<f64>,
-    xl_sinusoid: Option<Tensor>,
+    pub(super) xl_sinusoid: Option<Tensor>,
     constants: Mutex<HashMap<usize, Arc<Constants>>>,
     adam: Option<AdamState>,
 }
@@ -117,10 +119,6 @@ impl CandleModel {
             model.params.data[spec.range()].iter_mut().zip(values).for_each(|(p, v)| *p = F::c(v));
         }
         Ok(model)
-    }
-
-    fn p(&self, id: TensorId) -> &Tensor {
-        self.vars[id.0].as_tensor()
     }
 
     fn constants(&self, n: usize) -> Result<Arc<Constants>> {
@@ -202,175 +200,20 @@ impl CandleModel {
         }
     }
 
-    fn lin(&self, x: &Tensor, ids: LinearIds) -> candle_core::Result<Tensor> {
-        linear(x, self.p(ids.weight), self.p(ids.bias))
-    }
-
-    fn norm(&self, x: &Tensor, ids: Option<NormIds>) -> candle_core::Result<Tensor> {
-        let ids = ids.expect("norm tensors");
-        layer_norm(x, self.p(ids.weight), self.p(ids.bias))
-    }
-
-    /// The window of a relative table [2·n_max − 1, k] (or [heads, 2·n_max − 1, k]) that
-    /// sequences of length n use: offsets −(n − 1)..=n − 1 along axis `dim`.
-    fn window(table: &Tensor, dim: usize, n: usize, n_max: usize) -> candle_core::Result<Tensor> {
-        table.narrow(dim, n_max - n, 2 * n - 1)
-    }
-
-    /// S[.., i, j] = M[.., i, (j − i) + n − 1]: scores laid out by offset [.., n, 2n − 1]
-    /// back to [.., n, n].
-    fn unskew(m: &Tensor, k: &Constants) -> candle_core::Result<Tensor> {
-        let mut shape = m.dims().to_vec();
-        let n = shape[shape.len() - 2];
-        *shape.last_mut().expect("rank ≥ 2") = n;
-        m.gather(&k.skew.broadcast_as(shape)?.contiguous()?, D::Minus1)
-    }
-
-    /// W[.., i, (j − i) + n − 1] = P[.., i, j], zeros elsewhere: [.., n, n] to [.., n, 2n − 1].
-    /// With P padded by n − 1 zeros on each side, W[i, o] is its entry o + i (a gather;
-    /// candle's `scatter_add` has a broken backward when its source is narrower).
-    fn skew(p: &Tensor, k: &Constants) -> candle_core::Result<Tensor> {
-        let mut shape = p.dims().to_vec();
-        let n = shape[shape.len() - 1];
-        let padded = p.pad_with_zeros(D::Minus1, n - 1, n - 1)?;
-        *shape.last_mut().expect("rank ≥ 2") = 2 * n - 1;
-        padded.gather(&k.unskew.broadcast_as(shape)?.contiguous()?, D::Minus1)
-    }
-
-    /// A table [heads, m] laid out as [heads, n, n] through its one-hot expansion [m, n·n].
-    fn expand(table: &Tensor, expansion: &Tensor, n: usize) -> candle_core::Result<Tensor> {
-        let heads = table.dim(0)?;
-        table.matmul(expansion)?.reshape((heads, n, n))
-    }
-
-    /// x [b, h, n, k] times the rows of `t` ([2n − 1, k], shared by the heads) as
-    /// [b, h, n, 2n − 1].
-    fn against_shared(x: &Tensor, t: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, h, n, kk) = x.dims4()?;
-        x.contiguous()?.reshape((b * h * n, kk))?.matmul(&t.t()?)?.reshape((b, h, n, t.dim(0)?))
-    }
-
-    fn attention(&self, x: &Tensor, ids: &AttentionIds, k: &Constants) -> candle_core::Result<Tensor> {
-        let c = &self.config;
-        let (b, n, d) = x.dims3()?;
-        let (h, dh) = (c.heads, c.head_dim());
-        let split = |t: Tensor| t.reshape((b, n, h, dh))?.transpose(1, 2)?.contiguous();
-        let (mut q, mut kk) = (split(self.lin(x, ids.q)?)?, split(self.lin(x, ids.k)?)?);
-        let v = split(self.lin(x, ids.v)?)?;
-        if let Some((cos, sin)) = &k.rope {
-            q = rotate(&q, cos, sin)?.contiguous()?;
-            kk = rotate(&kk, cos, sin)?.contiguous()?;
-        }
-        let scale = 1.0 / (dh as f64).sqrt();
-        let kt = kk.transpose(2, 3)?.contiguous()?;
-        let mut s = match ids.pos.family {
-            FamilyTensors::Xl { u, v: vb, r } => {
-                let head = |t: &Tensor| t.reshape((1, h, 1, dh));
-                let content = q.broadcast_add(&head(self.p(u))?)?.matmul(&kt)?;
-                let rel = self.xl_sinusoid.as_ref().expect("xl tables").matmul(self.p(r))?;
-                let rel = rel.reshape((c.offsets(), h, dh))?.transpose(0, 1)?; // [h, offsets, dh]
-                let win = Self::window(&rel, 1, n, c.n_max)?.contiguous()?;
-                let x = q.broadcast_add(&head(self.p(vb))?)?.transpose(0, 1)?.contiguous()?.reshape((h, b * n, dh))?;
-                let m =
-                    x.matmul(&win.transpose(1, 2)?.contiguous()?)?.reshape((h, b, n, 2 * n - 1))?.transpose(0, 1)?;
-                let position = Self::unskew(&m.contiguous()?, k)?;
-                ((content + position)? * scale)?
-            }
-            family => {
-                let mut s = (q.matmul(&kt)? * scale)?;
-                match family {
-                    FamilyTensors::T5(t) => s = s.broadcast_add(&Self::expand(self.p(t), &k.offsets, n)?)?,
-                    FamilyTensors::T5Bucketed(t) => {
-                        s = s.broadcast_add(&Self::expand(self.p(t), k.buckets.as_ref().expect("bucket table"), n)?)?
-                    }
-                    FamilyTensors::ShawKey(t) => {
-                        let m = Self::against_shared(&q, &Self::window(self.p(t), 0, n, c.n_max)?)?;
-                        s = (s + (Self::unskew(&m, k)? * scale)?)?
-                    }
-                    _ => {}
-                }
-                s
-            }
-        };
-        if let Some(a) = &k.alibi {
-            s = s.broadcast_add(a)?;
-        }
-        if let Some(m) = &k.mask {
-            s = s.broadcast_add(m)?;
-        }
-        let mut a = softmax(&s)?;
-        if let Some(gate) = ids.pos.gate {
-            a = a.broadcast_mul(&Self::expand(self.p(gate), &k.offsets, n)?)?;
-        }
-        let mut out = a.matmul(&v)?;
-        if let FamilyTensors::ShawValue(t) = ids.pos.family {
-            let w = Self::skew(&a, k)?.reshape((b * h * n, 2 * n - 1))?;
-            let win = Self::window(self.p(t), 0, n, c.n_max)?;
-            out = (out + w.matmul(&win)?.reshape((b, h, n, dh))?)?;
-        }
-        let out = out.transpose(1, 2)?.contiguous()?.reshape((b, n, d))?;
-        self.lin(&out, ids.o)
-    }
-
-    fn ffn(&self, x: &Tensor, ids: &LayerIds) -> candle_core::Result<Tensor> {
-        let up = self.lin(x, ids.up)?;
-        let act = match self.config.activation {
-            Activation::Gelu => gelu(&up)?,
-            Activation::Relu => up.relu()?,
-        };
-        self.lin(&act, ids.down)
-    }
-
-    fn block(&self, x: Tensor, ids: &LayerIds, k: &Constants) -> candle_core::Result<Tensor> {
-        match self.config.norm {
-            Norm::Post => {
-                let h = self.norm(&(&x + self.attention(&x, &ids.attn, k)?)?, ids.norm1)?;
-                self.norm(&(&h + self.ffn(&h, ids)?)?, ids.norm2)
-            }
-            Norm::Pre => {
-                let h = (&x + self.attention(&self.norm(&x, ids.norm1)?, &ids.attn, k)?)?;
-                &h + self.ffn(&self.norm(&h, ids.norm2)?, ids)?
-            }
-            Norm::None => {
-                let h = (&x + self.attention(&x, &ids.attn, k)?)?;
-                &h + self.ffn(&h, ids)?
-            }
-        }
-    }
-
-    /// Forward pass: the output [batch, n, out] as a device tensor (part of the graph).
+    /// Forward pass: the output [batch, n, out] as a device tensor.
     pub fn forward<F: Float>(&self, input: &ModelInput<F>) -> Result<Tensor> {
+        Ok(self.forward_cached(input)?.0)
+    }
+
+    /// Forward pass keeping the backward pass's caches.
+    fn forward_cached<F: Float>(&self, input: &ModelInput<F>) -> Result<(Tensor, PassCache)> {
         let (batch, n) = input.batch_and_length();
         self.config.check_length(n)?;
-        let k = self.constants(n)?;
+        let constants = self.constants(n)?;
         let x = self.input_tensor(input)?;
-        let run = || -> candle_core::Result<Tensor> {
-            let ids = &*self.layout;
-            let mut h = match ids.input {
-                InputIds::Embed(e) => {
-                    // one-hot rows times the table (its backward is a product, not index_add)
-                    let vocab = self.p(e).dim(0)?;
-                    let classes = Tensor::arange(0u32, vocab as u32, &self.device)?.unsqueeze(0)?;
-                    let one_hot = x.unsqueeze(1)?.broadcast_eq(&classes)?.to_dtype(self.dtype)?;
-                    one_hot.matmul(self.p(e))?.reshape((batch, n, self.config.width))?
-                }
-                InputIds::Linear(l) => self.lin(&x, l)?,
-            };
-            if let Some(ape) = ids.ape {
-                h = h.broadcast_add(&self.p(ape).narrow(0, 0, n)?)?;
-            }
-            if let Some(table) = &k.ape_sin {
-                h = h.broadcast_add(table)?;
-            }
-            for layer in &ids.layers {
-                h = self.block(h, layer, &k)?;
-            }
-            if let Some(f) = ids.final_norm {
-                h = self.norm(&h, Some(f))?;
-            }
-            self.lin(&h, ids.head)
-        };
-        run().map_err(err)
+        let (out, cache) = self.forward_pass(&x, batch, n, constants).map_err(err)?;
+        let classes = out.dim(1).map_err(err)?;
+        Ok((out.reshape((batch, n, classes)).map_err(err)?, cache))
     }
 
     /// The batch loss of `output` against `targets`: mean squared error over all entries,
@@ -399,25 +242,18 @@ impl CandleModel {
         run().map_err(err)
     }
 
-    /// Loss and every parameter gradient (as a flat buffer in the layout's order) of one
-    /// batch; a variable the graph did not reach is an error naming it.
+    /// Loss and every parameter gradient (in the layout's order) of one batch; a variable
+    /// the pass did not reach is an error naming it. The loss's own gradient comes from
+    /// candle's autograd on the (small) output; the model's from [`Self::backward_pass`].
     pub fn loss_and_grads<F: Float>(&self, input: &ModelInput<F>, targets: &Outputs<F>) -> Result<(f64, Vec<Tensor>)> {
-        let out = self.forward(input)?;
-        let loss = self.loss(&out, targets)?;
+        let (out, cache) = self.forward_cached(input)?;
+        let out = Var::from_tensor(&out).map_err(err)?;
+        let loss = self.loss(out.as_tensor(), targets)?;
         let store = loss.backward().map_err(err)?;
-        let grads = self
-            .layout
-            .tensors
-            .specs()
-            .iter()
-            .zip(&self.vars)
-            .map(|(spec, var)| {
-                store
-                    .get(var.as_tensor())
-                    .cloned()
-                    .ok_or_else(|| Error::Internal(format!("candle: no gradient reached `{}`", spec.name)))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let g_out = store.get(out.as_tensor()).ok_or_else(|| Error::Internal("candle: no gradient of the output".into()))?;
+        let classes = g_out.dim(2).map_err(err)?;
+        let g_out = g_out.reshape((g_out.elem_count() / classes, classes)).map_err(err)?;
+        let grads = self.backward_pass(&cache, &g_out)?;
         let value = loss.to_dtype(DType::F64).and_then(|l| l.to_scalar::<f64>()).map_err(err)?;
         Ok((value, grads))
     }
@@ -452,62 +288,62 @@ impl CandleModel {
     pub fn moments(&self) -> Result<AdamMoments> {
         let len = self.layout.tensors.len();
         let Some(state) = &self.adam else { return Ok(AdamMoments { m: vec![0.0; len], v: vec![0.0; len], t: 0 }) };
-        let flat = |ts: &[Tensor]| -> Result<Vec<f32>> {
-            let mut out = Vec::with_capacity(len);
-            for t in ts {
-                out.extend(to_host(t)?.into_iter().map(|v| v as f32));
-            }
-            Ok(out)
-        };
-        Ok(AdamMoments { m: flat(&state.m)?, v: flat(&state.v)?, t: state.t })
+        let (mut m, mut v) = (Vec::with_capacity(len), Vec::with_capacity(len));
+        for mv in &state.mv {
+            let values = to_host(mv)?;
+            let half = values.len() / 2;
+            m.extend(values[..half].iter().map(|&x| x as f32));
+            v.extend(values[half..].iter().map(|&x| x as f32));
+        }
+        Ok(AdamMoments { m, v, t: state.t })
     }
 
     /// Replaces Adam's state with `moments` (layout order, as [`Self::moments`] gives it).
     pub fn set_moments(&mut self, moments: &AdamMoments) -> Result<()> {
-        let specs = self.layout.tensors.specs();
-        let on_device = |flat: &[f32]| -> Result<Vec<Tensor>> {
-            specs
-                .iter()
-                .map(|s| {
-                    let values: Vec<f64> = flat[s.range()].iter().map(|&v| v as f64).collect();
-                    tensor_from(&values, &s.shape, self.dtype, &self.device)
-                })
-                .collect()
-        };
-        self.adam = Some(AdamState { m: on_device(&moments.m)?, v: on_device(&moments.v)?, t: moments.t });
+        let mv = self
+            .layout
+            .tensors
+            .specs()
+            .iter()
+            .map(|s| {
+                let values: Vec<f64> =
+                    moments.m[s.range()].iter().chain(&moments.v[s.range()]).map(|&v| v as f64).collect();
+                tensor_from(&values, &[2, s.len()], self.dtype, &self.device)
+            })
+            .collect::<Result<_>>()?;
+        self.adam = Some(AdamState { mv, t: moments.t });
         Ok(())
     }
 
     /// One Adam or AdamW update with the semantics of [`crate::optim::Adam::step`]
-    /// (bias correction, clipping by `norm`, L2 or decoupled decay).
+    /// (bias correction, clipping by `norm`, L2 or decoupled decay), one fused pass per
+    /// variable.
     pub fn adam_step(&mut self, grads: &[Tensor], norm: f64, lr: f64, c: &OptimConfig) -> Result<()> {
         let run = |this: &mut Self| -> candle_core::Result<()> {
-            let state = this.adam.get_or_insert_with(|| AdamState {
-                m: this.vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<_>>().expect("zeros"),
-                v: this.vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<_>>().expect("zeros"),
-                t: 0,
-            });
+            if this.adam.is_none() {
+                let mv = this.vars.iter().map(|v| Tensor::zeros((2, v.elem_count()), v.dtype(), v.device()));
+                this.adam = Some(AdamState { mv: mv.collect::<candle_core::Result<_>>()?, t: 0 });
+            }
+            let state = this.adam.as_mut().expect("initialised above");
             state.t += 1;
-            let clip = match c.clip {
-                Some(max) if norm > max => max / norm,
-                _ => 1.0,
+            let update = AdamUpdate {
+                clip: match c.clip {
+                    Some(max) if norm > max => max / norm,
+                    _ => 1.0,
+                },
+                wd: c.weight_decay,
+                decay: 1.0 - lr * c.weight_decay,
+                decoupled: c.kind == OptimizerKind::Adamw,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                step_size: lr / (1.0 - c.beta1.powi(state.t)),
+                bias2_sqrt: (1.0 - c.beta2.powi(state.t)).sqrt(),
+                eps: c.eps,
             };
-            let bias1 = 1.0 - c.beta1.powi(state.t);
-            let bias2_sqrt = (1.0 - c.beta2.powi(state.t)).sqrt();
-            // every tensor here is detached, so no step's graph outlives the step
             for (i, var) in this.vars.iter().enumerate() {
-                let mut g = (grads[i].detach() * clip)?;
-                let mut theta = var.as_tensor().detach();
-                match c.kind {
-                    OptimizerKind::Adam if c.weight_decay != 0.0 => g = (g + (&theta * c.weight_decay)?)?,
-                    OptimizerKind::Adamw => theta = (&theta * (1.0 - lr * c.weight_decay))?,
-                    OptimizerKind::Adam => {}
-                }
-                state.m[i] = ((&state.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-                state.v[i] = ((&state.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-                let denom = ((state.v[i].sqrt()? / bias2_sqrt)? + c.eps)?;
-                let update = (state.m[i].broadcast_div(&denom)? * (lr / bias1))?;
-                var.set(&(theta - update)?)?;
+                let out = adam_update(&var.as_tensor().detach(), &grads[i].detach(), &state.mv[i], update)?;
+                var.set(&out.get(0)?.reshape(var.shape())?)?;
+                state.mv[i] = out.narrow(0, 1, 2)?;
             }
             Ok(())
         };

@@ -1,41 +1,8 @@
-//! Differentiable building blocks in candle (only ops whose backward candle implements:
-//! no fused softmax, layer norm or rope kernels, which silently drop gradients).
+//! Differentiable building blocks in candle for the pieces that go through candle's
+//! autograd (only ops whose backward candle implements: candle-nn's fused softmax, layer
+//! norm and rope kernels silently drop gradients).
 
 use candle_core::{D, Result, Tensor};
-
-/// y = x·W + b over the last axis (W is [in, out], the row-vector convention), as one
-/// [rows, in]·[in, out] product: a broadcast batched product would make candle's backward
-/// build one weight gradient per batch entry and then sum them.
-pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let dims = x.dims();
-    let (last, rows) = (dims[dims.len() - 1], x.elem_count() / dims[dims.len() - 1]);
-    let mut out = dims.to_vec();
-    *out.last_mut().expect("rank ≥ 1") = w.dim(1)?;
-    debug_assert_eq!(last, w.dim(0)?);
-    x.reshape((rows, last))?.matmul(w)?.broadcast_add(b)?.reshape(out)
-}
-
-/// LayerNorm over the last axis with ε = 1e-5 (biased variance), from elementary ops.
-pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    let xhat = centred.broadcast_div(&(var + crate::nn::layernorm::LN_EPS)?.sqrt()?)?;
-    xhat.broadcast_mul(w)?.broadcast_add(b)
-}
-
-/// GELU, exact form x/2·(1 + erf(x/√2)), from `erf` (candle's fused `gelu_erf` backward
-/// uses 0.398942 for 1/√(2π), a 7e-7 relative error in its gradient).
-pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    (x * 0.5)? * ((x / std::f64::consts::SQRT_2)?.erf()? + 1.0)?
-}
-
-/// Softmax over the last axis: exp(x − max) / Σ exp(x − max) (−∞ entries get 0).
-pub fn softmax(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-}
 
 /// log softmax over the last axis.
 pub fn log_softmax(x: &Tensor) -> Result<Tensor> {

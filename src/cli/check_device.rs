@@ -11,8 +11,9 @@ Example:
   urpe check-device --device cuda:0
 
 Prints, per family, the largest relative gap over outputs, loss and every gradient (f32;
-gradients relative to max(max |tensor|, G), G the model's largest gradient) and fails
-when one exceeds --tolerance.")]
+gradients relative to max(max |tensor|, G), G the model's largest gradient), then each
+fused kernel (layer norm, softmax, activations, Adam, ...) on random inputs against its CPU
+version (f32 and f64), and fails when one exceeds --tolerance.")]
 pub struct Args {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
@@ -45,6 +46,13 @@ pub fn run(a: Args) -> Result<()> {
             worst_all = worst_all.max(worst.0);
             let name = format!("{family}{}", if urpe { "+urpe" } else { "" });
             println!("{name:<18} {:>10.2e}  ({})", worst.0, worst.1);
+        }
+    }
+    for dtype in [candle_core::DType::F32, candle_core::DType::F64] {
+        println!("fused kernels on {} against their CPU versions, {dtype:?}", a.device);
+        for (name, gap) in crate::backend::check::fused_gaps(&device, dtype)? {
+            println!("{name:<30} {gap:>10.2e}");
+            worst_all = worst_all.max(gap);
         }
     }
     println!("largest gap {worst_all:.2e} (tolerance {:.0e})", a.tolerance);

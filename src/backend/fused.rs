@@ -1,0 +1,469 @@
+//! Fused kernels of the candle engine's hot path: each does in one pass what candle's
+//! elementary ops do in several (candle's broadcasting binary kernels also run far below
+//! memory bandwidth on a GPU). Every op has a CPU version, written with the ndarray engine's
+//! row formulas (the differential tests run it), and a CUDA version (`fused.cu`, built to
+//! PTX by `build.rs` with the `cuda` feature). None is differentiable: the engine's
+//! backward pass (`layers.rs`) calls the backward ops explicitly.
+
+use crate::config::Activation;
+use crate::float::Float;
+use crate::nn::activation::normal_cdf;
+use crate::nn::layernorm::LN_EPS;
+use crate::nn::softmax::{softmax_row_backward, softmax_row_forward};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+
+/// One fused operation; the output has the shape of the first input, whose last axis
+/// (length k, or n for rows) is the row.
+#[derive(Clone, Copy, Debug)]
+enum Fused {
+    /// y = x + v, v [k] added to every row.
+    AddRows,
+    /// y = x ⊙ v, v [k] multiplying every row.
+    MulRows,
+    /// y = softmax(scale·x + bias[r mod period]) per row r, bias [period, n].
+    Softmax { scale: f64, period: usize },
+    /// From y = softmax(·) and g = ∂L/∂y: scale·y ⊙ (g − ⟨g, y⟩) per row.
+    SoftmaxBackward { scale: f64 },
+    /// y = x̂ ⊙ w + b, x̂ = (x − μ)/√(σ² + ε) per row (biased σ², ε = 1e-5).
+    LayerNorm,
+    /// g ⊙ x̂ (rows summed, the weight's gradient).
+    LayerNormXhatProduct,
+    /// ∂L/∂x = ρ·(g⊙w − mean(g⊙w) − x̂·mean(g⊙w⊙x̂)) per row, ρ = 1/√(σ² + ε).
+    LayerNormBackward,
+    /// act(m + b) (b [k] per row); with `grad`, g ⊙ act'(m + b).
+    BiasActivation { act: Activation, grad: bool },
+    /// One Adam step of θ from g and mv = [m, v] ([2, len]), giving [θ', m', v'] ([3, len]).
+    Adam(AdamUpdate),
+}
+
+/// The scalars of one Adam update (as [`crate::optim::Adam::step`]): with g ← clip·g, and
+/// g ← g + wd·θ (Adam) or θ ← decay·θ (AdamW, decay = 1 − lr·wd):
+/// m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², θ ← θ − step·m/(√v/√(1 − β₂ᵗ) + ε),
+/// step = lr/(1 − β₁ᵗ).
+#[derive(Clone, Copy, Debug)]
+pub struct AdamUpdate {
+    /// Gradient scale min(1, max norm/‖g‖).
+    pub clip: f64,
+    /// L2 weight decay (Adam).
+    pub wd: f64,
+    /// θ's factor 1 − lr·wd (AdamW).
+    pub decay: f64,
+    /// AdamW's decoupled decay instead of L2.
+    pub decoupled: bool,
+    /// β₁.
+    pub beta1: f64,
+    /// β₂.
+    pub beta2: f64,
+    /// lr/(1 − β₁ᵗ).
+    pub step_size: f64,
+    /// √(1 − β₂ᵗ).
+    pub bias2_sqrt: f64,
+    /// ε.
+    pub eps: f64,
+}
+
+impl Fused {
+    fn name(&self) -> &'static str {
+        match self {
+            Fused::AddRows => "add-rows",
+            Fused::MulRows => "mul-rows",
+            Fused::Softmax { .. } => "softmax",
+            Fused::SoftmaxBackward { .. } => "softmax-backward",
+            Fused::LayerNorm => "layer-norm",
+            Fused::LayerNormXhatProduct => "layer-norm-xhat-product",
+            Fused::LayerNormBackward => "layer-norm-backward",
+            Fused::BiasActivation { grad: false, .. } => "bias-activation",
+            Fused::BiasActivation { grad: true, .. } => "bias-activation-backward",
+            Fused::Adam(_) => "adam",
+        }
+    }
+
+    /// The output's shape for a first input of shape `x`.
+    fn out_shape(&self, x: &Shape) -> Shape {
+        match self {
+            Fused::Adam(_) => Shape::from((3, x.elem_count())),
+            _ => x.clone(),
+        }
+    }
+
+    /// The CPU version: `inputs` as contiguous slices, `k` the row length.
+    fn cpu<T: Float>(&self, inputs: &[&[T]], k: usize) -> Vec<T> {
+        let x = inputs[0];
+        if let Fused::Adam(a) = self {
+            return adam_cpu(a, x, inputs[1], inputs[2]);
+        }
+        let mut y = vec![T::zero(); x.len()];
+        let eps = T::c(LN_EPS);
+        let stats = |row: &[T]| {
+            let d = T::c(row.len() as f64);
+            let m = row.iter().copied().sum::<T>() / d;
+            let var = row.iter().map(|&v| (v - m) * (v - m)).sum::<T>() / d;
+            (m, T::one() / (var + eps).sqrt())
+        };
+        let rows = y.chunks_mut(k).zip(x.chunks(k)).enumerate();
+        match *self {
+            Fused::AddRows => rows.for_each(|(_, (y, x))| {
+                y.iter_mut().zip(x).zip(inputs[1]).for_each(|((y, &x), &v)| *y = x + v)
+            }),
+            Fused::MulRows => rows.for_each(|(_, (y, x))| {
+                y.iter_mut().zip(x).zip(inputs[1]).for_each(|((y, &x), &v)| *y = x * v)
+            }),
+            Fused::Softmax { scale, period } => {
+                let mut z = vec![T::zero(); k];
+                for (r, (y, x)) in rows {
+                    let bias = &inputs[1][(r % period) * k..][..k];
+                    z.iter_mut().zip(x).zip(bias).for_each(|((z, &x), &b)| *z = T::c(scale) * x + b);
+                    softmax_row_forward(y, &z);
+                }
+            }
+            Fused::SoftmaxBackward { scale } => {
+                for (r, (y, a)) in rows {
+                    y.copy_from_slice(&inputs[1][r * k..][..k]);
+                    softmax_row_backward(y, a);
+                    y.iter_mut().for_each(|v| *v *= T::c(scale));
+                }
+            }
+            Fused::LayerNorm => rows.for_each(|(_, (y, x))| {
+                let (m, rstd) = stats(x);
+                for (j, (y, &x)) in y.iter_mut().zip(x).enumerate() {
+                    *y = (x - m) * rstd * inputs[1][j] + inputs[2][j];
+                }
+            }),
+            Fused::LayerNormXhatProduct => rows.for_each(|(r, (y, x))| {
+                let (m, rstd) = stats(x);
+                let g = &inputs[1][r * k..][..k];
+                y.iter_mut().zip(x).zip(g).for_each(|((y, &x), &g)| *y = g * (x - m) * rstd);
+            }),
+            Fused::LayerNormBackward => rows.for_each(|(r, (dx, x))| {
+                let (m, rstd) = stats(x);
+                let (w, g) = (inputs[1], &inputs[2][r * k..][..k]);
+                let d = T::c(k as f64);
+                let (mut mg, mut mgx) = (T::zero(), T::zero());
+                for j in 0..k {
+                    mg += g[j] * w[j];
+                    mgx += g[j] * w[j] * (x[j] - m) * rstd;
+                }
+                let (mg, mgx) = (mg / d, mgx / d);
+                for j in 0..k {
+                    dx[j] = rstd * (g[j] * w[j] - mg - (x[j] - m) * rstd * mgx);
+                }
+            }),
+            Fused::BiasActivation { act, grad } => {
+                let inv_sqrt_2pi = T::c(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+                for (r, (y, m)) in rows {
+                    for (j, (y, &m)) in y.iter_mut().zip(m).enumerate() {
+                        let u = m + inputs[1][j];
+                        let g = if grad { inputs[2][r * k + j] } else { T::zero() };
+                        *y = match (act, grad) {
+                            (Activation::Gelu, false) => u * normal_cdf(u),
+                            (Activation::Gelu, true) => {
+                                g * (normal_cdf(u) + u * inv_sqrt_2pi * (T::c(-0.5) * u * u).exp_fast())
+                            }
+                            (Activation::Relu, false) => u.max(T::zero()),
+                            (Activation::Relu, true) if u > T::zero() => g,
+                            (Activation::Relu, true) => T::zero(),
+                        };
+                    }
+                }
+            }
+            Fused::Adam(_) => unreachable!("handled above"),
+        }
+        y
+    }
+
+    /// Runs on CPU storages (every input contiguous, of one float type).
+    fn cpu_storage(&self, inputs: &[(&CpuStorage, &Layout)]) -> Result<(CpuStorage, Shape)> {
+        let shape = self.out_shape(inputs[0].1.shape());
+        let k = inputs[0].1.shape().dims().last().copied().unwrap_or(1).max(1);
+        fn slices<'a, T>(inputs: &'a [(&CpuStorage, &Layout)], get: fn(&CpuStorage) -> Option<&[T]>) -> Result<Vec<&'a [T]>> {
+            inputs
+                .iter()
+                .map(|(s, l)| match (get(s), l.contiguous_offsets()) {
+                    (Some(v), Some((a, b))) => Ok(&v[a..b]),
+                    (None, _) => bail!("fused op: inputs of mixed or unsupported types"),
+                    (_, None) => bail!("fused op: input is not contiguous"),
+                })
+                .collect()
+        }
+        let out = match inputs[0].0 {
+            CpuStorage::F32(_) => CpuStorage::F32(self.cpu(&slices(inputs, |s| match s {
+                CpuStorage::F32(v) => Some(v.as_slice()),
+                _ => None,
+            })?, k)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.cpu(&slices(inputs, |s| match s {
+                CpuStorage::F64(v) => Some(v.as_slice()),
+                _ => None,
+            })?, k)),
+            _ => bail!("fused op {}: f32 or f64 only", self.name()),
+        };
+        Ok((out, shape))
+    }
+}
+
+/// [`AdamUpdate`] on the CPU: θ, g [len] and mv = [m, v] to [θ', m', v'].
+fn adam_cpu<T: Float>(a: &AdamUpdate, p: &[T], g: &[T], mv: &[T]) -> Vec<T> {
+    let n = p.len();
+    let mut out = vec![T::zero(); 3 * n];
+    let (b1, b2) = (T::c(a.beta1), T::c(a.beta2));
+    for i in 0..n {
+        let (mut g, mut p) = (g[i] * T::c(a.clip), p[i]);
+        if a.decoupled {
+            p *= T::c(a.decay);
+        } else {
+            g += T::c(a.wd) * p;
+        }
+        let m = b1 * mv[i] + (T::one() - b1) * g;
+        let v = b2 * mv[n + i] + (T::one() - b2) * g * g;
+        out[i] = p - T::c(a.step_size) * m / (v.sqrt() / T::c(a.bias2_sqrt) + T::c(a.eps));
+        out[n + i] = m;
+        out[2 * n + i] = v;
+    }
+    out
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::Fused;
+    use crate::config::Activation;
+    use crate::nn::layernorm::LN_EPS;
+    use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::{CudaDType, WrapErr};
+    use candle_core::{CudaStorage, DType, Layout, Result, Shape, WithDType, bail};
+
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
+
+    /// Elementwise launch: 256 threads a block, grid-stride loop.
+    fn flat(n: usize) -> LaunchConfig {
+        LaunchConfig { grid_dim: (n.div_ceil(256).clamp(1, 1 << 16) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+    }
+
+    /// Row launch: one warp per row, 8 rows a block.
+    fn by_rows(rows: usize) -> LaunchConfig {
+        LaunchConfig { grid_dim: (rows.div_ceil(8).max(1) as u32, 1, 1), block_dim: (32, 8, 1), shared_mem_bytes: 0 }
+    }
+
+    fn launch<T: CudaDType + DeviceRepr + WithDType>(
+        op: Fused,
+        inputs: &[(&CudaStorage, &Layout)],
+        suffix: &str,
+    ) -> Result<CudaStorage> {
+        let dev = inputs[0].0.device.clone();
+        let views = inputs
+            .iter()
+            .map(|(s, l)| match l.contiguous_offsets() {
+                Some((a, b)) => Ok(s.as_cuda_slice::<T>()?.slice(a..b)),
+                None => bail!("fused op: input is not contiguous"),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let n = inputs[0].1.shape().elem_count();
+        let k = inputs[0].1.shape().dims().last().copied().unwrap_or(1).max(1);
+        let (n64, k64, rows) = (n as u64, k as u64, (n / k) as u64);
+        let out_len = op.out_shape(inputs[0].1.shape()).elem_count();
+        // SAFETY: every element is written by the kernel below.
+        let out = unsafe { dev.alloc::<T>(out_len.max(1)) }?;
+        let (kernel, cfg) = match op {
+            Fused::AddRows | Fused::MulRows => ("rows_op", flat(n)),
+            Fused::Softmax { .. } => ("softmax_fwd", by_rows(n / k)),
+            Fused::SoftmaxBackward { .. } => ("softmax_bwd", by_rows(n / k)),
+            Fused::LayerNorm | Fused::LayerNormXhatProduct => ("ln_rows", by_rows(n / k)),
+            Fused::LayerNormBackward => ("ln_bwd", by_rows(n / k)),
+            Fused::BiasActivation { .. } => ("bias_act", flat(n)),
+            Fused::Adam(_) => ("adam", flat(n)),
+        };
+        let func = dev.get_or_load_custom_func(&format!("{kernel}_{suffix}"), "urpe_fused", PTX)?;
+        let mut b = func.builder();
+        let eps = T::from_f64(LN_EPS);
+        let scale = match op {
+            Fused::Softmax { scale, .. } | Fused::SoftmaxBackward { scale } => T::from_f64(scale),
+            _ => T::from_f64(1.0),
+        };
+        let (period, flag, act) = match op {
+            Fused::Softmax { period, .. } => (period as u64, 0i32, 0i32),
+            Fused::MulRows => (0, 1, 0),
+            Fused::LayerNormXhatProduct => (0, 1, 0),
+            Fused::BiasActivation { act, grad } => (0, grad as i32, matches!(act, Activation::Relu) as i32),
+            _ => (0, 0, 0),
+        };
+        match op {
+            Fused::AddRows | Fused::MulRows => {
+                b.arg(&views[0]).arg(&views[1]).arg(&out).arg(&n64).arg(&k64).arg(&flag);
+            }
+            Fused::Softmax { .. } => {
+                b.arg(&views[0]).arg(&views[1]).arg(&out).arg(&rows).arg(&k64).arg(&period).arg(&scale);
+            }
+            Fused::SoftmaxBackward { .. } => {
+                b.arg(&views[0]).arg(&views[1]).arg(&out).arg(&rows).arg(&k64).arg(&scale);
+            }
+            Fused::LayerNorm => {
+                b.arg(&views[0]).arg(&views[1]).arg(&views[2]).arg(&out).arg(&rows).arg(&k64).arg(&eps).arg(&flag);
+            }
+            Fused::LayerNormXhatProduct => {
+                b.arg(&views[0]).arg(&views[1]).arg(&views[0]).arg(&out).arg(&rows).arg(&k64).arg(&eps).arg(&flag);
+            }
+            Fused::LayerNormBackward => {
+                b.arg(&views[0]).arg(&views[1]).arg(&views[2]).arg(&out).arg(&rows).arg(&k64).arg(&eps);
+            }
+            Fused::BiasActivation { grad, .. } => {
+                let g = if grad { &views[2] } else { &views[0] };
+                b.arg(&views[0]).arg(&views[1]).arg(g).arg(&out).arg(&n64).arg(&k64).arg(&act).arg(&flag);
+            }
+            Fused::Adam(a) => {
+                let t = |v: f64| T::from_f64(v);
+                let (clip, wd, decay, decoupled) = (t(a.clip), t(a.wd), t(a.decay), a.decoupled as i32);
+                let (b1, b2, step, bias2, eps) = (t(a.beta1), t(a.beta2), t(a.step_size), t(a.bias2_sqrt), t(a.eps));
+                b.arg(&views[0]).arg(&views[1]).arg(&views[2]).arg(&out).arg(&n64);
+                b.arg(&clip).arg(&wd).arg(&decay).arg(&decoupled).arg(&b1).arg(&b2).arg(&step).arg(&bias2).arg(&eps);
+            }
+        }
+        // SAFETY: the argument list matches the kernel's signature in fused.cu.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(out, dev))
+    }
+
+    impl Fused {
+        /// Runs on CUDA storages (every input contiguous, of one float type).
+        pub(super) fn cuda_storage(&self, inputs: &[(&CudaStorage, &Layout)]) -> Result<(CudaStorage, Shape)> {
+            let shape = self.out_shape(inputs[0].1.shape());
+            let out = match inputs[0].0.dtype() {
+                DType::F32 => launch::<f32>(*self, inputs, "f32")?,
+                DType::F64 => launch::<f64>(*self, inputs, "f64")?,
+                other => bail!("fused op {}: f32 or f64 only, not {other:?}", self.name()),
+            };
+            Ok((out, shape))
+        }
+    }
+}
+
+impl CustomOp2 for Fused {
+    fn name(&self) -> &'static str {
+        Fused::name(self)
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.cpu_storage(&[(s1, l1), (s2, l2)])
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        self.cuda_storage(&[(s1, l1), (s2, l2)])
+    }
+}
+
+impl CustomOp3 for Fused {
+    fn name(&self) -> &'static str {
+        Fused::name(self)
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.cpu_storage(&[(s1, l1), (s2, l2), (s3, l3)])
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        self.cuda_storage(&[(s1, l1), (s2, l2), (s3, l3)])
+    }
+}
+
+/// Checks that `v` is a vector of the length of `x`'s rows (or `rows` × that).
+fn check_rows(op: &str, x: &Tensor, v: &Tensor, rows: usize) -> Result<()> {
+    let k = x.dims().last().copied().unwrap_or(1);
+    if v.elem_count() != rows * k || x.dtype() != v.dtype() {
+        bail!("{op}: {:?} ({:?}) against rows of {:?} ({:?})", v.dims(), v.dtype(), x.dims(), x.dtype());
+    }
+    Ok(())
+}
+
+fn apply2(op: Fused, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &op)
+}
+
+fn apply3(op: Fused, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op3_no_bwd(&b.contiguous()?, &c.contiguous()?, &op)
+}
+
+/// x + v with v [k] added to every row of x [.., k].
+pub fn add_rows(x: &Tensor, v: &Tensor) -> Result<Tensor> {
+    check_rows("add_rows", x, v, 1)?;
+    apply2(Fused::AddRows, x, v)
+}
+
+/// x ⊙ v with v [k] multiplying every row of x [.., k].
+pub fn mul_rows(x: &Tensor, v: &Tensor) -> Result<Tensor> {
+    check_rows("mul_rows", x, v, 1)?;
+    apply2(Fused::MulRows, x, v)
+}
+
+/// softmax(scale·x + bias) over the last axis, bias [P, n] repeating every P rows of
+/// x [.., n] (P divides the number of rows).
+pub fn softmax(x: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
+    let n = x.dims().last().copied().unwrap_or(1);
+    let period = bias.elem_count() / n.max(1);
+    if period == 0 || bias.elem_count() != period * n || (x.elem_count() / n) % period != 0 {
+        bail!("softmax: bias {:?} does not repeat over the rows of {:?}", bias.dims(), x.dims());
+    }
+    check_rows("softmax", x, bias, period)?;
+    apply2(Fused::Softmax { scale, period }, x, bias)
+}
+
+/// ∂L/∂x of [`softmax`] (times its scale) from its output y and g = ∂L/∂y.
+pub fn softmax_backward(y: &Tensor, g: &Tensor, scale: f64) -> Result<Tensor> {
+    apply2(Fused::SoftmaxBackward { scale }, y, g)
+}
+
+/// LayerNorm over the last axis: (x − μ)/√(σ² + ε) ⊙ w + b.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    check_rows("layer_norm", x, w, 1)?;
+    apply3(Fused::LayerNorm, x, w, b)
+}
+
+/// ∂L/∂x of [`layer_norm`] from its input x, weight w and g = ∂L/∂y.
+pub fn layer_norm_backward(x: &Tensor, w: &Tensor, g: &Tensor) -> Result<Tensor> {
+    apply3(Fused::LayerNormBackward, x, w, g)
+}
+
+/// g ⊙ x̂ for [`layer_norm`]'s input x (summed over rows: the weight's gradient).
+pub fn layer_norm_xhat_product(x: &Tensor, g: &Tensor) -> Result<Tensor> {
+    apply2(Fused::LayerNormXhatProduct, x, g)
+}
+
+/// act(m + b), b [k] added to every row of m [.., k].
+pub fn bias_activation(m: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
+    check_rows("bias_activation", m, b, 1)?;
+    apply2(Fused::BiasActivation { act, grad: false }, m, b)
+}
+
+/// g ⊙ act'(m + b): the gradient through [`bias_activation`] from g = ∂L/∂y.
+pub fn bias_activation_backward(m: &Tensor, b: &Tensor, g: &Tensor, act: Activation) -> Result<Tensor> {
+    apply3(Fused::BiasActivation { act, grad: true }, m, b, g)
+}
+
+/// One Adam update of θ from g and the moments mv = [m, v] ([2, len]): [θ', m', v'] as
+/// [3, len] (one pass instead of a dozen elementwise ops).
+pub fn adam_update(theta: &Tensor, g: &Tensor, mv: &Tensor, update: AdamUpdate) -> Result<Tensor> {
+    if g.elem_count() != theta.elem_count() || mv.elem_count() != 2 * theta.elem_count() {
+        bail!("adam_update: θ {:?}, g {:?}, moments {:?}", theta.dims(), g.dims(), mv.dims());
+    }
+    apply3(Fused::Adam(update), &theta.flatten_all()?, &g.flatten_all()?, &mv.flatten_all()?)
+}

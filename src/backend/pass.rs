@@ -1,0 +1,382 @@
+//! The candle engine's training pass, written out as the ndarray engine's is: each layer a
+//! forward function that keeps what its backward needs and a backward function that returns
+//! the input's gradient and adds the parameters' gradients to [`Grads`]. The hot path runs
+//! the fused kernels of [`super::fused`] and cuBLAS products; only the small
+//! position-specific pieces go through candle's autograd ([`CandleModel::vjp`]), whose
+//! every node would otherwise cost a zero fill and an addition of its size.
+//!
+//! Hidden states are [rows, d] with rows = batch·n; heads are [b, h, n, d_h].
+
+use super::fused::{
+    add_rows, bias_activation, bias_activation_backward, layer_norm, layer_norm_backward, layer_norm_xhat_product,
+    mul_rows, softmax, softmax_backward,
+};
+use super::model::{CandleModel, Constants};
+use crate::config::Norm;
+use crate::error::{Error, Result};
+use crate::nn::TensorId;
+use crate::nn::layout::{AttentionIds, InputIds, LayerIds, LinearIds, NormIds};
+use candle_core::{Tensor, Var};
+
+/// Parameter gradients by tensor id, summed over every use (shared position tables).
+pub struct Grads(Vec<Option<Tensor>>);
+
+impl Grads {
+    fn new(len: usize) -> Self {
+        Grads(vec![None; len])
+    }
+
+    /// Adds `g` to the gradient of tensor `id`.
+    pub fn add(&mut self, id: TensorId, g: Tensor) -> candle_core::Result<()> {
+        let slot = &mut self.0[id.0];
+        *slot = Some(match slot.take() {
+            Some(sum) => (sum + g)?,
+            None => g,
+        });
+        Ok(())
+    }
+}
+
+/// What the attention backward needs.
+struct AttentionCache {
+    x: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    /// q', k' of the scores (q, k themselves for families without a transform).
+    qs: Tensor,
+    ks: Tensor,
+    has_terms: bool,
+    bias_learned: Option<Tensor>,
+    gate: Option<Tensor>,
+    /// softmax output and the gated weights a (= p without a gate).
+    p: Tensor,
+    a: Tensor,
+    merged: Tensor,
+}
+
+/// What the feed-forward backward needs.
+struct FfnCache {
+    x: Tensor,
+    m: Tensor,
+    hidden: Tensor,
+}
+
+/// One block's caches and the inputs of its two norms.
+struct BlockCache {
+    attn: AttentionCache,
+    ffn: FfnCache,
+    norm1_in: Tensor,
+    norm2_in: Tensor,
+}
+
+/// Everything the backward pass needs from one forward pass.
+pub struct PassCache {
+    batch: usize,
+    n: usize,
+    constants: std::sync::Arc<Constants>,
+    /// One-hot tokens [rows, vocab] or real inputs [rows, d_in].
+    input: Tensor,
+    blocks: Vec<BlockCache>,
+    final_in: Tensor,
+    head_in: Tensor,
+}
+
+/// 1ᵀ·x over the rows of x [rows, k] as [k] (a product: a strided column sum is slow).
+fn column_sum(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (rows, k) = x.dims2()?;
+    Tensor::ones((1, rows), x.dtype(), x.device())?.matmul(x)?.reshape(k)
+}
+
+impl CandleModel {
+    /// A parameter as a plain tensor (no graph).
+    fn w(&self, id: TensorId) -> Tensor {
+        self.vars[id.0].as_tensor().detach()
+    }
+
+    /// y = x·W + b, x [rows, in].
+    fn linear_forward(&self, x: &Tensor, ids: LinearIds) -> candle_core::Result<Tensor> {
+        add_rows(&x.matmul(&self.w(ids.weight))?, &self.w(ids.bias))
+    }
+
+    /// ∂W += xᵀ·g, ∂b += 1ᵀ·g.
+    fn linear_param_grads(&self, x: &Tensor, ids: LinearIds, g: &Tensor, grads: &mut Grads) -> candle_core::Result<()> {
+        grads.add(ids.weight, x.t()?.matmul(g)?)?;
+        grads.add(ids.bias, column_sum(g)?)
+    }
+
+    /// Backward of [`Self::linear_forward`]: parameter gradients, and ∂L/∂x = g·Wᵀ.
+    fn linear_backward(&self, x: &Tensor, ids: LinearIds, g: &Tensor, grads: &mut Grads) -> candle_core::Result<Tensor> {
+        self.linear_param_grads(x, ids, g, grads)?;
+        g.matmul(&self.w(ids.weight).t()?)
+    }
+
+    fn norm_forward(&self, x: &Tensor, ids: Option<NormIds>) -> candle_core::Result<Tensor> {
+        let ids = ids.expect("norm tensors");
+        layer_norm(x, &self.w(ids.weight), &self.w(ids.bias))
+    }
+
+    /// ∂w += 1ᵀ·(g ⊙ x̂), ∂b += 1ᵀ·g; returns ∂L/∂x.
+    fn norm_backward(&self, x: &Tensor, ids: Option<NormIds>, g: &Tensor, grads: &mut Grads) -> candle_core::Result<Tensor> {
+        let ids = ids.expect("norm tensors");
+        grads.add(ids.weight, column_sum(&layer_norm_xhat_product(x, g)?)?)?;
+        grads.add(ids.bias, column_sum(g)?)?;
+        layer_norm_backward(x, &self.w(ids.weight), g)
+    }
+
+    fn ffn_forward(&self, x: &Tensor, ids: &LayerIds) -> candle_core::Result<(Tensor, FfnCache)> {
+        let m = x.matmul(&self.w(ids.up.weight))?;
+        let hidden = bias_activation(&m, &self.w(ids.up.bias), self.config.activation)?;
+        let y = self.linear_forward(&hidden, ids.down)?;
+        Ok((y, FfnCache { x: x.clone(), m, hidden }))
+    }
+
+    fn ffn_backward(&self, c: &FfnCache, ids: &LayerIds, g: &Tensor, grads: &mut Grads) -> candle_core::Result<Tensor> {
+        let g_hidden = self.linear_backward(&c.hidden, ids.down, g, grads)?;
+        let g_u = bias_activation_backward(&c.m, &self.w(ids.up.bias), &g_hidden, self.config.activation)?;
+        self.linear_backward(&c.x, ids.up, &g_u, grads)
+    }
+
+    fn attention_forward(
+        &self,
+        x: &Tensor,
+        ids: &AttentionIds,
+        k: &Constants,
+        batch: usize,
+    ) -> candle_core::Result<(Tensor, AttentionCache)> {
+        let c = &self.config;
+        let (rows, d) = x.dims2()?;
+        let (b, n, h, dh) = (batch, rows / batch, c.heads, c.head_dim());
+        let split = |t: Tensor| t.reshape((b, n, h, dh))?.transpose(1, 2)?.contiguous();
+        let q = split(self.linear_forward(x, ids.q)?)?;
+        let kk = split(self.linear_forward(x, ids.k)?)?;
+        let v = split(self.linear_forward(x, ids.v)?)?;
+        let terms = self.score_terms(ids, &q, &kk, k)?;
+        let has_terms = terms.is_some();
+        let (qs, ks, extra) = match terms {
+            Some(t) => (t.q.detach().contiguous()?, t.k.detach().contiguous()?, t.extra.map(|e| e.detach())),
+            None => (q.clone(), kk.clone(), None),
+        };
+        let mut s = qs.matmul(&ks.t()?)?;
+        if let Some(e) = extra {
+            s = (s + e)?;
+        }
+        let bias = self.score_bias(&ids.pos, k, n)?;
+        let p = softmax(&s, &bias.rows, 1.0 / (dh as f64).sqrt())?;
+        let gate = self.gate(&ids.pos, k, n)?;
+        let a = match &gate {
+            Some(g) => mul_rows(&p.reshape((b, h * n * n))?, &g.detach().flatten_all()?)?.reshape((b, h, n, n))?,
+            None => p.clone(),
+        };
+        let mut o = a.matmul(&v)?;
+        if let Some(e) = self.value_term(ids, &a, k)? {
+            o = (o + e.detach())?;
+        }
+        let merged = o.transpose(1, 2)?.contiguous()?.reshape((rows, d))?;
+        let out = self.linear_forward(&merged, ids.o)?;
+        let cache = AttentionCache {
+            x: x.clone(),
+            q,
+            k: kk,
+            v,
+            qs,
+            ks,
+            has_terms,
+            bias_learned: bias.learned,
+            gate,
+            p,
+            a,
+            merged,
+        };
+        Ok((out, cache))
+    }
+
+    fn attention_backward(
+        &self,
+        c: &AttentionCache,
+        ids: &AttentionIds,
+        k: &Constants,
+        g: &Tensor,
+        grads: &mut Grads,
+    ) -> candle_core::Result<Tensor> {
+        let (b, h, n, dh) = c.q.dims4()?;
+        let (rows, d) = (b * n, h * dh);
+        let scale = 1.0 / (dh as f64).sqrt();
+        let g_merged = self.linear_backward(&c.merged, ids.o, g, grads)?;
+        let g_o = g_merged.reshape((b, n, h, dh))?.transpose(1, 2)?.contiguous()?;
+        let mut g_a = g_o.matmul(&c.v.t()?)?;
+        let g_v = c.a.t()?.matmul(&g_o)?;
+        if matches!(ids.pos.family, crate::nn::layout::FamilyTensors::ShawValue(_)) {
+            let a = Var::from_tensor(&c.a)?;
+            let term = self.value_term(ids, a.as_tensor(), k)?.expect("shaw-value term");
+            if let Some(extra) = self.vjp(&[(&term, &g_o)], &[&a], grads)?.remove(0) {
+                g_a = (g_a + extra)?;
+            }
+        }
+        let g_p = match &c.gate {
+            Some(gate) => {
+                let flat = |t: &Tensor| t.reshape((b, h * n * n));
+                let g_gate = column_sum(&(flat(&g_a)? * flat(&c.p)?)?)?.reshape((h, n, n))?;
+                self.vjp(&[(gate, &g_gate)], &[], grads)?;
+                mul_rows(&flat(&g_a)?, &gate.detach().flatten_all()?)?.reshape((b, h, n, n))?
+            }
+            None => g_a,
+        };
+        let ds = softmax_backward(&c.p, &g_p, scale)?; // scale · ∂L/∂(scores)
+        if let Some(learned) = &c.bias_learned {
+            let g_bias = (column_sum(&ds.reshape((b, h * n * n))?)? / scale)?.reshape((h, n, n))?;
+            self.vjp(&[(learned, &g_bias)], &[], grads)?;
+        }
+        let g_qs = ds.matmul(&c.ks)?;
+        let g_ks = ds.t()?.matmul(&c.qs)?;
+        let (g_q, g_k) = if c.has_terms {
+            let (q, kk) = (Var::from_tensor(&c.q)?, Var::from_tensor(&c.k)?);
+            let t = self.score_terms(ids, q.as_tensor(), kk.as_tensor(), k)?.expect("score terms");
+            let mut pairs = vec![(&t.q, &g_qs), (&t.k, &g_ks)];
+            if let Some(e) = &t.extra {
+                pairs.push((e, &ds));
+            }
+            let mut leaves = self.vjp(&pairs, &[&q, &kk], grads)?.into_iter();
+            let mut next = || leaves.next().flatten().map_or_else(|| c.q.zeros_like(), Ok);
+            (next()?, next()?)
+        } else {
+            (g_qs, g_ks)
+        };
+        let merge = |t: &Tensor| t.transpose(1, 2)?.contiguous()?.reshape((rows, d));
+        let gx = self.linear_backward(&c.x, ids.q, &merge(&g_q)?, grads)?;
+        let gx = (gx + self.linear_backward(&c.x, ids.k, &merge(&g_k)?, grads)?)?;
+        gx + self.linear_backward(&c.x, ids.v, &merge(&g_v)?, grads)?
+    }
+
+    fn block_forward(&self, x: &Tensor, ids: &LayerIds, k: &Constants, b: usize) -> candle_core::Result<(Tensor, BlockCache)> {
+        let (y, attn, ffn, norm1_in, norm2_in) = match self.config.norm {
+            Norm::Post => {
+                let (a, attn) = self.attention_forward(x, &ids.attn, k, b)?;
+                let z1 = (x + a)?;
+                let h = self.norm_forward(&z1, ids.norm1)?;
+                let (f, ffn) = self.ffn_forward(&h, ids)?;
+                let z2 = (&h + f)?;
+                (self.norm_forward(&z2, ids.norm2)?, attn, ffn, z1, z2)
+            }
+            Norm::Pre => {
+                let (a, attn) = self.attention_forward(&self.norm_forward(x, ids.norm1)?, &ids.attn, k, b)?;
+                let h = (x + a)?;
+                let (f, ffn) = self.ffn_forward(&self.norm_forward(&h, ids.norm2)?, ids)?;
+                ((&h + f)?, attn, ffn, x.clone(), h)
+            }
+            Norm::None => {
+                let (a, attn) = self.attention_forward(x, &ids.attn, k, b)?;
+                let h = (x + a)?;
+                let (f, ffn) = self.ffn_forward(&h, ids)?;
+                ((&h + f)?, attn, ffn, x.clone(), h)
+            }
+        };
+        Ok((y, BlockCache { attn, ffn, norm1_in, norm2_in }))
+    }
+
+    fn block_backward(
+        &self,
+        c: &BlockCache,
+        ids: &LayerIds,
+        k: &Constants,
+        g: &Tensor,
+        grads: &mut Grads,
+    ) -> candle_core::Result<Tensor> {
+        match self.config.norm {
+            Norm::Post => {
+                let g_z2 = self.norm_backward(&c.norm2_in, ids.norm2, g, grads)?;
+                let g_h = (&g_z2 + self.ffn_backward(&c.ffn, ids, &g_z2, grads)?)?;
+                let g_z1 = self.norm_backward(&c.norm1_in, ids.norm1, &g_h, grads)?;
+                &g_z1 + self.attention_backward(&c.attn, &ids.attn, k, &g_z1, grads)?
+            }
+            Norm::Pre => {
+                let g_n2 = self.ffn_backward(&c.ffn, ids, g, grads)?;
+                let g_h = (g + self.norm_backward(&c.norm2_in, ids.norm2, &g_n2, grads)?)?;
+                let g_n1 = self.attention_backward(&c.attn, &ids.attn, k, &g_h, grads)?;
+                &g_h + self.norm_backward(&c.norm1_in, ids.norm1, &g_n1, grads)?
+            }
+            Norm::None => {
+                let g_h = (g + self.ffn_backward(&c.ffn, ids, g, grads)?)?;
+                &g_h + self.attention_backward(&c.attn, &ids.attn, k, &g_h, grads)?
+            }
+        }
+    }
+
+    /// Forward pass from the device input (token ids [rows] or reals [batch, n, d_in]):
+    /// the output [rows, out] and the caches of the backward pass.
+    pub fn forward_pass(
+        &self,
+        x: &Tensor,
+        batch: usize,
+        n: usize,
+        constants: std::sync::Arc<Constants>,
+    ) -> candle_core::Result<(Tensor, PassCache)> {
+        let (ids, d) = (&*self.layout, self.config.width);
+        let (input, mut h) = match ids.input {
+            InputIds::Embed(e) => {
+                let table = self.w(e);
+                let classes = Tensor::arange(0u32, table.dim(0)? as u32, &self.device)?.unsqueeze(0)?;
+                let one_hot = x.unsqueeze(1)?.broadcast_eq(&classes)?.to_dtype(self.dtype)?;
+                let h = one_hot.matmul(&table)?;
+                (one_hot, h)
+            }
+            InputIds::Linear(l) => {
+                let x2 = x.reshape((batch * n, x.dim(2)?))?;
+                let h = self.linear_forward(&x2, l)?;
+                (x2, h)
+            }
+        };
+        let positions = match (ids.ape, &constants.ape_sin) {
+            (Some(ape), _) => Some(self.w(ape).narrow(0, 0, n)?),
+            (None, Some(table)) => Some(table.clone()),
+            (None, None) => None,
+        };
+        if let Some(table) = positions {
+            h = add_rows(&h.reshape((batch, n * d))?, &table.flatten_all()?)?.reshape((batch * n, d))?;
+        }
+        let mut blocks = Vec::with_capacity(ids.layers.len());
+        for layer in &ids.layers {
+            let (y, cache) = self.block_forward(&h, layer, &constants, batch)?;
+            blocks.push(cache);
+            h = y;
+        }
+        let final_in = h.clone();
+        if ids.final_norm.is_some() {
+            h = self.norm_forward(&h, ids.final_norm)?;
+        }
+        let out = self.linear_forward(&h, ids.head)?;
+        Ok((out, PassCache { batch, n, constants, input, blocks, final_in, head_in: h }))
+    }
+
+    /// Backward pass from ∂L/∂output [rows, out]: every parameter's gradient, in the
+    /// layout's order (a parameter the pass did not reach is an error naming it).
+    pub fn backward_pass(&self, c: &PassCache, g_out: &Tensor) -> Result<Vec<Tensor>> {
+        let ids = &*self.layout;
+        let mut grads = Grads::new(self.vars.len());
+        let run = |grads: &mut Grads| -> candle_core::Result<()> {
+            let mut g = self.linear_backward(&c.head_in, ids.head, g_out, grads)?;
+            if ids.final_norm.is_some() {
+                g = self.norm_backward(&c.final_in, ids.final_norm, &g, grads)?;
+            }
+            for (layer, cache) in ids.layers.iter().zip(&c.blocks).rev() {
+                g = self.block_backward(cache, layer, &c.constants, &g, grads)?;
+            }
+            if let Some(ape) = ids.ape {
+                let d = self.config.width;
+                let sum = column_sum(&g.reshape((c.batch, c.n * d))?)?.reshape((c.n, d))?;
+                grads.add(ape, sum.pad_with_zeros(0, 0, self.config.n_max - c.n)?)?;
+            }
+            match ids.input {
+                InputIds::Embed(e) => grads.add(e, c.input.t()?.matmul(&g)?),
+                InputIds::Linear(l) => self.linear_param_grads(&c.input, l, &g, grads),
+            }
+        };
+        run(&mut grads).map_err(super::model::err)?;
+        grads
+            .0
+            .into_iter()
+            .zip(self.layout.tensors.specs())
+            .map(|(g, spec)| g.ok_or_else(|| Error::Internal(format!("candle: no gradient reached `{}`", spec.name))))
+            .collect()
+    }
+}
