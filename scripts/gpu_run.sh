@@ -6,9 +6,12 @@
 # usage: bash scripts/gpu_run.sh check|bench|paper SECONDS
 #   check  the candle CUDA engine against the ndarray CPU engine for every family (f32)
 #   bench  step time of the paper model, ours and PyTorch eager, TF32 and FP32
-#   paper  experiments/paper.toml into results/gpu, one shard per GPU, for at most SECONDS,
-#          then stop cleanly: stopped jobs keep their state in results/gpu/partial/ (an
-#          ignored folder that stays on the host while it is held) and continue on the next call
+#   paper  experiments/paper.toml into $PAPER_DIR (default /tmp/urpe-paper, outside the copied
+#          tree, so it stays on the host while it is held), SHARDS_PER_GPU shards (default 2)
+#          on every GPU at once, for at most SECONDS, then stop cleanly: stopped jobs keep their
+#          state in $PAPER_DIR/partial/ and continue on the next call. The runs' JSONL files
+#          and logs come back in $OUT/paper/ (never checkpoints or states); copy them into
+#          results/gpu/ here.
 # Logs go to results/gpu/*.log (and $OUT when set, so that they come back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,22 +31,28 @@ log=results/gpu/$mode.log
         python3 scripts/torch_bench.py --device cuda --shapes paper $tf
       done ;;
     paper)
-      # one shard of the 4 jobs per GPU, in parallel; shard files and saved states are keyed
-      # by job, so a later call on another number of GPUs continues where this one stopped
+      # SHARDS_PER_GPU shards of the 4 jobs per GPU, in parallel (two processes fill each
+      # other's gaps on one GPU); saved states are keyed by job, so a later call with another
+      # number of shards continues where this one stopped
+      store=${PAPER_DIR:-/tmp/urpe-paper}
       gpus=$(nvidia-smi -L | wc -l)
+      shards=$((gpus * ${SHARDS_PER_GPU:-2}))
       pids=()
-      for k in $(seq 0 $((gpus - 1))); do
-        timeout -s INT "$seconds" "$bin" sweep experiments/paper.toml --out results/gpu --backend candle \
-          --device "cuda:$k" --tf32 --threads 1 --shard "$k/$gpus" > "results/gpu/paper-gpu$k.log" 2>&1 &
+      for k in $(seq 0 $((shards - 1))); do
+        timeout -s INT "$seconds" "$bin" sweep experiments/paper.toml --out "$store" --backend candle \
+          --device "cuda:$((k % gpus))" --tf32 --threads 1 --shard "$k/$shards" > "results/gpu/paper-shard$k.log" 2>&1 &
         pids+=($!)
       done
       for k in "${!pids[@]}"; do
         status=0
         wait "${pids[$k]}" || status=$?
-        tail -3 "results/gpu/paper-gpu$k.log"
+        tail -3 "results/gpu/paper-shard$k.log"
         case $status in 0 | 124 | 130) ;; *) echo "shard $k failed with exit $status" >&2 ;; esac
       done
-      "$bin" plot results/gpu --out results/gpu/figures || true ;;
+      if [ -n "${OUT:-}" ]; then
+        mkdir -p "$OUT/paper"
+        cp "$store"/*.jsonl results/gpu/paper-shard*.log "$OUT/paper/" 2>/dev/null || true
+      fi ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac
 } 2>&1 | tee "$log"

@@ -227,6 +227,7 @@ mod gpu {
     use crate::config::Activation;
     use crate::nn::layernorm::LN_EPS;
     use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+    use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::{CudaDType, WrapErr};
     use candle_core::{CudaStorage, DType, Layout, Result, Shape, WithDType, bail};
 
@@ -282,8 +283,14 @@ mod gpu {
             Fused::MulRows => (0, 1, 0),
             Fused::LayerNormXhatProduct => (0, 1, 0),
             Fused::BiasActivation { act, grad } => (0, grad as i32, matches!(act, Activation::Relu) as i32),
+            Fused::Adam(a) => (0, a.decoupled as i32, 0),
             _ => (0, 0, 0),
         };
+        let adam = match op {
+            Fused::Adam(a) => [a.clip, a.wd, a.decay, a.beta1, a.beta2, a.step_size, a.bias2_sqrt, a.eps],
+            _ => [0.0; 8],
+        }
+        .map(T::from_f64);
         match op {
             Fused::AddRows | Fused::MulRows => {
                 b.arg(&views[0]).arg(&views[1]).arg(&out).arg(&n64).arg(&k64).arg(&flag);
@@ -307,12 +314,10 @@ mod gpu {
                 let g = if grad { &views[2] } else { &views[0] };
                 b.arg(&views[0]).arg(&views[1]).arg(g).arg(&out).arg(&n64).arg(&k64).arg(&act).arg(&flag);
             }
-            Fused::Adam(a) => {
-                let t = |v: f64| T::from_f64(v);
-                let (clip, wd, decay, decoupled) = (t(a.clip), t(a.wd), t(a.decay), a.decoupled as i32);
-                let (b1, b2, step, bias2, eps) = (t(a.beta1), t(a.beta2), t(a.step_size), t(a.bias2_sqrt), t(a.eps));
+            Fused::Adam(_) => {
+                let [clip, wd, decay, b1, b2, step, bias2, eps] = &adam;
                 b.arg(&views[0]).arg(&views[1]).arg(&views[2]).arg(&out).arg(&n64);
-                b.arg(&clip).arg(&wd).arg(&decay).arg(&decoupled).arg(&b1).arg(&b2).arg(&step).arg(&bias2).arg(&eps);
+                b.arg(clip).arg(wd).arg(decay).arg(&flag).arg(b1).arg(b2).arg(step).arg(bias2).arg(eps);
             }
         }
         // SAFETY: the argument list matches the kernel's signature in fused.cu.
