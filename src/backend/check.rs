@@ -170,6 +170,9 @@ pub fn fused_gaps(device: &Device, dtype: DType) -> Result<Vec<(&'static str, f6
     let (bias, biasd) = random(&[6, 130], -1.0, 1.0)?;
     let (gs, gsd) = random(&[24, 130], -1.0, 1.0)?;
     let (mv, mvd) = random(&[2, 37 * 45], 0.0, 0.5)?;
+    let (y, yd) = random(&[2 * 5, 3 * 3 * 4], -1.0, 1.0)?; // rows b·n = 2·5, 3 chunks of 3 heads × 4
+    let (yb, ybd) = random(&[3 * 3 * 4], -1.0, 1.0)?;
+    let heads: Vec<_> = (0..3).map(|_| random(&[2, 3, 5, 4], -1.0, 1.0)).collect::<Result<_>>()?;
     let adam = |decoupled| AdamUpdate {
         clip: 0.7,
         wd: 0.01,
@@ -209,6 +212,13 @@ pub fn fused_gaps(device: &Device, dtype: DType) -> Result<Vec<(&'static str, f6
             (&x, &xd),
             (&v, &vd),
             (&g, &gd),
+        ]),
+        ("split_heads", Box::new(|t| split_heads(t[0], t[1], 5, 3, 3)), vec![(&y, &yd), (&yb, &ybd)]),
+        ("merge_heads 1", Box::new(|t| merge_heads(&[t[0]])), vec![(&heads[0].0, &heads[0].1)]),
+        ("merge_heads 3", Box::new(|t| merge_heads(&[t[0], t[1], t[2]])), vec![
+            (&heads[0].0, &heads[0].1),
+            (&heads[1].0, &heads[1].1),
+            (&heads[2].0, &heads[2].1),
         ]),
         ("adam_update adam", Box::new(|t| adam_update(t[0], t[1], t[2], adam(false))), vec![
             (&x, &xd),

@@ -146,6 +146,31 @@ __device__ void adam(const T *p, const T *g, const T *mv, T *out, uint64_t n, T 
   }
 }
 
+// Between rows [rows = b·n, c·d] and heads [b, h, n, d_h] (c of them, d = h·d_h): one
+// thread per (row, column), so both sides are read and written in runs of d_h.
+// merge = 0: dst (c heads tensors, one after the other) = src0 + bias[column];
+// merge = 1: dst rows = the heads tensors src0, src1, src2 (c ≤ 3).
+template <typename T>
+__device__ void heads(const T *src0, const T *src1, const T *src2, const T *bias, T *dst, uint32_t rows, uint32_t n,
+                      uint32_t h, uint32_t dh, uint32_t c, int merge) {
+  uint32_t d = h * dh, cols = c * d;
+  uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= cols) return;
+  uint32_t s = j / d, rem = j - s * d, hh = rem / dh, e = rem - hh * dh;
+  uint64_t part = (uint64_t)rows * d;
+  for (uint32_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    uint32_t bb = row / n, i = row - bb * n;
+    uint64_t headed = (((uint64_t)bb * h + hh) * n + i) * dh + e;
+    uint64_t flat = (uint64_t)row * cols + j;
+    if (merge) {
+      const T *src = s == 0 ? src0 : (s == 1 ? src1 : src2);
+      dst[flat] = src[headed];
+    } else {
+      dst[s * part + headed] = src0[flat] + bias[j];
+    }
+  }
+}
+
 #define BOTH(name, params, args)                                                                    \
   extern "C" __global__ void name##_f32 params(float) { name<float> args; }                        \
   extern "C" __global__ void name##_f64 params(double) { name<double> args; }
@@ -165,3 +190,6 @@ BOTH(bias_act, P_ACT, (m, b, g, y, n, k, act, grad))
 #define P_ADAM(T) (const T *p, const T *g, const T *mv, T *out, uint64_t n, T clip, T wd, T decay, int decoupled, \
                     T b1, T b2, T step_size, T bias2_sqrt, T eps)
 BOTH(adam, P_ADAM, (p, g, mv, out, n, clip, wd, decay, decoupled, b1, b2, step_size, bias2_sqrt, eps))
+#define P_HEADS(T) (const T *src0, const T *src1, const T *src2, const T *bias, T *dst, uint32_t rows, uint32_t n, \
+                     uint32_t h, uint32_t dh, uint32_t c, int merge)
+BOTH(heads, P_HEADS, (src0, src1, src2, bias, dst, rows, n, h, dh, c, merge))

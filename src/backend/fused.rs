@@ -10,7 +10,7 @@ use crate::float::Float;
 use crate::nn::activation::normal_cdf;
 use crate::nn::layernorm::LN_EPS;
 use crate::nn::softmax::{softmax_row_backward, softmax_row_forward};
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 /// One fused operation; the output has the shape of the first input, whose last axis
 /// (length k, or n for rows) is the row.
@@ -34,6 +34,10 @@ enum Fused {
     BiasActivation { act: Activation, grad: bool },
     /// One Adam step of θ from g and mv = [m, v] ([2, len]), giving [θ', m', v'] ([3, len]).
     Adam(AdamUpdate),
+    /// Rows y [b·n, c·d] plus bias [c·d] to c stacked heads tensors [c, b, h, n, d_h].
+    SplitHeads { n: usize, heads: usize, chunks: usize },
+    /// c heads tensors [b, h, n, d_h] (the inputs) side by side as rows [b·n, c·d].
+    MergeHeads,
 }
 
 /// The scalars of one Adam update (as [`crate::optim::Adam::step`]): with g ← clip·g, and
@@ -75,22 +79,50 @@ impl Fused {
             Fused::BiasActivation { grad: false, .. } => "bias-activation",
             Fused::BiasActivation { grad: true, .. } => "bias-activation-backward",
             Fused::Adam(_) => "adam",
+            Fused::SplitHeads { .. } => "split-heads",
+            Fused::MergeHeads => "merge-heads",
         }
     }
 
-    /// The output's shape for a first input of shape `x`.
-    fn out_shape(&self, x: &Shape) -> Shape {
-        match self {
+    /// The output's shape for `inputs` inputs, the first of shape `x`.
+    fn out_shape(&self, x: &Shape, inputs: usize) -> Shape {
+        let dims = x.dims();
+        match *self {
             Fused::Adam(_) => Shape::from((3, x.elem_count())),
+            Fused::SplitHeads { n, heads, chunks } => {
+                let (rows, cols) = (dims[0], dims[dims.len() - 1]);
+                Shape::from((chunks, rows / n, heads, n, cols / chunks / heads))
+            }
+            Fused::MergeHeads => {
+                let [b, h, n, dh] = dims[dims.len() - 4..] else { unreachable!("checked by merge_heads") };
+                Shape::from((b * n, inputs * h * dh))
+            }
             _ => x.clone(),
+        }
+    }
+
+    /// The geometry (rows, n, h, d_h, c) of a heads op with `inputs` inputs, the first `x`.
+    fn heads_geometry(&self, x: &Shape, inputs: usize) -> (usize, usize, usize, usize, usize) {
+        let out = self.out_shape(x, inputs);
+        match *self {
+            Fused::SplitHeads { n, heads, chunks } => {
+                let d = out.dims()[4];
+                (out.dims()[1] * n, n, heads, d, chunks)
+            }
+            _ => {
+                let [b, h, n, dh] = x.dims()[x.dims().len() - 4..] else { unreachable!("checked by merge_heads") };
+                (b * n, n, h, dh, inputs)
+            }
         }
     }
 
     /// The CPU version: `inputs` as contiguous slices, `k` the row length.
     fn cpu<T: Float>(&self, inputs: &[&[T]], k: usize) -> Vec<T> {
         let x = inputs[0];
-        if let Fused::Adam(a) = self {
-            return adam_cpu(a, x, inputs[1], inputs[2]);
+        match self {
+            Fused::Adam(a) => return adam_cpu(a, x, inputs[1], inputs[2]),
+            Fused::SplitHeads { .. } | Fused::MergeHeads => unreachable!("heads_cpu"),
+            _ => {}
         }
         let mut y = vec![T::zero(); x.len()];
         let eps = T::c(LN_EPS);
@@ -166,15 +198,35 @@ impl Fused {
                     }
                 }
             }
-            Fused::Adam(_) => unreachable!("handled above"),
+            Fused::Adam(_) | Fused::SplitHeads { .. } | Fused::MergeHeads => unreachable!("handled above"),
         }
         y
     }
 
+    /// The heads ops on the CPU (geometry from [`Self::heads_geometry`]).
+    fn heads_cpu<T: Float>(&self, inputs: &[&[T]], (rows, n, h, dh, c): (usize, usize, usize, usize, usize)) -> Vec<T> {
+        let d = h * dh;
+        let mut out = vec![T::zero(); rows * c * d];
+        for row in 0..rows {
+            let (bb, i) = (row / n, row % n);
+            for j in 0..c * d {
+                let (s, hh, e) = (j / d, (j % d) / dh, j % dh);
+                let headed = ((bb * h + hh) * n + i) * dh + e;
+                match self {
+                    Fused::SplitHeads { .. } => out[s * rows * d + headed] = inputs[0][row * c * d + j] + inputs[1][j],
+                    _ => out[row * c * d + j] = inputs[s][headed],
+                }
+            }
+        }
+        out
+    }
+
     /// Runs on CPU storages (every input contiguous, of one float type).
     fn cpu_storage(&self, inputs: &[(&CpuStorage, &Layout)]) -> Result<(CpuStorage, Shape)> {
-        let shape = self.out_shape(inputs[0].1.shape());
+        let shape = self.out_shape(inputs[0].1.shape(), inputs.len());
         let k = inputs[0].1.shape().dims().last().copied().unwrap_or(1).max(1);
+        let heads = matches!(self, Fused::SplitHeads { .. } | Fused::MergeHeads)
+            .then(|| self.heads_geometry(inputs[0].1.shape(), inputs.len()));
         fn slices<'a, T>(inputs: &'a [(&CpuStorage, &Layout)], get: fn(&CpuStorage) -> Option<&[T]>) -> Result<Vec<&'a [T]>> {
             inputs
                 .iter()
@@ -185,15 +237,31 @@ impl Fused {
                 })
                 .collect()
         }
+        fn run<T: Float>(op: &Fused, x: &[&[T]], k: usize, heads: Option<(usize, usize, usize, usize, usize)>) -> Vec<T> {
+            match heads {
+                Some(g) => op.heads_cpu(x, g),
+                None => op.cpu(x, k),
+            }
+        }
         let out = match inputs[0].0 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.cpu(&slices(inputs, |s| match s {
-                CpuStorage::F32(v) => Some(v.as_slice()),
-                _ => None,
-            })?, k)),
-            CpuStorage::F64(_) => CpuStorage::F64(self.cpu(&slices(inputs, |s| match s {
-                CpuStorage::F64(v) => Some(v.as_slice()),
-                _ => None,
-            })?, k)),
+            CpuStorage::F32(_) => CpuStorage::F32(run(
+                self,
+                &slices(inputs, |s| match s {
+                    CpuStorage::F32(v) => Some(v.as_slice()),
+                    _ => None,
+                })?,
+                k,
+                heads,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(run(
+                self,
+                &slices(inputs, |s| match s {
+                    CpuStorage::F64(v) => Some(v.as_slice()),
+                    _ => None,
+                })?,
+                k,
+                heads,
+            )),
             _ => bail!("fused op {}: f32 or f64 only", self.name()),
         };
         Ok((out, shape))
@@ -259,7 +327,7 @@ mod gpu {
         let n = inputs[0].1.shape().elem_count();
         let k = inputs[0].1.shape().dims().last().copied().unwrap_or(1).max(1);
         let (n64, k64, rows) = (n as u64, k as u64, (n / k) as u64);
-        let out_len = op.out_shape(inputs[0].1.shape()).elem_count();
+        let out_len = op.out_shape(inputs[0].1.shape(), inputs.len()).elem_count();
         // SAFETY: every element is written by the kernel below.
         let out = unsafe { dev.alloc::<T>(out_len.max(1)) }?;
         let (kernel, cfg) = match op {
@@ -270,6 +338,16 @@ mod gpu {
             Fused::LayerNormBackward => ("ln_bwd", by_rows(n / k)),
             Fused::BiasActivation { .. } => ("bias_act", flat(n)),
             Fused::Adam(_) => ("adam", flat(n)),
+            Fused::SplitHeads { .. } | Fused::MergeHeads => {
+                let (rows, _, _, _, _) = op.heads_geometry(inputs[0].1.shape(), inputs.len());
+                let cols = out_len / rows.max(1);
+                let cfg = LaunchConfig {
+                    grid_dim: (cols.div_ceil(256).max(1) as u32, rows.clamp(1, 65535) as u32, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                ("heads", cfg)
+            }
         };
         let func = dev.get_or_load_custom_func(&format!("{kernel}_{suffix}"), "urpe_fused", PTX)?;
         let mut b = func.builder();
@@ -314,6 +392,15 @@ mod gpu {
                 let g = if grad { &views[2] } else { &views[0] };
                 b.arg(&views[0]).arg(&views[1]).arg(g).arg(&out).arg(&n64).arg(&k64).arg(&act).arg(&flag);
             }
+            Fused::SplitHeads { .. } | Fused::MergeHeads => {
+                let (rows, n, h, dh, c) = op.heads_geometry(inputs[0].1.shape(), inputs.len());
+                let [rows, n, h, dh, c] = [rows, n, h, dh, c].map(|v| v as u32);
+                let merge = matches!(op, Fused::MergeHeads) as i32;
+                let part = |i: usize| &views[i.min(views.len() - 1)];
+                let (src1, src2, bias) = if merge == 1 { (part(1), part(2), part(0)) } else { (part(0), part(0), part(1)) };
+                b.arg(&views[0]).arg(src1).arg(src2).arg(bias).arg(&out);
+                b.arg(&rows).arg(&n).arg(&h).arg(&dh).arg(&c).arg(&merge);
+            }
             Fused::Adam(_) => {
                 let [clip, wd, decay, b1, b2, step, bias2, eps] = &adam;
                 b.arg(&views[0]).arg(&views[1]).arg(&views[2]).arg(&out).arg(&n64);
@@ -328,7 +415,7 @@ mod gpu {
     impl Fused {
         /// Runs on CUDA storages (every input contiguous, of one float type).
         pub(super) fn cuda_storage(&self, inputs: &[(&CudaStorage, &Layout)]) -> Result<(CudaStorage, Shape)> {
-            let shape = self.out_shape(inputs[0].1.shape());
+            let shape = self.out_shape(inputs[0].1.shape(), inputs.len());
             let out = match inputs[0].0.dtype() {
                 DType::F32 => launch::<f32>(*self, inputs, "f32")?,
                 DType::F64 => launch::<f64>(*self, inputs, "f64")?,
@@ -336,6 +423,21 @@ mod gpu {
             };
             Ok((out, shape))
         }
+    }
+}
+
+impl CustomOp1 for Fused {
+    fn name(&self) -> &'static str {
+        Fused::name(self)
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.cpu_storage(&[(s1, l1)])
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s1: &candle_core::CudaStorage, l1: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        self.cuda_storage(&[(s1, l1)])
     }
 }
 
@@ -471,4 +573,28 @@ pub fn adam_update(theta: &Tensor, g: &Tensor, mv: &Tensor, update: AdamUpdate) 
         bail!("adam_update: θ {:?}, g {:?}, moments {:?}", theta.dims(), g.dims(), mv.dims());
     }
     apply3(Fused::Adam(update), &theta.flatten_all()?, &g.flatten_all()?, &mv.flatten_all()?)
+}
+
+/// Rows y [b·n, c·d] plus bias [c·d] as c stacked heads tensors [c, b, h, n, d_h]
+/// (d = h·d_h): out[s, β, η, i, e] = y[β·n + i, s·d + η·d_h + e] + bias[s·d + η·d_h + e].
+pub fn split_heads(y: &Tensor, bias: &Tensor, n: usize, heads: usize, chunks: usize) -> Result<Tensor> {
+    let (rows, cols) = y.dims2()?;
+    if rows % n != 0 || cols % (chunks * heads) != 0 || bias.elem_count() != cols {
+        bail!("split_heads: rows {:?}, bias {:?}, n {n}, {heads} heads, {chunks} chunks", y.dims(), bias.dims());
+    }
+    apply2(Fused::SplitHeads { n, heads, chunks }, y, bias)
+}
+
+/// One or three heads tensors [b, h, n, d_h] side by side as rows [b·n, c·h·d_h] (the
+/// inverse of [`split_heads`] without its bias).
+pub fn merge_heads(parts: &[&Tensor]) -> Result<Tensor> {
+    let dims = parts[0].dims();
+    if dims.len() != 4 || parts.iter().any(|p| p.dims() != dims || p.dtype() != parts[0].dtype()) {
+        bail!("merge_heads: parts must share one [b, h, n, d_h] shape");
+    }
+    match parts {
+        [a] => a.contiguous()?.apply_op1_no_bwd(&Fused::MergeHeads),
+        [a, b, c] => apply3(Fused::MergeHeads, a, b, c),
+        _ => bail!("merge_heads: one or three parts, not {}", parts.len()),
+    }
 }

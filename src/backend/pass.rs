@@ -9,7 +9,7 @@
 
 use super::fused::{
     add_rows, bias_activation, bias_activation_backward, layer_norm, layer_norm_backward, layer_norm_xhat_product,
-    mul_rows, softmax, softmax_backward,
+    merge_heads, mul_rows, softmax, softmax_backward, split_heads,
 };
 use super::model::{CandleModel, Constants};
 use crate::config::Norm;
@@ -40,6 +40,8 @@ impl Grads {
 /// What the attention backward needs.
 struct AttentionCache {
     x: Tensor,
+    /// [W_q W_k W_v], [d, 3d]: one product makes q, k and v.
+    w_qkv: Tensor,
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -145,12 +147,12 @@ impl CandleModel {
         batch: usize,
     ) -> candle_core::Result<(Tensor, AttentionCache)> {
         let c = &self.config;
-        let (rows, d) = x.dims2()?;
+        let rows = x.dims2()?.0;
         let (b, n, h, dh) = (batch, rows / batch, c.heads, c.head_dim());
-        let split = |t: Tensor| t.reshape((b, n, h, dh))?.transpose(1, 2)?.contiguous();
-        let q = split(self.linear_forward(x, ids.q)?)?;
-        let kk = split(self.linear_forward(x, ids.k)?)?;
-        let v = split(self.linear_forward(x, ids.v)?)?;
+        let (w, lin) = (|id| self.w(id), [ids.q, ids.k, ids.v]);
+        let w_qkv = Tensor::cat(&lin.map(|l| w(l.weight)), 1)?;
+        let qkv = split_heads(&x.matmul(&w_qkv)?, &Tensor::cat(&lin.map(|l| w(l.bias)), 0)?, n, h, 3)?;
+        let (q, kk, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
         let terms = self.score_terms(ids, &q, &kk, k)?;
         let has_terms = terms.is_some();
         let (qs, ks, extra) = match terms {
@@ -172,10 +174,11 @@ impl CandleModel {
         if let Some(e) = self.value_term(ids, &a, k)? {
             o = (o + e.detach())?;
         }
-        let merged = o.transpose(1, 2)?.contiguous()?.reshape((rows, d))?;
+        let merged = merge_heads(&[&o])?;
         let out = self.linear_forward(&merged, ids.o)?;
         let cache = AttentionCache {
             x: x.clone(),
+            w_qkv,
             q,
             k: kk,
             v,
@@ -200,10 +203,10 @@ impl CandleModel {
         grads: &mut Grads,
     ) -> candle_core::Result<Tensor> {
         let (b, h, n, dh) = c.q.dims4()?;
-        let (rows, d) = (b * n, h * dh);
+        let d = h * dh;
         let scale = 1.0 / (dh as f64).sqrt();
         let g_merged = self.linear_backward(&c.merged, ids.o, g, grads)?;
-        let g_o = g_merged.reshape((b, n, h, dh))?.transpose(1, 2)?.contiguous()?;
+        let g_o = split_heads(&g_merged, &Tensor::zeros(d, g.dtype(), g.device())?, n, h, 1)?.get(0)?;
         let mut g_a = g_o.matmul(&c.v.t()?)?;
         let g_v = c.a.t()?.matmul(&g_o)?;
         if matches!(ids.pos.family, crate::nn::layout::FamilyTensors::ShawValue(_)) {
@@ -242,10 +245,13 @@ impl CandleModel {
         } else {
             (g_qs, g_ks)
         };
-        let merge = |t: &Tensor| t.transpose(1, 2)?.contiguous()?.reshape((rows, d));
-        let gx = self.linear_backward(&c.x, ids.q, &merge(&g_q)?, grads)?;
-        let gx = (gx + self.linear_backward(&c.x, ids.k, &merge(&g_k)?, grads)?)?;
-        gx + self.linear_backward(&c.x, ids.v, &merge(&g_v)?, grads)?
+        let g_y = merge_heads(&[&g_q, &g_k, &g_v])?; // ∂L/∂(x·[W_q W_k W_v] + b), [rows, 3d]
+        let (g_w, g_b) = (c.x.t()?.matmul(&g_y)?, column_sum(&g_y)?);
+        for (s, lin) in [ids.q, ids.k, ids.v].into_iter().enumerate() {
+            grads.add(lin.weight, g_w.narrow(1, s * d, d)?)?;
+            grads.add(lin.bias, g_b.narrow(0, s * d, d)?)?;
+        }
+        g_y.matmul(&c.w_qkv.t()?)
     }
 
     fn block_forward(&self, x: &Tensor, ids: &LayerIds, k: &Constants, b: usize) -> candle_core::Result<(Tensor, BlockCache)> {
