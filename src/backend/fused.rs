@@ -369,6 +369,15 @@ mod gpu {
             _ => [0.0; 8],
         }
         .map(T::from_f64);
+        let heads_op = matches!(op, Fused::SplitHeads { .. } | Fused::MergeHeads);
+        let merge = matches!(op, Fused::MergeHeads) as i32;
+        let geometry = match heads_op {
+            true => {
+                let (rows, n, h, dh, c) = op.heads_geometry(inputs[0].1.shape(), inputs.len());
+                [rows, n, h, dh, c].map(|v| v as u32)
+            }
+            false => [0; 5],
+        };
         match op {
             Fused::AddRows | Fused::MulRows => {
                 b.arg(&views[0]).arg(&views[1]).arg(&out).arg(&n64).arg(&k64).arg(&flag);
@@ -393,13 +402,12 @@ mod gpu {
                 b.arg(&views[0]).arg(&views[1]).arg(g).arg(&out).arg(&n64).arg(&k64).arg(&act).arg(&flag);
             }
             Fused::SplitHeads { .. } | Fused::MergeHeads => {
-                let (rows, n, h, dh, c) = op.heads_geometry(inputs[0].1.shape(), inputs.len());
-                let [rows, n, h, dh, c] = [rows, n, h, dh, c].map(|v| v as u32);
-                let merge = matches!(op, Fused::MergeHeads) as i32;
+                let [rows, n, h, dh, c] = &geometry;
+                let merge = &merge;
                 let part = |i: usize| &views[i.min(views.len() - 1)];
-                let (src1, src2, bias) = if merge == 1 { (part(1), part(2), part(0)) } else { (part(0), part(0), part(1)) };
+                let (src1, src2, bias) = if *merge == 1 { (part(1), part(2), part(0)) } else { (part(0), part(0), part(1)) };
                 b.arg(&views[0]).arg(src1).arg(src2).arg(bias).arg(&out);
-                b.arg(&rows).arg(&n).arg(&h).arg(&dh).arg(&c).arg(&merge);
+                b.arg(rows).arg(n).arg(h).arg(dh).arg(c).arg(merge);
             }
             Fused::Adam(_) => {
                 let [clip, wd, decay, b1, b2, step, bias2, eps] = &adam;
