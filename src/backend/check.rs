@@ -220,6 +220,10 @@ pub fn fused_gaps(device: &Device, dtype: DType) -> Result<Vec<(&'static str, f6
             (&heads[1].0, &heads[1].1),
             (&heads[2].0, &heads[2].1),
         ]),
+        ("sum_squares_into", Box::new(|t| sum_squares_into(&[t[0].clone(), t[1].clone()])?.sum_all()), vec![
+            (&s, &sd),
+            (&x, &xd),
+        ]),
         ("adam_update adam", Box::new(|t| adam_update(t[0], t[1], t[2], adam(false))), vec![
             (&x, &xd),
             (&g, &gd),

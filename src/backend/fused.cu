@@ -171,6 +171,26 @@ __device__ void heads(const T *src0, const T *src1, const T *src2, const T *bias
   }
 }
 
+// Partial sums of squares, in double, one per block (gridDim.x ≤ 64): out[block] =
+// Σ g[i]² over the block's grid-stride share (a fixed order, so the result is reproducible).
+template <typename T> __device__ void sum_squares(const T *g, double *out, uint64_t n) {
+  __shared__ double warps[32];
+  double s = 0;
+  for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x) {
+    double v = (double)g[i];
+    s += v * v;
+  }
+  s = warp_sum(s);
+  unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) warps[warp] = s;
+  __syncthreads();
+  if (warp == 0) {
+    s = lane < blockDim.x / 32 ? warps[lane] : 0.0;
+    s = warp_sum(s);
+    if (lane == 0) out[blockIdx.x] = s;
+  }
+}
+
 #define BOTH(name, params, args)                                                                    \
   extern "C" __global__ void name##_f32 params(float) { name<float> args; }                        \
   extern "C" __global__ void name##_f64 params(double) { name<double> args; }
@@ -193,3 +213,5 @@ BOTH(adam, P_ADAM, (p, g, mv, out, n, clip, wd, decay, decoupled, b1, b2, step_s
 #define P_HEADS(T) (const T *src0, const T *src1, const T *src2, const T *bias, T *dst, uint32_t rows, uint32_t n, \
                      uint32_t h, uint32_t dh, uint32_t c, int merge)
 BOTH(heads, P_HEADS, (src0, src1, src2, bias, dst, rows, n, h, dh, c, merge))
+extern "C" __global__ void sum_squares_f32(const float *g, double *out, uint64_t n) { sum_squares<float>(g, out, n); }
+extern "C" __global__ void sum_squares_f64(const double *g, double *out, uint64_t n) { sum_squares<double>(g, out, n); }

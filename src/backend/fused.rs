@@ -299,7 +299,7 @@ mod gpu {
     use candle_core::cuda_backend::{CudaDType, WrapErr};
     use candle_core::{CudaStorage, DType, Layout, Result, Shape, WithDType, bail};
 
-    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
+    pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
 
     /// Elementwise launch: 256 threads a block, grid-stride loop.
     fn flat(n: usize) -> LaunchConfig {
@@ -605,4 +605,86 @@ pub fn merge_heads(parts: &[&Tensor]) -> Result<Tensor> {
         [a, b, c] => apply3(Fused::MergeHeads, a, b, c),
         _ => bail!("merge_heads: one or three parts, not {}", parts.len()),
     }
+}
+
+/// Σ g² of one tensor in f64, written as up to [`SUM_SQUARES_PARTS`] partial sums into
+/// the (zeroed) slots of the destination (in place, so that the sums of every gradient
+/// land in one buffer that crosses to the host in one read).
+struct SumSquares;
+
+/// Partial sums per tensor in [`sum_squares_into`] (the most blocks one tensor uses).
+pub const SUM_SQUARES_PARTS: usize = 64;
+
+impl candle_core::InplaceOp2 for SumSquares {
+    fn name(&self) -> &'static str {
+        "sum-squares"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, src: &CpuStorage, l: &Layout) -> Result<()> {
+        let Some((a, b)) = l.contiguous_offsets() else { bail!("sum_squares: input is not contiguous") };
+        let sum = match src {
+            CpuStorage::F32(v) => v[a..b].iter().map(|&x| (x as f64) * (x as f64)).sum(),
+            CpuStorage::F64(v) => v[a..b].iter().map(|&x| x * x).sum(),
+            _ => bail!("sum_squares: f32 or f64 only"),
+        };
+        match dst {
+            CpuStorage::F64(out) => out[dst_l.start_offset()] = sum,
+            _ => bail!("sum_squares: the destination is f64"),
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dst_l: &Layout,
+        src: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<()> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda_backend::WrapErr;
+        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        let Some((a, b)) = l.contiguous_offsets() else { bail!("sum_squares: input is not contiguous") };
+        let n = (b - a) as u64;
+        let blocks = (b - a).div_ceil(1024).clamp(1, SUM_SQUARES_PARTS) as u32;
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let dev = src.device.clone();
+        let start = dst_l.start_offset();
+        let out = dst.as_cuda_slice_mut::<f64>()?;
+        let mut out = out.slice_mut(start..start + SUM_SQUARES_PARTS);
+        let name = match src.dtype() {
+            candle_core::DType::F32 => "sum_squares_f32",
+            candle_core::DType::F64 => "sum_squares_f64",
+            other => bail!("sum_squares: f32 or f64 only, not {other:?}"),
+        };
+        let func = dev.get_or_load_custom_func(name, "urpe_fused", gpu::PTX)?;
+        let (single, double);
+        let mut builder = func.builder();
+        match src.dtype() {
+            candle_core::DType::F32 => {
+                single = src.as_cuda_slice::<f32>()?.slice(a..b);
+                builder.arg(&single)
+            }
+            _ => {
+                double = src.as_cuda_slice::<f64>()?.slice(a..b);
+                builder.arg(&double)
+            }
+        };
+        builder.arg(&mut out).arg(&n);
+        // SAFETY: the arguments match sum_squares_* in fused.cu; it writes `blocks` ≤ 64 slots.
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(())
+    }
+}
+
+/// Σ g² over all `tensors`, in f64, as a device buffer of partial sums (one block of
+/// [`SUM_SQUARES_PARTS`] slots per tensor; their total is the sum).
+pub fn sum_squares_into(tensors: &[Tensor]) -> Result<Tensor> {
+    let Some(first) = tensors.first() else { bail!("sum_squares_into: no tensors") };
+    let parts = Tensor::zeros(tensors.len() * SUM_SQUARES_PARTS, candle_core::DType::F64, first.device())?;
+    for (i, t) in tensors.iter().enumerate() {
+        parts.narrow(0, i * SUM_SQUARES_PARTS, SUM_SQUARES_PARTS)?.inplace_op2(&t.contiguous()?, &SumSquares)?;
+    }
+    Ok(parts)
 }

@@ -2,7 +2,7 @@
 //! order as a checkpoint), a forward pass that follows the ndarray engine's formulas, the
 //! losses, and Adam with the same update as [`crate::optim::Adam`].
 
-use super::fused::{AdamUpdate, adam_update};
+use super::fused::{AdamUpdate, adam_update, sum_squares_into};
 use super::ops::log_softmax;
 use super::pass::PassCache;
 use crate::config::ModelConfig;
@@ -246,6 +246,17 @@ impl CandleModel {
     /// the pass did not reach is an error naming it. The loss's own gradient comes from
     /// candle's autograd on the (small) output; the model's from [`Self::backward_pass`].
     pub fn loss_and_grads<F: Float>(&self, input: &ModelInput<F>, targets: &Outputs<F>) -> Result<(f64, Vec<Tensor>)> {
+        let (loss, grads) = self.loss_and_grads_on_device(input, targets)?;
+        let value = loss.to_dtype(DType::F64).and_then(|l| l.to_scalar::<f64>()).map_err(err)?;
+        Ok((value, grads))
+    }
+
+    /// [`Self::loss_and_grads`] with the loss left on the device (no host wait).
+    pub fn loss_and_grads_on_device<F: Float>(
+        &self,
+        input: &ModelInput<F>,
+        targets: &Outputs<F>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let (out, cache) = self.forward_cached(input)?;
         let out = Var::from_tensor(&out).map_err(err)?;
         let loss = self.loss(out.as_tensor(), targets)?;
@@ -253,9 +264,7 @@ impl CandleModel {
         let g_out = store.get(out.as_tensor()).ok_or_else(|| Error::Internal("candle: no gradient of the output".into()))?;
         let classes = g_out.dim(2).map_err(err)?;
         let g_out = g_out.reshape((g_out.elem_count() / classes, classes)).map_err(err)?;
-        let grads = self.backward_pass(&cache, &g_out)?;
-        let value = loss.to_dtype(DType::F64).and_then(|l| l.to_scalar::<f64>()).map_err(err)?;
-        Ok((value, grads))
+        Ok((loss, self.backward_pass(&cache, &g_out)?))
     }
 
     /// Gradients copied to the host in the layout of `params`.
@@ -267,21 +276,27 @@ impl CandleModel {
         Ok(out)
     }
 
-    /// √(Σ g²) over every gradient: each tensor's rows are summed in parallel on the
-    /// device (a whole-tensor sum is one thread block in candle's CUDA kernels), the partial
-    /// sums in f64, and a single value crosses to the host.
+    /// √(Σ g²) over every gradient (f64 partial sums on the device, one host read).
     pub fn grad_norm(grads: &[Tensor]) -> Result<f64> {
-        let run = || -> candle_core::Result<f64> {
-            let parts = grads
-                .iter()
-                .map(|g| {
-                    let last = g.dims().last().copied().unwrap_or(1).max(1);
-                    g.sqr()?.reshape((g.elem_count() / last, last))?.sum(1)?.to_dtype(DType::F64)?.sum_all()
-                })
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            Tensor::stack(&parts, 0)?.sum_all()?.to_scalar::<f64>()
+        Ok(Self::read_loss_and_norm(None, grads)?.1)
+    }
+
+    /// The loss (a device scalar) and √(Σ g²) of `grads`, read in one transfer: the only
+    /// point of a training step where the host waits for the device.
+    pub fn read_loss_and_norm(loss: Option<&Tensor>, grads: &[Tensor]) -> Result<(f64, f64)> {
+        let run = || -> candle_core::Result<Vec<f64>> {
+            let parts = sum_squares_into(grads)?;
+            match loss {
+                Some(l) => Tensor::cat(&[&l.to_dtype(DType::F64)?.reshape(1)?, &parts], 0)?.to_vec1::<f64>(),
+                None => parts.to_vec1::<f64>(),
+            }
         };
-        Ok(run().map_err(err)?.sqrt())
+        let values = run().map_err(err)?;
+        let (loss, parts) = match loss {
+            Some(_) => (values[0], &values[1..]),
+            None => (f64::NAN, &values[..]),
+        };
+        Ok((loss, parts.iter().sum::<f64>().sqrt()))
     }
 
     /// Adam's state on the host, in the layout's order (zeros before the first update).

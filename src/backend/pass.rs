@@ -382,7 +382,11 @@ impl CandleModel {
             .0
             .into_iter()
             .zip(self.layout.tensors.specs())
-            .map(|(g, spec)| g.ok_or_else(|| Error::Internal(format!("candle: no gradient reached `{}`", spec.name))))
+            .map(|(g, spec)| match g {
+                // contiguous once here, for the norm and Adam that both read it
+                Some(g) => g.contiguous().map_err(super::model::err),
+                None => Err(Error::Internal(format!("candle: no gradient reached `{}`", spec.name))),
+            })
             .collect()
     }
 }

@@ -24,8 +24,8 @@ impl CandleEngine {
 
 impl Engine for CandleEngine {
     fn train_step(&mut self, sample: &Sample<f32>, lr: f64, optim: &OptimConfig) -> Result<(f64, f64)> {
-        let (loss, grads) = self.model.loss_and_grads(&sample.inputs.view(), &sample.targets)?;
-        let norm = CandleModel::grad_norm(&grads)?;
+        let (loss, grads) = self.model.loss_and_grads_on_device(&sample.inputs.view(), &sample.targets)?;
+        let (loss, norm) = CandleModel::read_loss_and_norm(Some(&loss), &grads)?;
         if loss.is_finite() && norm.is_finite() {
             self.model.adam_step(&grads, norm, lr, optim)?;
         }
