@@ -183,3 +183,37 @@ fn the_same_loop_trains_on_both_engines_and_checkpoints_move_between_them() {
     let back: Model<f32> = urpe::checkpoint::load(&path).unwrap();
     assert_eq!(back.params.data, cd_model.params.data, "bit-exact through the checkpoint");
 }
+
+/// The fused heads kernels (CPU versions) are the reshape–transpose they replace, and the
+/// fused sum of squares is Σ g² (the CUDA versions are checked against these by
+/// `urpe check-device`).
+#[test]
+fn fused_heads_and_sum_of_squares_match_their_definitions() {
+    use candle_core::Tensor;
+    use urpe::backend::fused::{merge_heads, split_heads, sum_squares_into};
+    let (b, n, h, dh) = (2, 5, 3, 4);
+    let d = h * dh;
+    let y = Tensor::randn(0.0f64, 1.0, (b * n, 3 * d), &Device::Cpu).unwrap();
+    let bias = Tensor::randn(0.0f64, 1.0, 3 * d, &Device::Cpu).unwrap();
+    let split = split_heads(&y, &bias, n, h, 3).unwrap();
+    let heads: Vec<Tensor> = (0..3)
+        .map(|s| {
+            let part = y.narrow(1, s * d, d).unwrap().broadcast_add(&bias.narrow(0, s * d, d).unwrap()).unwrap();
+            part.reshape((b, n, h, dh)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap()
+        })
+        .collect();
+    for (s, want) in heads.iter().enumerate() {
+        let gap = (split.get(s).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        assert_eq!(gap, 0.0, "split chunk {s}");
+    }
+    let merged = merge_heads(&[&heads[0], &heads[1], &heads[2]]).unwrap();
+    let want = y.broadcast_add(&bias).unwrap();
+    let gap = (merged - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    assert!(gap < 1e-15, "merge: {gap}");
+    let sum = sum_squares_into(&[y.clone(), bias.clone()]).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+    let want = (y.sqr().unwrap().sum_all().unwrap() + bias.sqr().unwrap().sum_all().unwrap())
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!((sum - want).abs() <= 1e-12 * want, "sum of squares {sum} against {want}");
+}

@@ -159,7 +159,8 @@ pub fn fused_gaps(device: &Device, dtype: DType) -> Result<Vec<(&'static str, f6
     let mut random = |shape: &[usize], lo: f64, hi: f64| -> Result<(candle_core::Tensor, candle_core::Tensor)> {
         let n: usize = shape.iter().product();
         let values: Vec<f64> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
-        let cpu = candle_core::Tensor::from_vec(values, shape, &Device::Cpu).and_then(|t| t.to_dtype(dtype)).map_err(err)?;
+        let cpu =
+            candle_core::Tensor::from_vec(values, shape, &Device::Cpu).and_then(|t| t.to_dtype(dtype)).map_err(err)?;
         let on = cpu.to_device(device).map_err(err)?;
         Ok((cpu, on))
     };
@@ -185,55 +186,66 @@ pub fn fused_gaps(device: &Device, dtype: DType) -> Result<Vec<(&'static str, f6
         eps: 1e-8,
     };
     type Op<'a> = Box<dyn Fn(&[&candle_core::Tensor]) -> candle_core::Result<candle_core::Tensor> + 'a>;
-    let cases: Vec<(&'static str, Op, Vec<(&candle_core::Tensor, &candle_core::Tensor)>)> = vec![
+    /// A kernel's name, the op, and its inputs (CPU, device).
+    type KernelCase<'a> = (&'static str, Op<'a>, Vec<(&'a candle_core::Tensor, &'a candle_core::Tensor)>);
+    let cases: Vec<KernelCase> = vec![
         ("add_rows", Box::new(|t| add_rows(t[0], t[1])), vec![(&x, &xd), (&v, &vd)]),
         ("mul_rows", Box::new(|t| mul_rows(t[0], t[1])), vec![(&x, &xd), (&v, &vd)]),
         ("softmax", Box::new(|t| softmax(t[0], t[1], 0.3)), vec![(&s, &sd), (&bias, &biasd)]),
-        ("softmax_backward", Box::new(|t| softmax_backward(&softmax(t[0], t[1], 1.0)?, t[2], 0.3)), vec![
-            (&s, &sd),
-            (&bias, &biasd),
-            (&gs, &gsd),
-        ]),
+        (
+            "softmax_backward",
+            Box::new(|t| softmax_backward(&softmax(t[0], t[1], 1.0)?, t[2], 0.3)),
+            vec![(&s, &sd), (&bias, &biasd), (&gs, &gsd)],
+        ),
         ("layer_norm", Box::new(|t| layer_norm(t[0], t[1], t[1])), vec![(&x, &xd), (&v, &vd)]),
-        ("layer_norm_backward", Box::new(|t| layer_norm_backward(t[0], t[1], t[2])), vec![
-            (&x, &xd),
-            (&v, &vd),
-            (&g, &gd),
-        ]),
+        (
+            "layer_norm_backward",
+            Box::new(|t| layer_norm_backward(t[0], t[1], t[2])),
+            vec![(&x, &xd), (&v, &vd), (&g, &gd)],
+        ),
         ("layer_norm_xhat_product", Box::new(|t| layer_norm_xhat_product(t[0], t[1])), vec![(&x, &xd), (&g, &gd)]),
-        ("bias_activation gelu", Box::new(|t| bias_activation(t[0], t[1], Activation::Gelu)), vec![(&x, &xd), (&v, &vd)]),
-        ("bias_activation relu", Box::new(|t| bias_activation(t[0], t[1], Activation::Relu)), vec![(&x, &xd), (&v, &vd)]),
-        ("bias_activation_backward gelu", Box::new(|t| bias_activation_backward(t[0], t[1], t[2], Activation::Gelu)), vec![
-            (&x, &xd),
-            (&v, &vd),
-            (&g, &gd),
-        ]),
-        ("bias_activation_backward relu", Box::new(|t| bias_activation_backward(t[0], t[1], t[2], Activation::Relu)), vec![
-            (&x, &xd),
-            (&v, &vd),
-            (&g, &gd),
-        ]),
+        (
+            "bias_activation gelu",
+            Box::new(|t| bias_activation(t[0], t[1], Activation::Gelu)),
+            vec![(&x, &xd), (&v, &vd)],
+        ),
+        (
+            "bias_activation relu",
+            Box::new(|t| bias_activation(t[0], t[1], Activation::Relu)),
+            vec![(&x, &xd), (&v, &vd)],
+        ),
+        (
+            "bias_activation_backward gelu",
+            Box::new(|t| bias_activation_backward(t[0], t[1], t[2], Activation::Gelu)),
+            vec![(&x, &xd), (&v, &vd), (&g, &gd)],
+        ),
+        (
+            "bias_activation_backward relu",
+            Box::new(|t| bias_activation_backward(t[0], t[1], t[2], Activation::Relu)),
+            vec![(&x, &xd), (&v, &vd), (&g, &gd)],
+        ),
         ("split_heads", Box::new(|t| split_heads(t[0], t[1], 5, 3, 3)), vec![(&y, &yd), (&yb, &ybd)]),
         ("merge_heads 1", Box::new(|t| merge_heads(&[t[0]])), vec![(&heads[0].0, &heads[0].1)]),
-        ("merge_heads 3", Box::new(|t| merge_heads(&[t[0], t[1], t[2]])), vec![
-            (&heads[0].0, &heads[0].1),
-            (&heads[1].0, &heads[1].1),
-            (&heads[2].0, &heads[2].1),
-        ]),
-        ("sum_squares_into", Box::new(|t| sum_squares_into(&[t[0].clone(), t[1].clone()])?.sum_all()), vec![
-            (&s, &sd),
-            (&x, &xd),
-        ]),
-        ("adam_update adam", Box::new(|t| adam_update(t[0], t[1], t[2], adam(false))), vec![
-            (&x, &xd),
-            (&g, &gd),
-            (&mv, &mvd),
-        ]),
-        ("adam_update adamw", Box::new(|t| adam_update(t[0], t[1], t[2], adam(true))), vec![
-            (&x, &xd),
-            (&g, &gd),
-            (&mv, &mvd),
-        ]),
+        (
+            "merge_heads 3",
+            Box::new(|t| merge_heads(&[t[0], t[1], t[2]])),
+            vec![(&heads[0].0, &heads[0].1), (&heads[1].0, &heads[1].1), (&heads[2].0, &heads[2].1)],
+        ),
+        (
+            "sum_squares_into",
+            Box::new(|t| sum_squares_into(&[t[0].clone(), t[1].clone()])?.sum_all()),
+            vec![(&s, &sd), (&x, &xd)],
+        ),
+        (
+            "adam_update adam",
+            Box::new(|t| adam_update(t[0], t[1], t[2], adam(false))),
+            vec![(&x, &xd), (&g, &gd), (&mv, &mvd)],
+        ),
+        (
+            "adam_update adamw",
+            Box::new(|t| adam_update(t[0], t[1], t[2], adam(true))),
+            vec![(&x, &xd), (&g, &gd), (&mv, &mvd)],
+        ),
     ];
     cases
         .into_iter()

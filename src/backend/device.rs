@@ -23,8 +23,8 @@ pub fn parse_device(text: &str) -> Result<Device> {
             "--device {text}: this build has no CUDA support; rebuild with `cargo build --release --features cuda` (see README, \"GPU\")"
         )));
     }
-    let device =
-        Device::new_cuda(ordinal).map_err(|e| Error::Input(format!("--device {text}: no usable CUDA device here ({e})")))?;
+    let device = Device::new_cuda(ordinal)
+        .map_err(|e| Error::Input(format!("--device {text}: no usable CUDA device here ({e})")))?;
     #[cfg(feature = "cuda")]
     if let Device::Cuda(cuda) = &device {
         // SAFETY: candle runs every kernel and copy of a device on its one stream, so the

@@ -132,41 +132,41 @@ impl Fused {
             let var = row.iter().map(|&v| (v - m) * (v - m)).sum::<T>() / d;
             (m, T::one() / (var + eps).sqrt())
         };
-        let rows = y.chunks_mut(k).zip(x.chunks(k)).enumerate();
+        let rows = y.chunks_mut(k).zip(x.chunks(k));
         match *self {
-            Fused::AddRows => rows.for_each(|(_, (y, x))| {
-                y.iter_mut().zip(x).zip(inputs[1]).for_each(|((y, &x), &v)| *y = x + v)
-            }),
-            Fused::MulRows => rows.for_each(|(_, (y, x))| {
-                y.iter_mut().zip(x).zip(inputs[1]).for_each(|((y, &x), &v)| *y = x * v)
-            }),
+            Fused::AddRows => {
+                rows.for_each(|(y, x)| y.iter_mut().zip(x).zip(inputs[1]).for_each(|((y, &x), &v)| *y = x + v))
+            }
+            Fused::MulRows => {
+                rows.for_each(|(y, x)| y.iter_mut().zip(x).zip(inputs[1]).for_each(|((y, &x), &v)| *y = x * v))
+            }
             Fused::Softmax { scale, period } => {
                 let mut z = vec![T::zero(); k];
-                for (r, (y, x)) in rows {
+                for (r, (y, x)) in rows.enumerate() {
                     let bias = &inputs[1][(r % period) * k..][..k];
                     z.iter_mut().zip(x).zip(bias).for_each(|((z, &x), &b)| *z = T::c(scale) * x + b);
                     softmax_row_forward(y, &z);
                 }
             }
             Fused::SoftmaxBackward { scale } => {
-                for (r, (y, a)) in rows {
+                for (r, (y, a)) in rows.enumerate() {
                     y.copy_from_slice(&inputs[1][r * k..][..k]);
                     softmax_row_backward(y, a);
                     y.iter_mut().for_each(|v| *v *= T::c(scale));
                 }
             }
-            Fused::LayerNorm => rows.for_each(|(_, (y, x))| {
+            Fused::LayerNorm => rows.for_each(|(y, x)| {
                 let (m, rstd) = stats(x);
                 for (j, (y, &x)) in y.iter_mut().zip(x).enumerate() {
                     *y = (x - m) * rstd * inputs[1][j] + inputs[2][j];
                 }
             }),
-            Fused::LayerNormXhatProduct => rows.for_each(|(r, (y, x))| {
+            Fused::LayerNormXhatProduct => rows.enumerate().for_each(|(r, (y, x))| {
                 let (m, rstd) = stats(x);
                 let g = &inputs[1][r * k..][..k];
                 y.iter_mut().zip(x).zip(g).for_each(|((y, &x), &g)| *y = g * (x - m) * rstd);
             }),
-            Fused::LayerNormBackward => rows.for_each(|(r, (dx, x))| {
+            Fused::LayerNormBackward => rows.enumerate().for_each(|(r, (dx, x))| {
                 let (m, rstd) = stats(x);
                 let (w, g) = (inputs[1], &inputs[2][r * k..][..k]);
                 let d = T::c(k as f64);
@@ -182,7 +182,7 @@ impl Fused {
             }),
             Fused::BiasActivation { act, grad } => {
                 let inv_sqrt_2pi = T::c(1.0 / (2.0 * std::f64::consts::PI).sqrt());
-                for (r, (y, m)) in rows {
+                for (r, (y, m)) in rows.enumerate() {
                     for (j, (y, &m)) in y.iter_mut().zip(m).enumerate() {
                         let u = m + inputs[1][j];
                         let g = if grad { inputs[2][r * k + j] } else { T::zero() };
@@ -227,7 +227,10 @@ impl Fused {
         let k = inputs[0].1.shape().dims().last().copied().unwrap_or(1).max(1);
         let heads = matches!(self, Fused::SplitHeads { .. } | Fused::MergeHeads)
             .then(|| self.heads_geometry(inputs[0].1.shape(), inputs.len()));
-        fn slices<'a, T>(inputs: &'a [(&CpuStorage, &Layout)], get: fn(&CpuStorage) -> Option<&[T]>) -> Result<Vec<&'a [T]>> {
+        fn slices<'a, T>(
+            inputs: &'a [(&CpuStorage, &Layout)],
+            get: fn(&CpuStorage) -> Option<&[T]>,
+        ) -> Result<Vec<&'a [T]>> {
             inputs
                 .iter()
                 .map(|(s, l)| match (get(s), l.contiguous_offsets()) {
@@ -237,7 +240,12 @@ impl Fused {
                 })
                 .collect()
         }
-        fn run<T: Float>(op: &Fused, x: &[&[T]], k: usize, heads: Option<(usize, usize, usize, usize, usize)>) -> Vec<T> {
+        fn run<T: Float>(
+            op: &Fused,
+            x: &[&[T]],
+            k: usize,
+            heads: Option<(usize, usize, usize, usize, usize)>,
+        ) -> Vec<T> {
             match heads {
                 Some(g) => op.heads_cpu(x, g),
                 None => op.cpu(x, k),
@@ -294,8 +302,8 @@ mod gpu {
     use super::Fused;
     use crate::config::Activation;
     use crate::nn::layernorm::LN_EPS;
-    use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
     use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, WrapErr};
     use candle_core::{CudaStorage, DType, Layout, Result, Shape, WithDType, bail};
 
@@ -303,7 +311,11 @@ mod gpu {
 
     /// Elementwise launch: 256 threads a block, grid-stride loop.
     fn flat(n: usize) -> LaunchConfig {
-        LaunchConfig { grid_dim: (n.div_ceil(256).clamp(1, 1 << 16) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+        LaunchConfig {
+            grid_dim: (n.div_ceil(256).clamp(1, 1 << 16) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
     }
 
     /// Row launch: one warp per row, 8 rows a block.
@@ -405,7 +417,8 @@ mod gpu {
                 let [rows, n, h, dh, c] = &geometry;
                 let merge = &merge;
                 let part = |i: usize| &views[i.min(views.len() - 1)];
-                let (src1, src2, bias) = if *merge == 1 { (part(1), part(2), part(0)) } else { (part(0), part(0), part(1)) };
+                let (src1, src2, bias) =
+                    if *merge == 1 { (part(1), part(2), part(0)) } else { (part(0), part(0), part(1)) };
                 b.arg(&views[0]).arg(src1).arg(src2).arg(bias).arg(&out);
                 b.arg(rows).arg(n).arg(h).arg(dh).arg(c).arg(merge);
             }
@@ -535,7 +548,7 @@ pub fn mul_rows(x: &Tensor, v: &Tensor) -> Result<Tensor> {
 pub fn softmax(x: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
     let n = x.dims().last().copied().unwrap_or(1);
     let period = bias.elem_count() / n.max(1);
-    if period == 0 || bias.elem_count() != period * n || (x.elem_count() / n) % period != 0 {
+    if period == 0 || bias.elem_count() != period * n || !(x.elem_count() / n).is_multiple_of(period) {
         bail!("softmax: bias {:?} does not repeat over the rows of {:?}", bias.dims(), x.dims());
     }
     check_rows("softmax", x, bias, period)?;

@@ -261,7 +261,8 @@ impl CandleModel {
         let out = Var::from_tensor(&out).map_err(err)?;
         let loss = self.loss(out.as_tensor(), targets)?;
         let store = loss.backward().map_err(err)?;
-        let g_out = store.get(out.as_tensor()).ok_or_else(|| Error::Internal("candle: no gradient of the output".into()))?;
+        let g_out =
+            store.get(out.as_tensor()).ok_or_else(|| Error::Internal("candle: no gradient of the output".into()))?;
         let classes = g_out.dim(2).map_err(err)?;
         let g_out = g_out.reshape((g_out.elem_count() / classes, classes)).map_err(err)?;
         Ok((loss, self.backward_pass(&cache, &g_out)?))

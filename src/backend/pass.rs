@@ -108,7 +108,13 @@ impl CandleModel {
     }
 
     /// Backward of [`Self::linear_forward`]: parameter gradients, and ∂L/∂x = g·Wᵀ.
-    fn linear_backward(&self, x: &Tensor, ids: LinearIds, g: &Tensor, grads: &mut Grads) -> candle_core::Result<Tensor> {
+    fn linear_backward(
+        &self,
+        x: &Tensor,
+        ids: LinearIds,
+        g: &Tensor,
+        grads: &mut Grads,
+    ) -> candle_core::Result<Tensor> {
         self.linear_param_grads(x, ids, g, grads)?;
         g.matmul(&self.w(ids.weight).t()?)
     }
@@ -119,7 +125,13 @@ impl CandleModel {
     }
 
     /// ∂w += 1ᵀ·(g ⊙ x̂), ∂b += 1ᵀ·g; returns ∂L/∂x.
-    fn norm_backward(&self, x: &Tensor, ids: Option<NormIds>, g: &Tensor, grads: &mut Grads) -> candle_core::Result<Tensor> {
+    fn norm_backward(
+        &self,
+        x: &Tensor,
+        ids: Option<NormIds>,
+        g: &Tensor,
+        grads: &mut Grads,
+    ) -> candle_core::Result<Tensor> {
         let ids = ids.expect("norm tensors");
         grads.add(ids.weight, column_sum(&layer_norm_xhat_product(x, g)?)?)?;
         grads.add(ids.bias, column_sum(g)?)?;
@@ -254,7 +266,13 @@ impl CandleModel {
         g_y.matmul(&c.w_qkv.t()?)
     }
 
-    fn block_forward(&self, x: &Tensor, ids: &LayerIds, k: &Constants, b: usize) -> candle_core::Result<(Tensor, BlockCache)> {
+    fn block_forward(
+        &self,
+        x: &Tensor,
+        ids: &LayerIds,
+        k: &Constants,
+        b: usize,
+    ) -> candle_core::Result<(Tensor, BlockCache)> {
         let (y, attn, ffn, norm1_in, norm2_in) = match self.config.norm {
             Norm::Post => {
                 let (a, attn) = self.attention_forward(x, &ids.attn, k, b)?;

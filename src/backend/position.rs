@@ -75,7 +75,13 @@ impl CandleModel {
 
     /// q', k' and E of the layer's family from q and k [b, h, n, d_h]; none where the
     /// family scores q·kᵀ alone (nope, APE, t5, ALiBi).
-    pub fn score_terms(&self, ids: &AttentionIds, q: &Tensor, kk: &Tensor, k: &Constants) -> Result<Option<ScoreTerms>> {
+    pub fn score_terms(
+        &self,
+        ids: &AttentionIds,
+        q: &Tensor,
+        kk: &Tensor,
+        k: &Constants,
+    ) -> Result<Option<ScoreTerms>> {
         let c = &self.config;
         let (b, h, n, dh) = q.dims4()?;
         if let Some((cos, sin)) = &k.rope {
