@@ -227,49 +227,27 @@ impl Fused {
         let k = inputs[0].1.shape().dims().last().copied().unwrap_or(1).max(1);
         let heads = matches!(self, Fused::SplitHeads { .. } | Fused::MergeHeads)
             .then(|| self.heads_geometry(inputs[0].1.shape(), inputs.len()));
-        fn slices<'a, T>(
-            inputs: &'a [(&CpuStorage, &Layout)],
-            get: fn(&CpuStorage) -> Option<&[T]>,
-        ) -> Result<Vec<&'a [T]>> {
-            inputs
-                .iter()
-                .map(|(s, l)| match (get(s), l.contiguous_offsets()) {
-                    (Some(v), Some((a, b))) => Ok(&v[a..b]),
-                    (None, _) => bail!("fused op: inputs of mixed or unsupported types"),
-                    (_, None) => bail!("fused op: input is not contiguous"),
-                })
-                .collect()
-        }
-        fn run<T: Float>(
+        fn run<T: Float + candle_core::WithDType>(
             op: &Fused,
-            x: &[&[T]],
+            inputs: &[(&CpuStorage, &Layout)],
             k: usize,
             heads: Option<(usize, usize, usize, usize, usize)>,
-        ) -> Vec<T> {
-            match heads {
-                Some(g) => op.heads_cpu(x, g),
-                None => op.cpu(x, k),
-            }
+        ) -> Result<Vec<T>> {
+            let x = inputs
+                .iter()
+                .map(|(s, l)| match l.contiguous_offsets() {
+                    Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+                    None => bail!("fused op: input is not contiguous"),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(match heads {
+                Some(g) => op.heads_cpu(&x, g),
+                None => op.cpu(&x, k),
+            })
         }
         let out = match inputs[0].0 {
-            CpuStorage::F32(_) => CpuStorage::F32(run(
-                self,
-                &slices(inputs, |s| match s {
-                    CpuStorage::F32(v) => Some(v.as_slice()),
-                    _ => None,
-                })?,
-                k,
-                heads,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(run(
-                self,
-                &slices(inputs, |s| match s {
-                    CpuStorage::F64(v) => Some(v.as_slice()),
-                    _ => None,
-                })?,
-                k,
-                heads,
-            )),
+            CpuStorage::F32(_) => CpuStorage::F32(run(self, inputs, k, heads)?),
+            CpuStorage::F64(_) => CpuStorage::F64(run(self, inputs, k, heads)?),
             _ => bail!("fused op {}: f32 or f64 only", self.name()),
         };
         Ok((out, shape))
