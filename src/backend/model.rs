@@ -8,7 +8,7 @@ use super::pass::PassCache;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::nn::layout::ModelLayout;
+use crate::nn::layout::{InputIds, ModelLayout};
 use crate::nn::position::PositionTables;
 use crate::nn::{Model, ModelInput, Params};
 use crate::optim::{AdamMoments, OptimConfig, OptimizerKind};
@@ -42,6 +42,12 @@ pub struct Constants {
     pub ape_sin: Option<Tensor>,
     /// rope: cos and sin, each [n, d_h] (halves repeated).
     pub rope: Option<(Tensor, Tensor)>,
+    /// Token inputs: the class ids 0..vocab as [1, vocab] (u32), for the one-hot embedding.
+    pub vocab_ids: Option<Tensor>,
+    /// Zeros [1, n]: the score bias of a family without one.
+    pub no_bias: Tensor,
+    /// Zeros [d]: the bias of a heads split that adds none.
+    pub zero_width: Tensor,
 }
 
 /// Adam moments on the device: per variable [m, v] as one [2, len] tensor.
@@ -64,6 +70,8 @@ pub struct CandleModel {
     tables: PositionTables<f64>,
     pub(super) xl_sinusoid: Option<Tensor>,
     constants: Mutex<HashMap<usize, Arc<Constants>>>,
+    /// Ones [1, rows] by row count, for column sums as products.
+    ones: Mutex<HashMap<usize, Tensor>>,
     adam: Option<AdamState>,
 }
 
@@ -107,6 +115,7 @@ impl CandleModel {
             tables,
             xl_sinusoid,
             constants: Mutex::new(HashMap::new()),
+            ones: Mutex::new(HashMap::new()),
             adam: None,
         })
     }
@@ -119,6 +128,19 @@ impl CandleModel {
             model.params.data[spec.range()].iter_mut().zip(values).for_each(|(p, v)| *p = F::c(v));
         }
         Ok(model)
+    }
+
+    /// 1ᵀ·x over the rows of x [rows, k] as [k] (a product with a cached ones row: a
+    /// strided column sum is slow on a GPU).
+    pub(super) fn column_sum(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (rows, k) = x.dims2()?;
+        let ones = match self.ones.lock().expect("ones lock").entry(rows) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Tensor::ones((1, rows), self.dtype, &self.device)?).clone()
+            }
+        };
+        ones.matmul(x)?.reshape(k)
     }
 
     fn constants(&self, n: usize) -> Result<Arc<Constants>> {
@@ -180,6 +202,15 @@ impl CandleModel {
                 }
                 None => None,
             },
+            vocab_ids: match self.layout.input {
+                InputIds::Embed(e) => {
+                    let vocab = self.layout.tensors.specs()[e.0].shape[0] as u32;
+                    Some(Tensor::arange(0u32, vocab, &self.device).and_then(|t| t.unsqueeze(0)).map_err(err)?)
+                }
+                InputIds::Linear(_) => None,
+            },
+            no_bias: Tensor::zeros((1, n), self.dtype, &self.device).map_err(err)?,
+            zero_width: Tensor::zeros(c.width, self.dtype, &self.device).map_err(err)?,
         };
         let made = Arc::new(made);
         cache.insert(n, made.clone());

@@ -84,12 +84,6 @@ pub struct PassCache {
     head_in: Tensor,
 }
 
-/// 1ᵀ·x over the rows of x [rows, k] as [k] (a product: a strided column sum is slow).
-fn column_sum(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (rows, k) = x.dims2()?;
-    Tensor::ones((1, rows), x.dtype(), x.device())?.matmul(x)?.reshape(k)
-}
-
 impl CandleModel {
     /// A parameter as a plain tensor (no graph).
     fn w(&self, id: TensorId) -> Tensor {
@@ -104,7 +98,7 @@ impl CandleModel {
     /// ∂W += xᵀ·g, ∂b += 1ᵀ·g.
     fn linear_param_grads(&self, x: &Tensor, ids: LinearIds, g: &Tensor, grads: &mut Grads) -> candle_core::Result<()> {
         grads.add(ids.weight, x.t()?.matmul(g)?)?;
-        grads.add(ids.bias, column_sum(g)?)
+        grads.add(ids.bias, self.column_sum(g)?)
     }
 
     /// Backward of [`Self::linear_forward`]: parameter gradients, and ∂L/∂x = g·Wᵀ.
@@ -133,8 +127,8 @@ impl CandleModel {
         grads: &mut Grads,
     ) -> candle_core::Result<Tensor> {
         let ids = ids.expect("norm tensors");
-        grads.add(ids.weight, column_sum(&layer_norm_xhat_product(x, g)?)?)?;
-        grads.add(ids.bias, column_sum(g)?)?;
+        grads.add(ids.weight, self.column_sum(&layer_norm_xhat_product(x, g)?)?)?;
+        grads.add(ids.bias, self.column_sum(g)?)?;
         layer_norm_backward(x, &self.w(ids.weight), g)
     }
 
@@ -218,7 +212,7 @@ impl CandleModel {
         let d = h * dh;
         let scale = 1.0 / (dh as f64).sqrt();
         let g_merged = self.linear_backward(&c.merged, ids.o, g, grads)?;
-        let g_o = split_heads(&g_merged, &Tensor::zeros(d, g.dtype(), g.device())?, n, h, 1)?.get(0)?;
+        let g_o = split_heads(&g_merged, &k.zero_width, n, h, 1)?.get(0)?;
         let mut g_a = g_o.matmul(&c.v.t()?)?;
         let g_v = c.a.t()?.matmul(&g_o)?;
         if matches!(ids.pos.family, crate::nn::layout::FamilyTensors::ShawValue(_)) {
@@ -231,7 +225,7 @@ impl CandleModel {
         let g_p = match &c.gate {
             Some(gate) => {
                 let flat = |t: &Tensor| t.reshape((b, h * n * n));
-                let g_gate = column_sum(&(flat(&g_a)? * flat(&c.p)?)?)?.reshape((h, n, n))?;
+                let g_gate = self.column_sum(&(flat(&g_a)? * flat(&c.p)?)?)?.reshape((h, n, n))?;
                 self.vjp(&[(gate, &g_gate)], &[], grads)?;
                 mul_rows(&flat(&g_a)?, &gate.detach().flatten_all()?)?.reshape((b, h, n, n))?
             }
@@ -239,7 +233,7 @@ impl CandleModel {
         };
         let ds = softmax_backward(&c.p, &g_p, scale)?; // scale · ∂L/∂(scores)
         if let Some(learned) = &c.bias_learned {
-            let g_bias = (column_sum(&ds.reshape((b, h * n * n))?)? / scale)?.reshape((h, n, n))?;
+            let g_bias = (self.column_sum(&ds.reshape((b, h * n * n))?)? / scale)?.reshape((h, n, n))?;
             self.vjp(&[(learned, &g_bias)], &[], grads)?;
         }
         let g_qs = ds.matmul(&c.ks)?;
@@ -258,7 +252,7 @@ impl CandleModel {
             (g_qs, g_ks)
         };
         let g_y = merge_heads(&[&g_q, &g_k, &g_v])?; // ∂L/∂(x·[W_q W_k W_v] + b), [rows, 3d]
-        let (g_w, g_b) = (c.x.t()?.matmul(&g_y)?, column_sum(&g_y)?);
+        let (g_w, g_b) = (c.x.t()?.matmul(&g_y)?, self.column_sum(&g_y)?);
         for (s, lin) in [ids.q, ids.k, ids.v].into_iter().enumerate() {
             grads.add(lin.weight, g_w.narrow(1, s * d, d)?)?;
             grads.add(lin.bias, g_b.narrow(0, s * d, d)?)?;
@@ -339,8 +333,8 @@ impl CandleModel {
         let (input, mut h) = match ids.input {
             InputIds::Embed(e) => {
                 let table = self.w(e);
-                let classes = Tensor::arange(0u32, table.dim(0)? as u32, &self.device)?.unsqueeze(0)?;
-                let one_hot = x.unsqueeze(1)?.broadcast_eq(&classes)?.to_dtype(self.dtype)?;
+                let classes = constants.vocab_ids.as_ref().expect("token input");
+                let one_hot = x.unsqueeze(1)?.broadcast_eq(classes)?.to_dtype(self.dtype)?;
                 let h = one_hot.matmul(&table)?;
                 (one_hot, h)
             }
@@ -387,7 +381,7 @@ impl CandleModel {
             }
             if let Some(ape) = ids.ape {
                 let d = self.config.width;
-                let sum = column_sum(&g.reshape((c.batch, c.n * d))?)?.reshape((c.n, d))?;
+                let sum = self.column_sum(&g.reshape((c.batch, c.n * d))?)?.reshape((c.n, d))?;
                 grads.add(ape, sum.pad_with_zeros(0, 0, self.config.n_max - c.n)?)?;
             }
             match ids.input {

@@ -132,7 +132,7 @@ impl CandleModel {
                 let n_cols = r.dim(D::Minus1)?;
                 r.contiguous()?.reshape((r.elem_count() / n_cols, n_cols))?
             }
-            None => Tensor::zeros((1, n), self.dtype, &self.device)?,
+            None => k.no_bias.clone(),
         };
         Ok(ScoreBias { rows, learned })
     }
