@@ -152,9 +152,8 @@ pub fn compare<F: Float>(case: &Case, device: &Device, dtype: DType, alpha: f64)
 /// each op, by name.
 pub fn fused_gaps(device: &Device, dtype: DType) -> Result<Vec<(&'static str, f64)>> {
     use super::fused::*;
+    use super::model::err;
     use crate::config::Activation;
-    use crate::error::Error;
-    let err = |e: candle_core::Error| Error::Internal(format!("candle: {e}"));
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut random = |shape: &[usize], lo: f64, hi: f64| -> Result<(candle_core::Tensor, candle_core::Tensor)> {
         let n: usize = shape.iter().product();
