@@ -7,8 +7,9 @@
 #   check  the candle CUDA engine against the ndarray CPU engine for every family (f32)
 #   bench  step time of the paper model, ours and PyTorch eager, TF32 and FP32
 #   paper  experiments/paper.toml into $PAPER_DIR (default /tmp/urpe-paper, outside the copied
-#          tree, so it stays on the host while it is held), SHARDS_PER_GPU shards (default 2)
-#          on every GPU at once, for at most SECONDS, then stop cleanly: stopped jobs keep their
+#          tree, so it stays on the host while it is held), SHARDS_PER_GPU shards (default 1:
+#          two processes on one H200 ran 10k steps at 28 ms a step each pair, slower than
+#          one process alone at 22.5 ms) on every GPU at once, for at most SECONDS, then stop cleanly: stopped jobs keep their
 #          state in $PAPER_DIR/partial/ and continue on the next call. The runs' JSONL files
 #          and logs come back in $OUT/paper/ (never checkpoints or states); copy them into
 #          results/gpu/ here.
@@ -31,12 +32,12 @@ log=results/gpu/$mode.log
         python3 scripts/torch_bench.py --device cuda --shapes paper $tf
       done ;;
     paper)
-      # SHARDS_PER_GPU shards of the 4 jobs per GPU, in parallel (two processes fill each
-      # other's gaps on one GPU); saved states are keyed by job, so a later call with another
-      # number of shards continues where this one stopped
+      # SHARDS_PER_GPU shards of the jobs per GPU, in parallel; each shard runs its jobs in
+      # file order; saved states are keyed by job, so a later call with another number of
+      # shards continues where this one stopped
       store=${PAPER_DIR:-/tmp/urpe-paper}
       gpus=$(nvidia-smi -L | wc -l)
-      shards=$((gpus * ${SHARDS_PER_GPU:-2}))
+      shards=$((gpus * ${SHARDS_PER_GPU:-1}))
       pids=()
       for k in $(seq 0 $((shards - 1))); do
         timeout -s INT "$seconds" "$bin" sweep experiments/paper.toml --out "$store" --backend candle \

@@ -220,16 +220,19 @@ fn the_compiled_in_experiments_are_valid() {
     assert!(Profile::Full.experiment().jobs().unwrap().len() > 10 * quick.len());
 }
 
-/// The paper-scale experiment file parses into the four runs at the paper's sizes.
+/// The paper-scale experiment file parses into the paper's six runs (noPE, t5, t5 + URPE on
+/// position-id and even-token) at the paper's sizes and 40k-step schedule, URPE first.
 #[test]
 fn the_paper_experiment_is_the_papers_setting() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/paper.toml")).unwrap();
     let jobs = Experiment::parse(&text).unwrap().jobs().unwrap();
-    assert_eq!(jobs.len(), 4);
+    assert_eq!(jobs.len(), 6);
+    assert_eq!(jobs.iter().map(|j| j.family.as_str()).collect::<Vec<_>>(), ["urpe", "urpe", "t5", "t5", "nope", "nope"]);
     for j in &jobs {
         let (c, m) = (&j.config, &j.config.model);
-        assert_eq!((c.n, c.vocab, c.steps, c.batch), (128, 1000, 10_000, 128));
+        assert_eq!((c.n, c.vocab, c.steps, c.batch), (128, 1000, 40_000, 128));
         assert_eq!((m.depth, m.width, m.heads, m.ffn, m.share_position), (3, 768, 12, 3072, true));
         assert_eq!((c.optim.lr, c.optim.warmup), (7e-5, 6000));
+        assert_eq!(c.eval.every, 500);
     }
 }
