@@ -7,9 +7,9 @@
 #   check  the candle CUDA engine against the ndarray CPU engine for every family (f32)
 #   bench  step time of the paper model, ours and PyTorch eager, TF32 and FP32
 #   paper  experiments/paper.toml into $PAPER_DIR (default /tmp/urpe-paper, outside the copied
-#          tree, so it stays on the host while it is held), SHARDS_PER_GPU shards (default 1:
-#          two processes on one H200 ran 10k steps at 28 ms a step each pair, slower than
-#          one process alone at 22.5 ms) on every GPU at once, for at most SECONDS, then stop cleanly: stopped jobs keep their
+#          tree, so it stays on the host while it is held), the shards of PAPER_JOBS one
+#          after another (one process per GPU: two processes on one H200 ran at 28 ms a step
+#          each, slower than one alone at 22.5 ms), for at most SECONDS, then stop cleanly: stopped jobs keep their
 #          state in $PAPER_DIR/partial/ and continue on the next call. The runs' JSONL files
 #          and logs come back in $OUT/paper/ (never checkpoints or states); copy them into
 #          results/gpu/ here.
@@ -32,27 +32,26 @@ log=results/gpu/$mode.log
         python3 scripts/torch_bench.py --device cuda --shapes paper $tf
       done ;;
     paper)
-      # SHARDS_PER_GPU shards of the jobs per GPU, in parallel; each shard runs its jobs in
-      # file order; saved states are keyed by job, so a later call with another number of
-      # shards continues where this one stopped
+      # PAPER_JOBS: shards K/N run one after another on cuda:${GPU:-0}, each until it is
+      # done or the SECONDS run out (default 0/1: every job, in file order). Saved states
+      # are keyed by job, so a later call continues a stopped job whatever the shard list.
+      # Several GPUs: one call per GPU, each with its own GPU and PAPER_JOBS.
       store=${PAPER_DIR:-/tmp/urpe-paper}
-      gpus=$(nvidia-smi -L | wc -l)
-      shards=$((gpus * ${SHARDS_PER_GPU:-1}))
-      pids=()
-      for k in $(seq 0 $((shards - 1))); do
-        timeout -s INT "$seconds" "$bin" sweep experiments/paper.toml --out "$store" --backend candle \
-          --device "cuda:$((k % gpus))" --tf32 --threads 1 --shard "$k/$shards" > "results/gpu/paper-shard$k.log" 2>&1 &
-        pids+=($!)
-      done
-      for k in "${!pids[@]}"; do
+      deadline=$((SECONDS + seconds))
+      for shard in ${PAPER_JOBS:-0/1}; do
+        left=$((deadline - SECONDS))
+        [ "$left" -gt 10 ] || break
+        tag=${shard/\//-of-}
         status=0
-        wait "${pids[$k]}" || status=$?
-        tail -3 "results/gpu/paper-shard$k.log"
-        case $status in 0 | 124 | 130) ;; *) echo "shard $k failed with exit $status" >&2 ;; esac
+        timeout -s INT "$left" "$bin" sweep experiments/paper.toml --out "$store" --backend candle \
+          --device "cuda:${GPU:-0}" --tf32 --threads 1 --shard "$shard" >> "results/gpu/paper-$tag.log" 2>&1 || status=$?
+        tail -2 "results/gpu/paper-$tag.log"
+        case $status in 0) ;; 2 | 124 | 130) break ;; *) echo "shard $shard failed with exit $status" >&2; break ;; esac
       done
+      ls -la "$store" "$store/partial" 2>/dev/null || true
       if [ -n "${OUT:-}" ]; then
         mkdir -p "$OUT/paper"
-        cp "$store"/*.jsonl results/gpu/paper-shard*.log "$OUT/paper/" 2>/dev/null || true
+        cp "$store"/*.jsonl results/gpu/paper-*.log "$OUT/paper/" 2>/dev/null || true
       fi ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac
