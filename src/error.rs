@@ -1,5 +1,6 @@
-//! Errors and their exit codes: bad input from the user exits 2 with one clear message,
-//! an internal failure exits 1.
+//! Errors and their exit codes (one table, [`EXIT_CODES`], shown by `urpe --help` and the
+//! README): bad input from the user exits 2 with one clear message, an internal failure 1,
+//! a training run that finished diverged 3, an interrupted command 130.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,22 @@ pub enum Error {
     /// Stopped on request (Ctrl-C) before the work was done; what was saved is kept.
     #[error("interrupted: {0}")]
     Interrupted(String),
+    /// A training run ended on a non-finite loss or gradient; its record is saved.
+    #[error("diverged: {0}")]
+    Diverged(String),
+    /// Standard output was closed by its reader (`urpe … | head -1`): stop quietly.
+    #[error("standard output closed")]
+    OutputClosed,
 }
+
+/// The exit codes of every command, as `urpe --help` and the README print them.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    success (also when the reader of standard output closes it early, e.g. `| head -1`)
+  1    internal failure (a bug: please report it)
+  2    bad input: one line names the flag, field or file and what is allowed; nothing written
+  3    `urpe train`: the run diverged (non-finite loss); its record and last model are saved
+  130  interrupted (Ctrl-C or SIGTERM): finished runs and stopped runs' states are saved";
 
 impl Error {
     /// Builds a [`Error::File`] naming `path`.
@@ -34,12 +50,15 @@ impl Error {
         Error::File { path: path.to_path_buf(), message: message.into() }
     }
 
-    /// Process exit code: 2 for the user's input, 1 for internal failures, 130 when
-    /// interrupted (the shell's code for Ctrl-C).
+    /// Process exit code (see [`EXIT_CODES`]): 2 for the user's input, 1 for internal
+    /// failures, 3 for a diverged run, 130 when interrupted (the shell's code for Ctrl-C),
+    /// 0 when standard output was closed by its reader.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Internal(_) => 1,
+            Error::Diverged(_) => 3,
             Error::Interrupted(_) => 130,
+            Error::OutputClosed => 0,
             _ => 2,
         }
     }

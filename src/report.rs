@@ -28,10 +28,17 @@ pub struct ReportContext {
     pub experiment: String,
     /// Its description.
     pub description: String,
+    /// The settings that set these runs apart from other runs of the same store (empty
+    /// when the store is reported as one).
+    pub settings: String,
     /// How the runs were produced and can be redrawn (commands).
     pub commands: Vec<String>,
     /// Wall time of the sweep in this invocation, if it ran.
     pub sweep_seconds: Option<f64>,
+    /// Wall time of every logged sweep into the store (`sweeps.jsonl`), if any was logged.
+    pub logged_seconds: Option<f64>,
+    /// Sweep invocations logged.
+    pub logged_sweeps: usize,
     /// Threads used.
     pub threads: usize,
 }
@@ -193,13 +200,16 @@ fn token_section(out: &mut String, cells: &[Cell], fams: &[String]) {
     if tasks.is_empty() {
         return;
     }
-    let _ = writeln!(out, "\n## Token tasks beside the paper\n");
+    let _ = writeln!(out, "\n## Token tasks\n");
     let _ = writeln!(
         out,
-        "Accuracy (mean ± 95% CI over seeds) on constant and on general (uniform random) token sequences; the paper's column is its noPE / RPE / URPE accuracy at n = 128, vocabulary 1000, 40k updates of 128 sequences (THEORY.md §6).\n"
+        "Accuracy on general inputs (uniform random tokens: the paper's metric) and on constant inputs (every token the same: the barrier's), mean ± 95% CI over seeds (a single run has no interval). The ceiling applies to in-softmax families on constant inputs. The paper's column is its general accuracy in another setting (n = 128, vocabulary 1,000, a 3-layer d = 768 encoder, 40k steps): a reference, not the same experiment.\n"
     );
-    let _ = writeln!(out, "| task | family | n | depth × width | constant | general | ceiling on constant | paper |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| task | family | n | depth × width | steps | general | constant | ceiling on constant | paper (n = 128) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for task in tasks {
         let paper = PAPER_ACCURACY.iter().find(|p| p.0 == task).expect("listed");
         for f in fams {
@@ -216,12 +226,13 @@ fn token_section(out: &mut String, cells: &[Cell], fams: &[String]) {
                 };
                 let _ = writeln!(
                     out,
-                    "| {task} | {f} | {} | {} × {} | {} | {} | {ceiling} | {reported} |",
+                    "| {task} | {f} | {} | {} × {} | {} | {} | {} | {ceiling} | {reported} |",
                     c.key.n,
                     c.key.depth,
                     c.key.width,
-                    pm(&c.constant),
-                    pm(&c.general)
+                    c.steps,
+                    pm(&c.general),
+                    pm(&c.constant)
                 );
             }
         }
@@ -280,6 +291,22 @@ fn rank_section(out: &mut String, runs: &[StoredRun], fams: &[String]) {
     );
 }
 
+/// The runs' protocols (settings besides the grid coordinates and seeds), each with the
+/// targets that use it and one run that shows it.
+fn protocols(runs: &[StoredRun]) -> Vec<(String, &StoredRun)> {
+    let mut seen: Vec<(String, Vec<String>, &StoredRun)> = Vec::new();
+    for r in runs {
+        let p = crate::experiment::settings::protocol(&r.record.config);
+        let target = r.record.config.target.to_string();
+        match seen.iter_mut().find(|(q, _, _)| *q == p) {
+            Some((_, targets, _)) if !targets.contains(&target) => targets.push(target),
+            Some(_) => {}
+            None => seen.push((p, vec![target], r)),
+        }
+    }
+    seen.into_iter().map(|(_, t, r)| (t.join(", "), r)).collect()
+}
+
 /// The report's Markdown.
 pub fn report(runs: &[StoredRun], figures: &[FigureEntry], ctx: &ReportContext) -> String {
     let cells = stats::cells(runs);
@@ -287,44 +314,82 @@ pub fn report(runs: &[StoredRun], figures: &[FigureEntry], ctx: &ReportContext) 
     let fams = families(&cells);
     let seeds: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
     let diverged = runs.iter().filter(|r| r.record.metrics.is_none()).count();
+    let per_point: Vec<usize> = cells.iter().map(|c| c.constant.k + c.diverged).collect();
+    let (fewest, most) = (per_point.iter().copied().min().unwrap_or(0), per_point.iter().copied().max().unwrap_or(0));
     let mut out = String::new();
     let _ = writeln!(out, "# {}: the stochastic barrier, measured\n", ctx.experiment);
-    let _ = writeln!(out, "{}\n", ctx.description);
+    if !ctx.description.is_empty() {
+        let _ = writeln!(out, "{}\n", ctx.description);
+    }
     let _ = writeln!(out, "## Setup\n");
+    if !ctx.settings.is_empty() {
+        let _ = writeln!(
+            out,
+            "- **Settings of this group: {}.** The store holds runs of the same grid points with other settings; they are reported apart (../REPORT.md), never pooled.",
+            ctx.settings
+        );
+    }
+    let seeds_text = if fewest == most { format!("{most}") } else { format!("{fewest} to {most}") };
     let _ = writeln!(
         out,
-        "- {} runs ({} diverged), {} seeds per grid point ({:?}), families: {}.",
+        "- {} runs ({} diverged), {seeds_text} seed(s) per grid point (seeds {:?}), families: {}.",
         runs.len(),
         diverged,
-        seeds.len(),
         seeds,
         fams.join(", ")
     );
-    if let Some(r) = runs.first() {
+    for (targets, r) in protocols(runs) {
         let c = &r.record.config;
         let _ = writeln!(
             out,
-            "- Training (first grid): {} steps of {} sequences ({}% constant), Adam lr {} with {} warm-up steps and {:?} decay; {:?} norm, FFN {}·width, {} heads; evaluation on {} constant and {} general held-out sequences.",
+            "- {targets}: {} steps of {} sequences ({}% constant), {:?} lr {} with {} warm-up steps and {:?} decay; {:?} norm, FFN {}·width; evaluation on {} constant and {} general held-out sequences{}.",
             c.steps,
             c.batch,
             (c.constant_fraction * 100.0).round(),
+            c.optim.kind,
             c.optim.lr,
             c.optim.warmup,
             c.optim.decay,
             c.model.norm,
             c.model.ffn / c.model.width,
-            c.model.heads,
             c.eval.sequences,
-            c.eval.sequences
+            c.eval.sequences,
+            if c.eval.every > 0 { format!(", every {} steps", c.eval.every) } else { String::new() }
         );
-        let _ = writeln!(out, "- Built from git revision {} (urpe {}).", r.git, r.record.version);
     }
-    if let Some(s) = ctx.sweep_seconds {
-        let _ = writeln!(out, "- This sweep took {s:.0} s on {} threads.", ctx.threads);
-    }
+    let revisions: BTreeSet<&str> = runs.iter().map(|r| r.git.as_str()).collect();
+    let versions: BTreeSet<&str> = runs.iter().map(|r| r.record.version.as_str()).collect();
     let _ = writeln!(
         out,
-        "- Every number is a mean over seeds with its 95% Student-t confidence interval, never a best seed."
+        "- Built from git revision(s) {} (urpe {}).",
+        revisions.into_iter().collect::<Vec<_>>().join(", "),
+        versions.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    let trained: f64 = runs.iter().map(|r| r.record.wall_seconds).sum();
+    match (ctx.sweep_seconds, ctx.logged_seconds) {
+        (Some(s), _) => {
+            let _ = writeln!(out, "- This sweep took {s:.0} s of wall time on {} threads.", ctx.threads);
+        }
+        (None, Some(s)) => {
+            let _ =
+                writeln!(out, "- {} logged sweep(s) into this store took {s:.0} s of wall time.", ctx.logged_sweeps);
+        }
+        (None, None) => {
+            let _ = writeln!(out, "- The sweeps' wall time was not logged (a store written before `sweeps.jsonl`).");
+        }
+    }
+    let _ = writeln!(out, "- Training and evaluation took {trained:.0} s summed over runs (one thread each).");
+    let _ = writeln!(
+        out,
+        "- {}",
+        if most < 2 {
+            "One seed per grid point: every number is a single run, with no confidence interval.".to_string()
+        } else if fewest < 2 {
+            "Numbers are means over seeds with their 95% Student-t confidence interval, never a best seed; grid points with a single run show it without an interval.".to_string()
+        } else {
+            "Every number is a mean over seeds with its 95% Student-t confidence interval, never a best seed."
+                .to_string()
+        }
     );
     for cmd in &ctx.commands {
         let _ = writeln!(out, "- `{cmd}`");

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
-use urpe::experiment::sweep::{parse_shard, sweep};
+use urpe::experiment::sweep::{SweepOptions, parse_shard, sweep};
 use urpe::experiment::{Experiment, Store, StoredRun};
 use urpe::train::Outcome;
 
@@ -30,7 +30,8 @@ widths = [4]
 }
 
 fn run(e: &Experiment, dir: &Path, shard: Option<(usize, usize)>) -> urpe::experiment::sweep::SweepSummary {
-    sweep(e, dir, shard, &urpe::engine::Backend::Ndarray, &AtomicBool::new(false), &|_| {}).unwrap()
+    sweep(e, dir, shard, SweepOptions::default(), &urpe::engine::Backend::Ndarray, &AtomicBool::new(false), &|_| {})
+        .unwrap()
 }
 
 /// id → the run without its wall time (which differs between runs of the same job).
@@ -62,9 +63,9 @@ fn a_second_sweep_resumes_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let e = experiment(3, 1e-3);
     let first = run(&e, dir.path(), None);
-    assert_eq!((first.done, first.skipped), (12, 0));
+    assert_eq!((first.done, first.stored_before), (12, 0));
     let second = run(&e, dir.path(), None);
-    assert_eq!((second.done, second.skipped, second.left), (0, 12, 0));
+    assert_eq!((second.done, second.stored_before, second.left), (0, 12, 0));
     let text = std::fs::read_to_string(dir.path().join("runs.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 12);
 }
@@ -103,7 +104,7 @@ fn a_torn_last_line_is_ignored_then_repaired() {
     std::fs::write(&file, torn).unwrap();
     assert_eq!(Store::open(dir.path()).unwrap().load().unwrap().len(), 5);
     let again = run(&e, dir.path(), None);
-    assert_eq!((again.skipped, again.done), (5, 7));
+    assert_eq!((again.stored_before, again.done), (5, 7));
     let repaired = std::fs::read_to_string(&file).unwrap();
     assert_eq!(repaired.lines().count(), 12);
     assert!(repaired.lines().all(|l| serde_json::from_str::<StoredRun>(l).is_ok()));
@@ -227,7 +228,10 @@ fn the_paper_experiment_is_the_papers_setting() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/paper.toml")).unwrap();
     let jobs = Experiment::parse(&text).unwrap().jobs().unwrap();
     assert_eq!(jobs.len(), 6);
-    assert_eq!(jobs.iter().map(|j| j.family.as_str()).collect::<Vec<_>>(), ["urpe", "urpe", "t5", "t5", "nope", "nope"]);
+    assert_eq!(
+        jobs.iter().map(|j| j.family.as_str()).collect::<Vec<_>>(),
+        ["urpe", "urpe", "t5", "t5", "nope", "nope"]
+    );
     for j in &jobs {
         let (c, m) = (&j.config, &j.config.model);
         assert_eq!((c.n, c.vocab, c.steps, c.batch), (128, 1000, 40_000, 128));

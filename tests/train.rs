@@ -171,7 +171,7 @@ fn a_run_file_trains_like_the_flags() {
     assert_eq!(without_time(read(&a)), without_time(read(&b)));
 }
 
-/// Ctrl-C (SIGINT) stops after the current step, saves the model and marks the run.
+/// Ctrl-C (SIGINT) stops after the current step, saves the model, marks the run and exits 130.
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,7 +187,7 @@ fn ctrl_c_stops_cleanly_and_keeps_the_checkpoint() {
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status = child.wait().unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(status.code(), Some(130), "an interrupted run exits 130: {status:?}");
     let record: RunRecord = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(record.outcome, Outcome::Interrupted);
     assert!(record.steps_done > 0 && record.steps_done < 1_000_000);
@@ -243,7 +243,7 @@ fn train_resume_continues_a_stopped_run() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    assert!(child.wait().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(130), "an interrupted run exits 130");
     let read = |p: &std::path::Path| -> RunRecord {
         serde_json::from_slice(&std::fs::read(p.join("metrics.json")).unwrap()).unwrap()
     };

@@ -1,6 +1,7 @@
 //! `urpe analyze`: linear-algebra probes of a checkpoint, or of random models of a family.
 
 use super::model_args::ModelArgs;
+use super::outln;
 use crate::analysis::random::random_model;
 use crate::analysis::rank::RANK_TOLERANCE;
 use crate::analysis::{Analysis, Options, analyze};
@@ -104,7 +105,7 @@ pub fn run(a: Args) -> Result<()> {
         }))?;
     } else {
         let c = &models[0].config;
-        println!(
+        outln!(
             "urpe analyze: {} (depth {}, width {}, {} heads, norm {}{}), n = {n}, float64",
             c.label(),
             c.depth,
@@ -112,16 +113,16 @@ pub fn run(a: Args) -> Result<()> {
             c.heads,
             format!("{:?}", c.norm).to_lowercase(),
             if c.causal { ", causal" } else { "" }
-        );
+        )?;
         if from == "checkpoint" {
-            print_analysis(&analyses[0], &options);
+            print_analysis(&analyses[0], &options)?;
         } else {
             for (k, x) in analyses.iter().enumerate() {
-                println!("\nrandom model {} of {} (seed {})", k + 1, analyses.len(), a.seed.wrapping_add(k as u64));
-                print_analysis(x, &options);
+                outln!("\nrandom model {} of {} (seed {})", k + 1, analyses.len(), a.seed.wrapping_add(k as u64))?;
+                print_analysis(x, &options)?;
             }
         }
-        println!();
+        outln!("")?;
         let verdict = if measured {
             format!("barrier-bound: positional rank 0 at every stage in {bound} of {} models", analyses.len())
         } else {
@@ -131,9 +132,9 @@ pub fn run(a: Args) -> Result<()> {
                 analyses.len()
             )
         };
-        println!("{}: {verdict}; THEORY.md: {}", c.label(), if theory { "barrier-bound" } else { "not barrier-bound" });
+        outln!("{}: {verdict}; THEORY.md: {}", c.label(), if theory { "barrier-bound" } else { "not barrier-bound" })?;
         for f in &figures {
-            println!("figure: {}", f.png.display());
+            outln!("figure: {}", f.png.display())?;
         }
     }
     // A random model of a free family may happen to have rank 0 somewhere; never the reverse.
@@ -147,18 +148,25 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 /// The text tables of one analysis.
-fn print_analysis(x: &Analysis, o: &Options) {
-    println!(
+fn print_analysis(x: &Analysis, o: &Options) -> Result<()> {
+    outln!(
         "heads: the matrix M that multiplies V (A = softmax, or G = A ⊙ C with the gate), {} inputs of each kind",
         o.head_inputs
-    );
-    println!(
+    )?;
+    outln!(
         "{:>5} {:>4}  {:<8} {:>12} {:>12} {:>22} {:>10} {:>10}",
-        "layer", "head", "inputs", "row sum min", "row sum max", "λ nearest 1 (re, im)", "|λ − 1|", "‖M1 − 1‖∞"
-    );
+        "layer",
+        "head",
+        "inputs",
+        "row sum min",
+        "row sum max",
+        "λ nearest 1 (re, im)",
+        "|λ − 1|",
+        "‖M1 − 1‖∞"
+    )?;
     for (kind, heads) in [("constant", &x.heads_constant), ("general", &x.heads_general)] {
         for h in heads {
-            println!(
+            outln!(
                 "{:>5} {:>4}  {:<8} {:>12.6} {:>12.6} {:>22} {:>10.2e} {:>10.2e}",
                 h.layer,
                 h.head,
@@ -168,47 +176,46 @@ fn print_analysis(x: &Analysis, o: &Options) {
                 format!("({:.6}, {:.1e})", h.eigenvalue.0, h.eigenvalue.1),
                 h.eigen_distance,
                 h.residual
-            );
+            )?;
         }
     }
     for h in x.heads_constant.iter().filter(|h| h.gated_row_sums.is_some()) {
         let sums = h.gated_row_sums.as_ref().expect("filtered");
         let shown: Vec<String> = sums.iter().map(|s| format!("{s:.3}")).collect();
-        println!(
+        outln!(
             "row sums of A ⊙ C, layer {} head {}, per position (constant inputs): {}",
             h.layer,
             h.head,
             shown.join(" ")
-        );
+        )?;
     }
-    println!(
+    outln!(
         "positional rank on {} constant inputs: σ_k of the stacked row-centred states / ‖h‖_F; rank counts σ/‖h‖ > {RANK_TOLERANCE:.0e}",
         o.rank_inputs
-    );
-    println!("{:<11} {:>4} {:>10} {:>10} {:>10} {:>10}", "stage", "rank", "σ1/‖h‖", "σ2/‖h‖", "σ3/‖h‖", "energy");
+    )?;
+    outln!("{:<11} {:>4} {:>10} {:>10} {:>10} {:>10}", "stage", "rank", "σ1/‖h‖", "σ2/‖h‖", "σ3/‖h‖", "energy")?;
     for s in &x.rank {
         let sigma = |k: usize| s.singular.get(k).map_or("-".to_string(), |v| format!("{v:.2e}"));
-        println!(
-            "{:<11} {:>4} {:>10} {:>10} {:>10} {:>10.2e}",
-            s.stage,
-            s.rank,
-            sigma(0),
-            sigma(1),
-            sigma(2),
-            s.energy
-        );
+        outln!("{:<11} {:>4} {:>10} {:>10} {:>10} {:>10.2e}", s.stage, s.rank, sigma(0), sigma(1), sigma(2), s.energy)?;
     }
     if !x.spectra.is_empty() {
-        println!("Toeplitz matrices at n = {}: singular values per head", x.n);
-        println!(
+        outln!("Toeplitz matrices at n = {}: singular values per head", x.n)?;
+        outln!(
             "{:<20} {:<4} {:>4} {:>10} {:>10} {:>10} {:>10} {:>12}",
-            "tensor", "role", "head", "σ1", "σ2", "σ3", "σ_min", "‖C − 11ᵀ‖/n"
-        );
+            "tensor",
+            "role",
+            "head",
+            "σ1",
+            "σ2",
+            "σ3",
+            "σ_min",
+            "‖C − 11ᵀ‖/n"
+        )?;
         for t in &x.spectra {
             let sigma = |k: usize| t.singular.get(k).map_or("-".to_string(), |v| format!("{v:.3e}"));
             let last = t.singular.last().map_or("-".to_string(), |v| format!("{v:.3e}"));
             let dist = t.distance_from_ones.map_or("-".to_string(), |v| format!("{v:.3e}"));
-            println!(
+            outln!(
                 "{:<20} {:<4} {:>4} {:>10} {:>10} {:>10} {:>10} {:>12}",
                 t.tensor,
                 t.role,
@@ -218,7 +225,8 @@ fn print_analysis(x: &Analysis, o: &Options) {
                 sigma(2),
                 last,
                 dist
-            );
+            )?;
         }
     }
+    Ok(())
 }

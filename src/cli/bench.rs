@@ -1,6 +1,7 @@
 //! `urpe bench`: time training steps of a benchmark shape on any engine (the same timing
 //! as `cargo bench --bench train_step`, usable where there is no cargo, e.g. on a GPU host).
 
+use super::outln;
 use crate::bench::{SHAPES, time_steps};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
@@ -49,7 +50,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let backend = Backend::parse(&a.backend, &a.device)?;
     super::train::set_tf32(a.tf32, &backend)?;
-    println!(
+    outln!(
         "shape {} on {} {}{}: median of {} timings of {} steps",
         shape.name,
         a.backend,
@@ -57,12 +58,12 @@ pub fn run(a: Args) -> Result<()> {
         if a.tf32 { " (TF32 matmuls)" } else { "" },
         a.timings,
         a.reps
-    );
+    )?;
     for urpe in [false, true] {
         let config = shape.run(urpe)?;
         let ms = super::train::with_threads(a.threads, || time_steps(config, &backend, a.reps, a.timings))?;
         let label = if urpe { "urpe" } else { "t5" };
-        println!("RESULT {} {label} {ms:.3} ms/step {:.1} GFLOP/s", shape.name, shape.step_flops() / (ms * 1e-3) / 1e9);
+        outln!("RESULT {} {label} {ms:.3} ms/step {:.1} GFLOP/s", shape.name, shape.step_flops() / (ms * 1e-3) / 1e9)?;
     }
     Ok(())
 }

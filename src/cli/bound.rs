@@ -1,5 +1,6 @@
 //! `urpe bound`: the exact floor of a target on constant inputs.
 
+use super::outln;
 use crate::error::{Error, Result};
 use crate::theory::{Floor, FloorEstimate, Target, TargetKind};
 use rand::SeedableRng;
@@ -61,29 +62,33 @@ pub fn run(a: Args) -> Result<()> {
             "floor": floor, "formula": formula(a.target), "from_definition": estimate,
         }));
     }
-    println!(
+    outln!(
         "target: {} (n = {}{})",
         a.target,
         a.n,
         if a.target.is_classification() { format!(", vocab = {}", a.vocab) } else { format!(", d = {}", a.d) }
-    );
+    )?;
     match (floor, estimate) {
         (Floor::Mse { mse }, FloorEstimate::Mse { mse: est }) => {
-            println!("floor (mean squared error on constant inputs): {mse}");
-            println!("closed form: {}", formula(a.target));
-            println!(
+            outln!("floor (mean squared error on constant inputs): {mse}")?;
+            outln!("closed form: {}", formula(a.target))?;
+            outln!(
                 "from the definition (row-mean residual over {} constant inputs): {:.10} ± {:.2e}",
-                est.samples, est.mean, est.std_error
-            );
+                est.samples,
+                est.mean,
+                est.std_error
+            )?;
         }
         (Floor::Classes { accuracy, cross_entropy }, FloorEstimate::Classes { accuracy: acc, cross_entropy: ce }) => {
-            println!("accuracy ceiling on constant inputs: {accuracy}");
-            println!("cross-entropy floor on constant inputs (nats): {cross_entropy}");
-            println!("closed form: {}", formula(a.target));
-            println!(
+            outln!("accuracy ceiling on constant inputs: {accuracy}")?;
+            outln!("cross-entropy floor on constant inputs (nats): {cross_entropy}")?;
+            outln!("closed form: {}", formula(a.target))?;
+            outln!(
                 "from the definition (label histogram over {} constant inputs): accuracy {}, cross-entropy {}",
-                acc.samples, acc.mean, ce.mean
-            );
+                acc.samples,
+                acc.mean,
+                ce.mean
+            )?;
         }
         _ => unreachable!("a target's floor and its estimate are of the same kind"),
     }

@@ -2,6 +2,8 @@
 //! CPU, for every family with and without the gate (needs a build with `--features
 //! candle`, or `cuda` for GPUs).
 
+#[cfg(feature = "candle")]
+use super::outln;
 use crate::error::{Error, Result};
 
 /// Compare a device against the CPU engine on random models of every family.
@@ -31,7 +33,7 @@ pub fn run(a: Args) -> Result<()> {
     use crate::backend::check::{compare, random_case};
     use crate::config::Family;
     let device = crate::backend::parse_device(&a.device)?;
-    println!("candle f32 on {} against the ndarray engine (f32, CPU), {} models per row", a.device, a.seeds);
+    outln!("candle f32 on {} against the ndarray engine (f32, CPU), {} models per row", a.device, a.seeds)?;
     let mut worst_all = 0.0f64;
     for family in Family::ALL {
         for urpe in [false, true] {
@@ -45,17 +47,17 @@ pub fn run(a: Args) -> Result<()> {
             }
             worst_all = worst_all.max(worst.0);
             let name = format!("{family}{}", if urpe { "+urpe" } else { "" });
-            println!("{name:<18} {:>10.2e}  ({})", worst.0, worst.1);
+            outln!("{name:<18} {:>10.2e}  ({})", worst.0, worst.1)?;
         }
     }
     for dtype in [candle_core::DType::F32, candle_core::DType::F64] {
-        println!("fused kernels on {} against their CPU versions, {dtype:?}", a.device);
+        outln!("fused kernels on {} against their CPU versions, {dtype:?}", a.device)?;
         for (name, gap) in crate::backend::check::fused_gaps(&device, dtype)? {
-            println!("{name:<30} {gap:>10.2e}");
+            outln!("{name:<30} {gap:>10.2e}")?;
             worst_all = worst_all.max(gap);
         }
     }
-    println!("largest gap {worst_all:.2e} (tolerance {:.0e})", a.tolerance);
+    outln!("largest gap {worst_all:.2e} (tolerance {:.0e})", a.tolerance)?;
     if worst_all > a.tolerance {
         return Err(Error::Internal(format!("the device disagrees with the CPU engine by {worst_all:.2e}")));
     }

@@ -1,6 +1,7 @@
 //! `urpe init`: a freshly initialised model saved as a checkpoint.
 
 use super::model_args::ModelArgs;
+use super::outln;
 use crate::error::Result;
 use crate::nn::Model;
 use std::path::PathBuf;
@@ -33,13 +34,13 @@ pub fn run(a: Args) -> Result<()> {
     };
     let model = Model::<f32>::new(config, a.seed)?;
     crate::checkpoint::save(&model, &a.out)?;
-    println!(
+    outln!(
         "saved a {} model ({} tensors, {} parameters) to {}",
         model.config.label(),
         model.layout.tensors.specs().len(),
         model.layout.tensors.len(),
         a.out.display()
-    );
-    println!("config: {}", model.config.to_json());
+    )?;
+    outln!("config: {}", model.config.to_json())?;
     Ok(())
 }

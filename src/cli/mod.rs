@@ -15,10 +15,32 @@ mod witness;
 
 use crate::error::{Error, Result};
 use clap::{Parser, Subcommand};
+use std::io::Write;
+
+/// `println!` that ends the command quietly ([`Error::OutputClosed`], exit 0) when the
+/// reader of standard output has closed it, instead of panicking; use it with `?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// Writes one line to standard output; a closed pipe becomes [`Error::OutputClosed`].
+pub(crate) fn write_line(args: std::fmt::Arguments) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Error::OutputClosed
+        } else {
+            Error::Internal(format!("writing to standard output: {e}"))
+        }
+    })
+}
 
 /// Prove, construct and measure the stochastic barrier of in-softmax position encodings.
 #[derive(Debug, Parser)]
-#[command(name = "urpe", version, about, long_about = None, after_help = "\
+#[command(name = "urpe", version, about, long_about = None, after_help = format!("\
 Examples:
   urpe reproduce                      # the main job: sweep, figures/, figures/REPORT.md
   urpe bound --target position-shift --n 16
@@ -27,7 +49,9 @@ Examples:
   urpe predict --checkpoint model.safetensors --input X.npy --output Y.npy
   urpe train --target position-shift --family urpe --depth 2 --width 32 --heads 4 --n 16 --out runs/x
   urpe analyze --checkpoint runs/x/model.safetensors
-  urpe analyze --family rope --depth 2 --width 16 --heads 2 --random-init 3")]
+  urpe analyze --family rope --depth 2 --width 16 --heads 2 --random-init 3
+
+{}", crate::error::EXIT_CODES))]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,8 +74,7 @@ enum Command {
     Analyze(analyze::Args),
 }
 
-/// Runs the command line and returns the process exit code (0 ok, 2 bad input,
-/// 1 internal failure).
+/// Runs the command line and returns the process exit code ([`crate::error::EXIT_CODES`]).
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -61,7 +84,7 @@ pub fn main() -> i32 {
         }
     };
     match run(cli) {
-        Ok(()) => 0,
+        Ok(()) | Err(Error::OutputClosed) => 0,
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
@@ -88,6 +111,5 @@ fn run(cli: Cli) -> Result<()> {
 /// Prints `value` as pretty JSON on standard output.
 fn print_json(value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
-    println!("{text}");
-    Ok(())
+    outln!("{text}")
 }

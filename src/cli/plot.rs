@@ -1,7 +1,10 @@
 //! `urpe plot`: every figure and REPORT.md from a results store alone, without training.
 
+use super::outln;
 use crate::error::{Error, Result};
-use crate::experiment::{Store, builtin};
+use crate::experiment::stats::setting_groups;
+use crate::experiment::store::SweepLog;
+use crate::experiment::{Store, StoredRun, builtin};
 use crate::report::{FigureEntry, ReportContext, report};
 use std::path::{Path, PathBuf};
 
@@ -24,18 +27,50 @@ fn relative(path: &Path, base: &Path) -> String {
 }
 
 /// Draws the figures of the store in `results` into `out` and writes `out/REPORT.md`;
-/// returns the report's path.
+/// returns the report's path. A store whose grid points hold runs of different settings
+/// gets one folder per setting (`out/settings-K/`, figures and REPORT.md each) and an
+/// index `out/REPORT.md` naming what differs: nothing is pooled across settings.
 pub fn plot_and_report(
     results: &Path,
     out: &Path,
     sweep_seconds: Option<f64>,
     commands: Vec<String>,
 ) -> Result<PathBuf> {
-    let runs = Store::open(results)?.load()?;
+    let store = Store::open(results)?;
+    let runs = store.load()?;
+    let logs = store.sweep_logs();
     if runs.is_empty() {
         return Err(Error::file(results, "holds no runs (no runs*.jsonl lines); run `urpe sweep` first"));
     }
-    let figures = crate::plot::draw_all(&runs, out)?;
+    let groups = setting_groups(&runs);
+    if let [group] = groups.as_slice() {
+        return report_group(&group.runs, &logs, out, &group.label, sweep_seconds, commands);
+    }
+    let mut index = format!(
+        "# {}: runs with different settings, reported apart\n\n`{}` holds runs of the same grid points with different settings. Statistics never pool them; each setting has its own figures and report:\n\n",
+        runs[0].experiment,
+        results.display()
+    );
+    for (k, group) in groups.iter().enumerate() {
+        let folder = format!("settings-{}", k + 1);
+        report_group(&group.runs, &logs, &out.join(&folder), &group.label, sweep_seconds, commands.clone())?;
+        index.push_str(&format!("- [{}]({folder}/REPORT.md): {} runs\n", group.label, group.runs.len()));
+    }
+    let path = out.join("REPORT.md");
+    crate::io::write_atomic(&path, index.as_bytes())?;
+    Ok(path)
+}
+
+/// Figures and REPORT.md of one group of runs that share their settings.
+fn report_group(
+    runs: &[StoredRun],
+    logs: &[SweepLog],
+    out: &Path,
+    settings: &str,
+    sweep_seconds: Option<f64>,
+    commands: Vec<String>,
+) -> Result<PathBuf> {
+    let figures = crate::plot::draw_all(runs, out)?;
     let entries: Vec<FigureEntry> = figures
         .iter()
         .map(|f| FigureEntry {
@@ -46,15 +81,23 @@ pub fn plot_and_report(
         })
         .collect();
     let name = runs[0].experiment.clone();
+    let logged: Vec<&SweepLog> = logs.iter().filter(|l| l.experiment == name).collect();
     let ctx = ReportContext {
-        description: builtin::description(&name).unwrap_or_default(),
+        description: logged
+            .last()
+            .map(|l| l.description.clone())
+            .or_else(|| builtin::description(&name))
+            .unwrap_or_default(),
         experiment: name,
+        settings: settings.to_string(),
         commands,
         sweep_seconds,
+        logged_seconds: (!logged.is_empty()).then(|| logged.iter().map(|l| l.seconds).sum()),
+        logged_sweeps: logged.len(),
         threads: rayon::current_num_threads(),
     };
     let path = out.join("REPORT.md");
-    crate::io::write_atomic(&path, report(&runs, &entries, &ctx).as_bytes())?;
+    crate::io::write_atomic(&path, report(runs, &entries, &ctx).as_bytes())?;
     Ok(path)
 }
 
@@ -62,6 +105,6 @@ pub fn run(a: Args) -> Result<()> {
     let out = a.out.unwrap_or_else(|| a.results.join("figures"));
     let cmd = format!("urpe plot {} --out {}", a.results.display(), out.display());
     let path = plot_and_report(&a.results, &out, None, vec![cmd])?;
-    println!("wrote the figures and {}", path.display());
+    outln!("wrote the figures and {}", path.display())?;
     Ok(())
 }

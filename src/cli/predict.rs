@@ -1,5 +1,6 @@
 //! `urpe predict`: run a saved model on the user's own sequences.
 
+use super::outln;
 use crate::config::InputKind;
 use crate::error::{Error, Result};
 use crate::nn::{Model, ModelInput};
@@ -73,13 +74,13 @@ pub fn run(a: Args) -> Result<()> {
     let out = model.predict(&input)?;
     let bytes = npy_f32_bytes(out.shape(), out.iter().copied());
     crate::io::write_atomic(&a.output, &bytes)?;
-    println!(
+    outln!(
         "wrote {} float32 {:?} ({} model on {} sequences of length {})",
         a.output.display(),
         out.shape(),
         model.config.label(),
         out.dim().0,
         out.dim().1
-    );
+    )?;
     Ok(())
 }

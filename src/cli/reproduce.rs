@@ -1,6 +1,7 @@
 //! `urpe reproduce`: the main job. Runs the compiled-in experiment (resuming what is
 //! stored), then draws every figure and writes figures/REPORT.md.
 
+use super::outln;
 use super::plot::plot_and_report;
 use super::sweep::run_sweep;
 use crate::error::{Error, Result};
@@ -35,7 +36,8 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let experiment = a.profile.experiment();
     let start = Instant::now();
-    let summary = run_sweep(&experiment, &a.results, None, a.threads, &crate::engine::Backend::Ndarray)?;
+    let options = crate::experiment::sweep::SweepOptions::default();
+    let summary = run_sweep(&experiment, &a.results, None, options, a.threads, &crate::engine::Backend::Ndarray)?;
     if summary.left > 0 {
         return Err(Error::Interrupted(format!("{} runs left; run `urpe reproduce` again to resume", summary.left)));
     }
@@ -54,12 +56,12 @@ pub fn run(a: Args) -> Result<()> {
     ];
     let report =
         super::train::with_threads(a.threads, || plot_and_report(&a.results, &a.figures, Some(seconds), commands))?;
-    println!(
+    outln!(
         "{} runs ({} new) in {:.0} s; report: {}",
         summary.jobs,
         summary.done,
         start.elapsed().as_secs_f64(),
         report.display()
-    );
+    )?;
     Ok(())
 }

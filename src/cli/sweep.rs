@@ -5,7 +5,8 @@ use super::train::{stop_flag, with_threads};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
-use crate::experiment::sweep::{SweepSummary, cost, parse_shard, shard_jobs, sweep};
+use crate::experiment::store::SweepLog;
+use crate::experiment::sweep::{SweepOptions, SweepSummary, cost, parse_shard, plan_sweep, run_plan};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,15 @@ pub struct Args {
     /// Let CUDA matrix multiplies use TF32 (candle on a GPU only).
     #[arg(long)]
     tf32: bool,
+    /// Run the grid points that can be built and list the others (a head count that does
+    /// not divide a width) before starting, instead of refusing the experiment.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Add runs to a store that holds runs of this experiment's grid points with other
+    /// settings (e.g. another `steps`), keeping both: statistics, figures and reports show
+    /// each setting apart. Without it such a sweep is refused.
+    #[arg(long)]
+    keep_other_settings: bool,
 }
 
 /// Reads an experiment file.
@@ -52,19 +62,32 @@ pub fn read_experiment(path: &Path) -> Result<Experiment> {
 }
 
 /// Runs `experiment` into `out` with a progress bar (or plain lines); returns the summary.
+/// Grid points skipped under [`SweepOptions::skip_invalid`] are listed before it starts.
 pub fn run_sweep(
     experiment: &Experiment,
     out: &Path,
     shard: Option<(usize, usize)>,
+    options: SweepOptions,
     threads: Option<usize>,
     backend: &Backend,
 ) -> Result<SweepSummary> {
-    let jobs = shard_jobs(experiment.jobs()?, shard);
-    let done_ids: std::collections::HashSet<String> =
-        crate::experiment::Store::open(out)?.load()?.into_iter().map(|r| r.id).collect();
-    let total: u64 = jobs.iter().filter(|j| !done_ids.contains(&j.id)).map(cost).sum();
-    let pending = jobs.iter().filter(|j| !done_ids.contains(&j.id)).count();
-    eprintln!("{}: {} runs, {} stored already, {pending} to run", experiment.name, jobs.len(), jobs.len() - pending);
+    let store = crate::experiment::Store::open(out)?;
+    let plan = plan_sweep(experiment, &store, shard, options)?;
+    if !plan.skipped.is_empty() {
+        eprintln!("skipping {} grid point(s) that cannot be built (--skip-invalid):", plan.skipped.len());
+        for s in &plan.skipped {
+            eprintln!("  {s}");
+        }
+    }
+    let pending_jobs = plan.pending();
+    let total: u64 = pending_jobs.iter().map(|j| cost(j)).sum();
+    let pending = pending_jobs.len();
+    eprintln!(
+        "{}: {} runs, {} stored already, {pending} to run",
+        experiment.name,
+        plan.jobs.len(),
+        plan.jobs.len() - pending
+    );
     let stop = stop_flag()?;
     let start = Instant::now();
     let progress = AtomicU64::new(0);
@@ -97,18 +120,29 @@ pub fn run_sweep(
             }
         }
     };
-    let summary = with_threads(threads, || sweep(experiment, out, shard, backend, &stop, &on_done))?;
+    let summary = with_threads(threads, || run_plan(&plan, &store, backend, &stop, &on_done))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     eprintln!(
-        "{} runs stored now ({} diverged), {} skipped, {} left; {:.1} s",
+        "{} runs stored now ({} diverged), {} stored before, {} left; {:.1} s",
         summary.done,
         summary.diverged,
-        summary.skipped,
+        summary.stored_before,
         summary.left,
         start.elapsed().as_secs_f64()
     );
+    if pending > 0 {
+        store.log_sweep(&SweepLog {
+            experiment: experiment.name.clone(),
+            description: experiment.description.clone(),
+            shard: shard.map(|(k, n)| format!("{k}/{n}")),
+            threads: threads.unwrap_or_else(rayon::current_num_threads),
+            seconds: start.elapsed().as_secs_f64(),
+            stored: summary.done,
+            git: crate::experiment::sweep::GIT_REVISION.to_string(),
+        })?;
+    }
     Ok(summary)
 }
 
@@ -117,11 +151,13 @@ pub fn run(a: Args) -> Result<()> {
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let backend = Backend::parse(&a.backend, &a.device)?;
     super::train::set_tf32(a.tf32, &backend)?;
-    let summary = run_sweep(&experiment, &a.out, shard, a.threads, &backend)?;
+    let options = SweepOptions { skip_invalid: a.skip_invalid, keep_other_settings: a.keep_other_settings };
+    let summary = run_sweep(&experiment, &a.out, shard, options, a.threads, &backend)?;
     if summary.left > 0 {
-        return Err(Error::Input(format!(
-            "interrupted: {} runs left; run the same command again to resume",
-            summary.left
+        return Err(Error::Interrupted(format!(
+            "{} runs left, their states saved in {}; run the same command again to continue them",
+            summary.left,
+            a.out.join("partial").display()
         )));
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! checkpoint and a metrics JSON.
 
 use super::model_args::ModelArgs;
+use super::outln;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::optim::{Decay, OptimConfig, OptimizerKind};
@@ -218,8 +219,8 @@ pub fn save_run(out: &Path, trainer: &Trainer, record: &RunRecord) -> Result<()>
     crate::io::write_atomic(&out.join("metrics.json"), &json)
 }
 
-fn report(record: &RunRecord, metrics: Option<&Metrics>) {
-    println!(
+fn report(record: &RunRecord, metrics: Option<&Metrics>) -> Result<()> {
+    outln!(
         "{}: {} after {} steps in {:.1} s",
         record.config.model.label(),
         match record.outcome {
@@ -229,12 +230,13 @@ fn report(record: &RunRecord, metrics: Option<&Metrics>) {
         },
         record.steps_done,
         record.wall_seconds
-    );
-    println!("floor on constant inputs: {}", serde_json::to_string(&record.floor).unwrap_or_default());
+    )?;
+    outln!("floor on constant inputs: {}", serde_json::to_string(&record.floor).unwrap_or_default())?;
     if let Some(m) = metrics {
-        println!("constant inputs: {}", describe(&m.constant));
-        println!("general inputs:  {}", describe(&m.general));
+        outln!("constant inputs: {}", describe(&m.constant))?;
+        outln!("general inputs:  {}", describe(&m.general))?;
     }
+    Ok(())
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -289,13 +291,27 @@ pub fn run(a: Args) -> Result<()> {
         bar.finish_and_clear();
     }
     save_run(&a.out, &trainer, &record)?;
-    report(&record, record.metrics.as_ref());
-    println!("wrote {} and {}", a.out.join("model.safetensors").display(), metrics_path.display());
-    if record.outcome == Outcome::Interrupted {
-        crate::train_state::save(&trainer.state()?, &state_path)?;
-        println!("saved the training state; continue with: urpe train --resume --out {}", a.out.display());
-    } else if state_path.exists() {
-        std::fs::remove_file(&state_path).map_err(|e| Error::file(&state_path, format!("cannot remove: {e}")))?;
+    report(&record, record.metrics.as_ref())?;
+    outln!("wrote {} and {}", a.out.join("model.safetensors").display(), metrics_path.display())?;
+    match record.outcome {
+        Outcome::Interrupted => {
+            crate::train_state::save(&trainer.state()?, &state_path)?;
+            return Err(Error::Interrupted(format!(
+                "saved the training state; continue with: urpe train --resume --out {}",
+                a.out.display()
+            )));
+        }
+        _ if state_path.exists() => {
+            std::fs::remove_file(&state_path).map_err(|e| Error::file(&state_path, format!("cannot remove: {e}")))?
+        }
+        _ => {}
+    }
+    if record.outcome == Outcome::Diverged {
+        return Err(Error::Diverged(format!(
+            "non-finite loss or gradient at step {}; the record is in {}",
+            record.steps_done,
+            metrics_path.display()
+        )));
     }
     Ok(())
 }

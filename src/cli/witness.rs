@@ -1,5 +1,6 @@
 //! `urpe witness`: the exact URPE model for position-shift, and its t5 twin.
 
+use super::outln;
 use crate::error::{Error, Result};
 use crate::theory::targets::mse;
 use crate::theory::witness::{t5_twin, witness_model};
@@ -69,21 +70,24 @@ pub fn run(a: Args) -> Result<()> {
             "twin_at_or_above_floor": t_const >= floor,
         }));
     }
-    println!(
+    outln!(
         "URPE witness for position-shift, n = {}, d = {}, heads = {} (float32, {} sequences)",
-        a.n, a.d, a.heads, a.samples
-    );
-    println!("floor on constant inputs (every in-softmax model): {floor}");
-    println!("{:<28} {:>14} {:>14}", "model", "constant mse", "general mse");
-    println!("{:<28} {:>14.3e} {:>14.3e}", "witness (t5 + URPE gate)", w_const, w_gen);
-    println!("{:<28} {:>14.6} {:>14.6}", "t5 twin (C reset to ones)", t_const, t_gen);
-    println!(
+        a.n,
+        a.d,
+        a.heads,
+        a.samples
+    )?;
+    outln!("floor on constant inputs (every in-softmax model): {floor}")?;
+    outln!("{:<28} {:>14} {:>14}", "model", "constant mse", "general mse")?;
+    outln!("{:<28} {:>14.3e} {:>14.3e}", "witness (t5 + URPE gate)", w_const, w_gen)?;
+    outln!("{:<28} {:>14.6} {:>14.6}", "t5 twin (C reset to ones)", t_const, t_gen)?;
+    outln!(
         "witness {} floor/1000; t5 twin {} the floor on constant inputs",
         if w_const < floor / 1000.0 && w_gen < floor / 1000.0 { "below" } else { "NOT below" },
         if t_const >= floor { "at or above" } else { "BELOW (a bug: Proposition 1 is violated)" },
-    );
+    )?;
     if let Some(path) = &a.save {
-        println!("saved the witness to {}", path.display());
+        outln!("saved the witness to {}", path.display())?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Experiments: grid expansion and sharding, the results store, sweeps, statistics.
 
 pub mod builtin;
+pub mod settings;
 pub mod spec;
 pub mod stats;
 pub mod store;

@@ -2,6 +2,7 @@
 //! depths × widths × heads × seeds) with shared defaults. [`Experiment::jobs`] expands
 //! them, in a fixed order, into complete training runs.
 
+use super::settings::fnv1a;
 use crate::config::{Activation, ConfigError, Family, ModelSpec, Norm};
 use crate::optim::OptimConfig;
 use crate::theory::{Target, TargetKind};
@@ -38,7 +39,8 @@ pub struct Grid {
     pub depths: Option<Vec<usize>>,
     /// Widths.
     pub widths: Option<Vec<usize>>,
-    /// Head counts (built-in [2]); a count that does not divide a width is skipped there.
+    /// Head counts (built-in [2]); each must divide every width of the grid (or the sweep
+    /// is run with --skip-invalid, which lists the points it skips).
     pub heads: Option<Vec<usize>>,
     /// Seeds: each is both the init and the data seed of a run.
     pub seeds: Option<Vec<u64>>,
@@ -164,11 +166,6 @@ pub fn parse_family(label: &str) -> Result<(Family, bool), ConfigError> {
     })
 }
 
-/// FNV-1a, 64 bits: a stable hash for run identities.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-}
-
 impl Experiment {
     /// Reads an experiment from TOML; errors are one line with the place.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -176,15 +173,34 @@ impl Experiment {
         if e.grids.is_empty() {
             return Err("an experiment needs at least one [[grid]]".into());
         }
-        e.jobs().map_err(|err| err.to_string())?;
+        e.plan().map_err(|err| err.to_string())?;
         Ok(e)
     }
 
     /// Every run of every grid, in a fixed order (grid, target, family, depth, width,
-    /// heads, seed); each configuration validated.
+    /// heads, seed); each configuration validated. A grid point that cannot be built (a
+    /// head count that does not divide a width) is an error naming it: see [`Self::plan`]
+    /// to skip such points instead.
     pub fn jobs(&self) -> Result<Vec<Job>, ConfigError> {
-        let mut jobs = Vec::new();
-        for grid in &self.grids {
+        let plan = self.plan()?;
+        match plan.skipped.first() {
+            None => Ok(plan.jobs),
+            Some(first) => Err(ConfigError::new(
+                "heads",
+                first.heads,
+                format!(
+                    "{} grid point(s) cannot be built, the first: {first}; remove those head counts or widths from the grid, or pass --skip-invalid to run the other points",
+                    plan.skipped.len()
+                ),
+            )),
+        }
+    }
+
+    /// The runs of every buildable grid point (as [`Self::jobs`]) and the grid points that
+    /// cannot be built, listed rather than dropped in silence.
+    pub fn plan(&self) -> Result<Plan, ConfigError> {
+        let mut plan = Plan::default();
+        for (index, grid) in self.grids.iter().enumerate() {
             let g = grid.or(&self.defaults).or(&Grid::builtin());
             let (targets, families) = (list(&g.targets, "targets")?, list(&g.families, "families")?);
             let (depths, widths) = (list(&g.depths, "depths")?, list(&g.widths, "widths")?);
@@ -195,13 +211,24 @@ impl Experiment {
                     let (family, urpe) = parse_family(label)?;
                     for &depth in depths {
                         for &width in widths {
-                            for &h in heads.iter().filter(|&&h| h > 0 && width % h == 0) {
+                            for &h in heads {
+                                if h == 0 || width % h != 0 {
+                                    plan.skipped.push(Skipped {
+                                        grid: index + 1,
+                                        target: t.kind,
+                                        family: label.clone(),
+                                        depth,
+                                        width,
+                                        heads: h,
+                                    });
+                                    continue;
+                                }
                                 for &seed in seeds {
                                     let config = g.run(&target, family, urpe, depth, width, h, seed)?;
                                     let canonical =
                                         serde_json::to_string(&(&self.name, &config)).expect("serialisable");
                                     let id = format!("{:016x}", fnv1a(canonical.as_bytes()));
-                                    jobs.push(Job { id, family: label.clone(), seed, config });
+                                    plan.jobs.push(Job { id, family: label.clone(), seed, config });
                                 }
                             }
                         }
@@ -209,7 +236,43 @@ impl Experiment {
                 }
             }
         }
-        Ok(jobs)
+        Ok(plan)
+    }
+}
+
+/// The expansion of an experiment: runnable jobs and the grid points that cannot be built.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Every run of every buildable grid point, in the order of [`Experiment::jobs`].
+    pub jobs: Vec<Job>,
+    /// Grid points that cannot be built (heads must divide the width).
+    pub skipped: Vec<Skipped>,
+}
+
+/// A grid point that cannot be built: its head count does not divide its width.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// Grid number in the file, from 1.
+    pub grid: usize,
+    /// Target.
+    pub target: TargetKind,
+    /// Family label.
+    pub family: String,
+    /// Depth.
+    pub depth: usize,
+    /// Width.
+    pub width: usize,
+    /// Head count.
+    pub heads: usize,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[[grid]] {}: {} {} depth {} width {} heads {} (heads must divide the width)",
+            self.grid, self.target, self.family, self.depth, self.width, self.heads
+        )
     }
 }
 

@@ -2,6 +2,7 @@
 //! per grid point; Welch's t-test of each URPE family against its base family; and the
 //! certified check that no barrier-bound model beats its floor on constant inputs.
 
+use super::settings;
 use super::store::StoredRun;
 use crate::theory::{Floor, TargetKind};
 use crate::train::{Metrics, Outcome, SetMetrics};
@@ -68,7 +69,9 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
     Some(Welch { t, df, p })
 }
 
-/// A grid point: target (with n), family label, depth, width, heads.
+/// A grid point: target (with n), family label, depth, width, heads, and the protocol
+/// (every other setting but the seeds, [`settings::protocol`]): runs pool as seeds only
+/// within one key, never across settings.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Key {
     /// Target.
@@ -83,6 +86,8 @@ pub struct Key {
     pub width: usize,
     /// Heads.
     pub heads: usize,
+    /// Fingerprint of every other setting except the seeds.
+    pub protocol: String,
 }
 
 impl Key {
@@ -96,6 +101,7 @@ impl Key {
             depth: c.model.depth,
             width: c.model.width,
             heads: c.model.heads,
+            protocol: settings::protocol(c),
         }
     }
 }
@@ -125,6 +131,8 @@ pub struct Cell {
     pub constant_values: Vec<f64>,
     /// Runs that diverged.
     pub diverged: usize,
+    /// Optimiser steps of each run (part of the protocol, equal within a cell).
+    pub steps: usize,
 }
 
 /// One cell per grid point, sorted by key.
@@ -146,6 +154,7 @@ pub fn cells(runs: &[StoredRun]) -> Vec<Cell> {
                 general: mean_ci(&general),
                 constant_values,
                 diverged: runs.iter().filter(|r| r.record.outcome == Outcome::Diverged).count(),
+                steps: runs[0].record.config.steps,
                 key,
             }
         })
@@ -242,4 +251,63 @@ pub fn certify(runs: &[StoredRun]) -> Certificate {
         }
     }
     Certificate { checked, violations }
+}
+
+/// A set of runs that can be reported together, with what sets it apart from the others.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SettingGroup {
+    /// The settings that differ between groups, with this group's values
+    /// (`steps = 150, optim.lr = 0.003`); empty when the store is one group.
+    pub label: String,
+    /// The runs.
+    pub runs: Vec<StoredRun>,
+}
+
+/// Splits runs into groups that can be reported together: one group when no grid point
+/// holds runs of two protocols, else one group per protocol (in order of first
+/// appearance), each labelled with the settings in which the groups differ.
+pub fn setting_groups(runs: &[StoredRun]) -> Vec<SettingGroup> {
+    let point = |r: &StoredRun| {
+        let k = Key::of(r);
+        (k.target, k.n, k.family, k.depth, k.width, k.heads)
+    };
+    let mut protocols_at: BTreeMap<_, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for r in runs {
+        protocols_at.entry(point(r)).or_default().insert(settings::protocol(&r.record.config));
+    }
+    if protocols_at.values().all(|p| p.len() < 2) {
+        return vec![SettingGroup { label: String::new(), runs: runs.to_vec() }];
+    }
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<String, Vec<StoredRun>> = BTreeMap::new();
+    for r in runs {
+        let p = settings::protocol(&r.record.config);
+        if !order.contains(&p) {
+            order.push(p.clone());
+        }
+        groups.entry(p).or_default().push(r.clone());
+    }
+    let fields: Vec<Vec<(String, String)>> =
+        order.iter().map(|p| settings::protocol_fields(&groups[p][0].record.config)).collect();
+    let value = |f: &[(String, String)], name: &str| f.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let varying: Vec<String> = fields[0]
+        .iter()
+        .chain(fields.iter().flatten())
+        .map(|(n, _)| n.clone())
+        .filter(|n| fields.iter().any(|f| value(f, n) != value(&fields[0], n)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    order
+        .iter()
+        .zip(&fields)
+        .map(|(p, f)| SettingGroup {
+            label: varying
+                .iter()
+                .map(|n| format!("{n} = {}", value(f, n).unwrap_or_else(|| "–".into())))
+                .collect::<Vec<_>>()
+                .join(", "),
+            runs: groups.remove(p).expect("grouped"),
+        })
+        .collect()
 }

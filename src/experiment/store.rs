@@ -43,6 +43,11 @@ pub struct StoredRun {
     pub experiment: String,
     /// Run identity (hash of experiment name and configuration).
     pub id: String,
+    /// Fingerprint of every setting except the seeds ([`super::settings::fingerprint`]);
+    /// runs of one grid point pool as seeds only when it is equal. Computed from the
+    /// configuration for stores written before it was recorded.
+    #[serde(default)]
+    pub settings: String,
     /// Family label as the experiment wrote it.
     pub family: String,
     /// Seed (init and data).
@@ -53,6 +58,26 @@ pub struct StoredRun {
     pub record: RunRecord,
     /// Extra measurements for figures.
     pub probe: Probe,
+}
+
+/// One invocation of a sweep into a store, logged in `sweeps.jsonl` (not a run file): what
+/// `urpe plot` needs besides the runs to describe the experiment and its wall time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepLog {
+    /// Experiment name.
+    pub experiment: String,
+    /// Its description.
+    pub description: String,
+    /// Shard `K/N`, if any.
+    pub shard: Option<String>,
+    /// Worker threads.
+    pub threads: usize,
+    /// Wall-clock seconds of this invocation.
+    pub seconds: f64,
+    /// Runs it stored.
+    pub stored: usize,
+    /// Git revision of the build.
+    pub git: String,
 }
 
 /// A results store folder.
@@ -110,8 +135,11 @@ impl Store {
                 None => "",
             };
             for (i, line) in complete.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let run: StoredRun = serde_json::from_str(line)
+                let mut run: StoredRun = serde_json::from_str(line)
                     .map_err(|e| Error::file(&file, format!("line {}: not a stored run ({e})", i + 1)))?;
+                if run.settings.is_empty() {
+                    run.settings = super::settings::fingerprint(&run.record.config);
+                }
                 if seen.insert(run.id.clone()) {
                     runs.push(run);
                 }
@@ -120,23 +148,47 @@ impl Store {
         Ok(runs)
     }
 
+    /// The file of sweep invocations: `sweeps.jsonl`.
+    pub fn sweep_log_file(&self) -> PathBuf {
+        self.dir.join("sweeps.jsonl")
+    }
+
+    /// Every logged sweep invocation (none for stores written before the log existed); a
+    /// torn or unreadable line is skipped (the log describes runs, it holds none).
+    pub fn sweep_logs(&self) -> Vec<SweepLog> {
+        std::fs::read_to_string(self.sweep_log_file())
+            .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Appends one sweep invocation to the log.
+    pub fn log_sweep(&self, log: &SweepLog) -> Result<()> {
+        append_line(&self.sweep_log_file(), log)
+    }
+
     /// Appends one run to `file` as one line, in a single write flushed to disk, after
     /// cutting off a line torn by an earlier crash.
     pub fn append(&self, file: &Path, run: &StoredRun) -> Result<()> {
-        let mut line = serde_json::to_vec(run).map_err(|e| Error::Internal(e.to_string()))?;
-        line.push(b'\n');
-        let fail = |e: std::io::Error| Error::file(file, format!("cannot append: {e}"));
-        let mut f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(file).map_err(fail)?;
-        let len = f.metadata().map_err(fail)?.len();
-        if len > 0 {
-            let text = std::fs::read(file).map_err(fail)?;
-            if text.last() != Some(&b'\n') {
-                let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-                f.set_len(keep as u64).map_err(fail)?;
-                f.seek(SeekFrom::End(0)).map_err(fail)?;
-            }
-        }
-        f.write_all(&line).map_err(fail)?;
-        f.sync_data().map_err(fail)
+        append_line(file, run)
     }
+}
+
+/// Appends `value` to `file` as one JSON line, in a single write flushed to disk, after
+/// cutting off a line torn by an earlier crash.
+fn append_line(file: &Path, value: &impl Serialize) -> Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
+    line.push(b'\n');
+    let fail = |e: std::io::Error| Error::file(file, format!("cannot append: {e}"));
+    let mut f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(file).map_err(fail)?;
+    let len = f.metadata().map_err(fail)?.len();
+    if len > 0 {
+        let text = std::fs::read(file).map_err(fail)?;
+        if text.last() != Some(&b'\n') {
+            let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            f.set_len(keep as u64).map_err(fail)?;
+            f.seek(SeekFrom::End(0)).map_err(fail)?;
+        }
+    }
+    f.write_all(&line).map_err(fail)?;
+    f.sync_data().map_err(fail)
 }

@@ -1,7 +1,8 @@
 //! Running an experiment: expand the grid, take this shard's jobs, skip the ones the store
 //! already holds, run the rest in parallel (one job per worker), append each finished run.
 
-use super::spec::{Experiment, Job};
+use super::settings;
+use super::spec::{Experiment, Job, Skipped};
 use super::store::{Probe, Profile, RANK_PROBE_INPUTS, Store, StoredRun};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
@@ -11,7 +12,8 @@ use crate::train::{CurvePoint, Outcome, Trainer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -129,6 +131,7 @@ pub fn run_job_on(
     Ok(Some(StoredRun {
         experiment: experiment.to_string(),
         id: job.id.clone(),
+        settings: settings::fingerprint(&job.config),
         family: job.family.clone(),
         seed: job.seed,
         git: GIT_REVISION.to_string(),
@@ -142,8 +145,8 @@ pub fn run_job_on(
 pub struct SweepSummary {
     /// Jobs of this shard.
     pub jobs: usize,
-    /// Already in the store (skipped).
-    pub skipped: usize,
+    /// Already in the store before this sweep (not run again).
+    pub stored_before: usize,
     /// Run and stored now.
     pub done: usize,
     /// Of those, diverged.
@@ -152,34 +155,131 @@ pub struct SweepSummary {
     pub left: usize,
 }
 
-/// Runs the jobs of `experiment` (this shard's) missing from the store in `dir`, in
-/// parallel on the current pool; `on_done(cost)` is called after each finished job.
+/// How a sweep treats grid points it cannot build and stored runs with other settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepOptions {
+    /// Run the buildable grid points and list the others, instead of refusing them all.
+    pub skip_invalid: bool,
+    /// Add runs to a store that holds runs of the same experiment and grid points with
+    /// other settings (statistics and reports keep each setting apart), instead of refusing.
+    pub keep_other_settings: bool,
+}
+
+/// The work of a sweep, checked before anything runs.
+#[derive(Clone, Debug)]
+pub struct SweepPlan {
+    /// Experiment name.
+    pub experiment: String,
+    /// This shard's jobs.
+    pub jobs: Vec<Job>,
+    /// Grid points that cannot be built (empty unless [`SweepOptions::skip_invalid`]).
+    pub skipped: Vec<Skipped>,
+    /// Ids of the jobs the store holds already.
+    pub stored: HashSet<String>,
+    /// The store file this sweep appends to.
+    pub file: PathBuf,
+}
+
+impl SweepPlan {
+    /// The jobs still to run, in order.
+    pub fn pending(&self) -> Vec<&Job> {
+        self.jobs.iter().filter(|j| !self.stored.contains(&j.id)).collect()
+    }
+}
+
+/// A job and a stored run at the same grid point (seeds aside).
+fn same_point(job: &Job, run: &StoredRun) -> bool {
+    let (a, b) = (&job.config, &run.record.config);
+    job.family == run.family
+        && (a.target, a.n, a.model.depth, a.model.width, a.model.heads)
+            == (b.target, b.n, b.model.depth, b.model.width, b.model.heads)
+}
+
+/// Plans a sweep of `experiment` (this shard's jobs) into `store`: refuses grid points that
+/// cannot be built unless [`SweepOptions::skip_invalid`], and stored runs of the same
+/// experiment and grid points with other settings unless
+/// [`SweepOptions::keep_other_settings`]; each refusal names what differs and the fix.
+pub fn plan_sweep(
+    experiment: &Experiment,
+    store: &Store,
+    shard: Option<(usize, usize)>,
+    options: SweepOptions,
+) -> Result<SweepPlan> {
+    let plan = if options.skip_invalid {
+        experiment.plan()?
+    } else {
+        super::spec::Plan { jobs: experiment.jobs()?, skipped: Vec::new() }
+    };
+    let jobs = shard_jobs(plan.jobs, shard);
+    let runs = store.load()?;
+    if !options.keep_other_settings {
+        let mut conflicts = runs.iter().filter(|r| r.experiment == experiment.name).filter_map(|r| {
+            let job = jobs.iter().find(|j| same_point(j, r))?;
+            (r.settings != settings::fingerprint(&job.config)).then_some((r, job))
+        });
+        if let Some((run, job)) = conflicts.next() {
+            let count = 1 + conflicts.count();
+            let diff = settings::describe(&settings::differences(&run.record.config, &job.config), "there", "here");
+            return Err(Error::file(
+                store.dir(),
+                format!(
+                    "holds {count} run(s) of experiment `{}` at grid points of this file with other settings ({diff}); sweep into another --out, rename the experiment (`name`), or pass --keep-other-settings to keep both (statistics and reports then show each setting apart)",
+                    experiment.name
+                ),
+            ));
+        }
+    }
+    Ok(SweepPlan {
+        experiment: experiment.name.clone(),
+        stored: runs.into_iter().map(|r| r.id).filter(|id| jobs.iter().any(|j| &j.id == id)).collect(),
+        jobs,
+        skipped: plan.skipped,
+        file: store.file_for(shard),
+    })
+}
+
+/// Plans ([`plan_sweep`]) and runs ([`run_plan`]) a sweep of `experiment` into `dir`.
 pub fn sweep(
     experiment: &Experiment,
     dir: &Path,
     shard: Option<(usize, usize)>,
+    options: SweepOptions,
     backend: &Backend,
     stop: &AtomicBool,
     on_done: &(dyn Fn(u64) + Sync),
 ) -> Result<SweepSummary> {
     let store = Store::open(dir)?;
-    let jobs = shard_jobs(experiment.jobs()?, shard);
-    let finished: std::collections::HashSet<String> = store.load()?.into_iter().map(|r| r.id).collect();
-    let pending: Vec<&Job> = jobs.iter().filter(|j| !finished.contains(&j.id)).collect();
-    let file = store.file_for(shard);
+    let plan = plan_sweep(experiment, &store, shard, options)?;
+    run_plan(&plan, &store, backend, stop, on_done)
+}
+
+/// Runs the pending jobs of `plan` in parallel on the current pool, appending each finished
+/// run to the plan's store file; `on_done(cost)` is called after each finished job.
+pub fn run_plan(
+    plan: &SweepPlan,
+    store: &Store,
+    backend: &Backend,
+    stop: &AtomicBool,
+    on_done: &(dyn Fn(u64) + Sync),
+) -> Result<SweepSummary> {
+    let pending = plan.pending();
+    let file = &plan.file;
     let append = Mutex::new(());
-    let summary =
-        Mutex::new(SweepSummary { jobs: jobs.len(), skipped: jobs.len() - pending.len(), ..SweepSummary::default() });
+    let summary = Mutex::new(SweepSummary {
+        jobs: plan.jobs.len(),
+        stored_before: plan.jobs.len() - pending.len(),
+        ..SweepSummary::default()
+    });
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     pending.par_iter().with_max_len(1).for_each(|job| {
         if stop.load(Ordering::Relaxed) {
             return;
         }
         let partial = store.partial_for(&job.id);
-        match run_job_on(&experiment.name, job, stop, backend, Some(&partial)) {
+        match run_job_on(&plan.experiment, job, stop, backend, Some(&partial)) {
             Ok(Some(run)) => {
                 let _guard = append.lock().expect("store lock");
-                if let Err(e) = store.append(&file, &run) {
+                if let Err(e) = store.append(file, &run) {
                     first_error.lock().expect("error lock").get_or_insert(e);
                     stop.store(true, Ordering::Relaxed);
                     return;
@@ -203,6 +303,6 @@ pub fn sweep(
         return Err(e);
     }
     let mut s = summary.into_inner().expect("summary lock");
-    s.left = s.jobs - s.skipped - s.done;
+    s.left = s.jobs - s.stored_before - s.done;
     Ok(s)
 }

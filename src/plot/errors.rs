@@ -1,7 +1,7 @@
 //! Mean squared error of the real targets against model width (one panel per depth) and
 //! against depth (one panel per width), with the exact floor of THEORY.md §3 drawn dashed.
 
-use super::{Axis, Figure, Panel, Panels, Series, legend, save, slice, sort_families, targets};
+use super::{Axis, Figure, Panel, Panels, Series, legend, measured, save, slice, sort_families, targets};
 use crate::error::Result;
 use crate::experiment::stats::{Cell, Key, MeanCi};
 use crate::theory::Floor;
@@ -15,11 +15,12 @@ enum Along {
     Depth,
 }
 
-/// One error figure.
+/// One error figure; its caption's first sentence, then how it was measured and what the
+/// data show are added from the cells.
 struct Spec {
     name: &'static str,
     title: &'static str,
-    caption: [&'static str; 2],
+    caption: &'static str,
     along: Along,
     general: bool,
     floor: &'static str,
@@ -29,10 +30,7 @@ const SPECS: [Spec; 3] = [
     Spec {
         name: "error_vs_width_constant",
         title: "Error on constant inputs vs width",
-        caption: [
-            "Mean squared error on constant inputs against model width (log₂ axis), one panel per depth, one row per real target; lines are means over seeds with shaded 95% confidence intervals, families shifted slightly sideways so that coinciding points stay visible.",
-            "Families with position information only inside the softmax cannot go below the dashed floor at any size; URPE and APE can, and the gap is the barrier.",
-        ],
+        caption: "Mean squared error on constant inputs against model width (log₂ axis), one panel per depth, one row per real target; families shifted slightly sideways and marked so that coinciding points stay visible; dashed: the exact floor of every in-softmax family.",
         along: Along::Width,
         general: false,
         floor: "floor",
@@ -40,10 +38,7 @@ const SPECS: [Spec; 3] = [
     Spec {
         name: "error_vs_width_general",
         title: "Error on general inputs vs width",
-        caption: [
-            "Mean squared error on general (random, non-constant) inputs against model width, laid out as the constant-input figure.",
-            "The floor binds on constant inputs only and is drawn here for scale: off constant inputs any family may go below it.",
-        ],
+        caption: "Mean squared error on general (random, non-constant) inputs against model width, laid out as the constant-input figure; the floor binds on constant inputs only and is drawn here for scale.",
         along: Along::Width,
         general: true,
         floor: "floor (constant inputs only)",
@@ -51,10 +46,7 @@ const SPECS: [Spec; 3] = [
     Spec {
         name: "error_vs_depth",
         title: "Error on constant inputs vs depth",
-        caption: [
-            "Mean squared error on constant inputs against depth, one panel per width, one row per real target; means over seeds with shaded 95% confidence intervals, families shifted slightly sideways so that coinciding points stay visible.",
-            "More layers do not take in-softmax families below the dashed floor; URPE and APE are not bound by it.",
-        ],
+        caption: "Mean squared error on constant inputs against depth, one panel per width, one row per real target; families shifted slightly sideways and marked so that coinciding points stay visible; dashed: the exact floor of every in-softmax family.",
         along: Along::Depth,
         general: false,
         floor: "floor",
@@ -64,12 +56,57 @@ const SPECS: [Spec; 3] = [
 /// Draws the error figures the cells allow.
 pub(super) fn draw(cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
+    let real: Vec<&Cell> = cells.iter().filter(|c| !c.key.target.is_classification()).collect();
     for spec in &SPECS {
         if let Some(fig) = figure(cells, spec) {
-            figures.push(save(dir, spec.name, spec.title, spec.caption, &fig)?);
+            let first = format!("{} Lines: {}.", spec.caption, measured(&real));
+            let reading = reading(&real, spec.general);
+            figures.push(save(dir, spec.name, spec.title, [&first, &reading], &fig)?);
         }
     }
     Ok(figures)
+}
+
+/// What the cells show against the floor, per real target with a positive floor: for
+/// every family, at how many sizes its mean error is below the floor (and below floor/10),
+/// and the lowest mean; on general inputs only the lowest means (the floor does not bind).
+fn reading(cells: &[&Cell], general: bool) -> String {
+    let mut targets: Vec<_> = cells.iter().map(|c| c.key.target).collect::<BTreeSet<_>>().into_iter().collect();
+    targets.sort();
+    let mut out = Vec::new();
+    for target in targets {
+        let here: Vec<&&Cell> = cells.iter().filter(|c| c.key.target == target).collect();
+        let Floor::Mse { mse: floor } = here[0].floor else { continue };
+        if floor <= 0.0 {
+            continue;
+        }
+        let mut families: Vec<String> = here.iter().map(|c| c.key.family.clone()).collect();
+        sort_families(&mut families);
+        let parts: Vec<String> = families
+            .iter()
+            .map(|f| {
+                let mine: Vec<f64> = here
+                    .iter()
+                    .filter(|c| &c.key.family == f)
+                    .map(|c| if general { c.general.mean } else { c.constant.mean })
+                    .collect();
+                let lowest = mine.iter().copied().fold(f64::INFINITY, f64::min);
+                if general {
+                    return format!("{f} lowest {lowest:.2e}");
+                }
+                let below =
+                    mine.iter().filter(|&&m| m < floor * (1.0 - crate::experiment::stats::CERTIFY_SLACK)).count();
+                let tenth = mine.iter().filter(|&&m| m < floor / 10.0).count();
+                format!(
+                    "{f} below the floor at {below} of {} sizes ({tenth} below floor/10; lowest {lowest:.2e})",
+                    mine.len()
+                )
+            })
+            .collect();
+        let kind = if general { "general-input MSE" } else { "constant inputs" };
+        out.push(format!("{target} (floor {floor:.4}), {kind}: {}.", parts.join("; ")));
+    }
+    out.join(" ")
 }
 
 impl Along {

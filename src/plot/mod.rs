@@ -22,6 +22,7 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub use probes::draw_analysis;
@@ -113,6 +114,21 @@ fn save(dir: &Path, name: &str, title: &str, caption: [&str; 2], fig: &impl Draw
 
 /// The one font family of every figure.
 const FONT: &str = "sans-serif";
+/// How the cells of a figure were measured, for its caption: "means over 3 seeds with
+/// shaded 95% Student-t intervals; 400 steps per run" (or single runs without a band).
+fn measured(cells: &[&Cell]) -> String {
+    let seeds: BTreeSet<usize> = cells.iter().map(|c| c.constant.k).collect();
+    let steps: BTreeSet<usize> = cells.iter().map(|c| c.steps).collect();
+    let (fewest, most) = (seeds.first().copied().unwrap_or(0), seeds.last().copied().unwrap_or(0));
+    let band = match (fewest, most) {
+        (_, m) if m < 2 => "single runs (one seed: no interval)".to_string(),
+        (f, m) if f == m => format!("means over {m} seeds with shaded 95% Student-t intervals"),
+        (f, m) => format!("means over {f} to {m} seeds with shaded 95% Student-t intervals (none where one seed)"),
+    };
+    let steps: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
+    format!("{band}; {} steps per run", steps.join(" or "))
+}
+
 /// Font sizes in pixels: figure title, panel caption, axis description, tick labels, legend.
 const TITLE: f64 = 36.0;
 const CAPTION: f64 = 29.0;
@@ -165,6 +181,48 @@ fn colour(family: &str) -> RGBColor {
         let (r, g, b) = Palette99::pick(hash).to_rgba().rgb();
         RGBColor(r, g, b)
     })
+}
+
+/// Marker shapes, so that families whose lines coincide (the in-softmax families on the
+/// floor) stay apart without colour.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Shape {
+    Circle,
+    Square,
+    Triangle,
+    Diamond,
+    Cross,
+}
+
+/// The marker shape of a line colour: a fixed family's shape cycles through [`Shape`] in
+/// the fixed family order (each family's colour is unique); any other colour a circle.
+fn shape(colour: RGBColor) -> Shape {
+    const SHAPES: [Shape; 5] = [Shape::Circle, Shape::Square, Shape::Triangle, Shape::Diamond, Shape::Cross];
+    FAMILIES.iter().position(|(_, c)| *c == colour).map_or(Shape::Circle, |i| SHAPES[i % SHAPES.len()])
+}
+
+/// Draws a marker of `colour`'s shape at `at` on `area` (a chart's plotting area or a
+/// pixel area).
+fn draw_marker<DB: DrawingBackend, CT: plotters::coord::CoordTranslate>(
+    area: &DrawingArea<DB, CT>,
+    at: CT::From,
+    colour: RGBColor,
+) -> Drawn
+where
+    CT::From: Clone + 'static,
+{
+    let (m, style) = (MARKER as i32, colour.filled());
+    match shape(colour) {
+        Shape::Circle => area.draw(&Circle::new(at, MARKER, style))?,
+        Shape::Square => area.draw(&(EmptyElement::at(at) + Rectangle::new([(-m, -m), (m, m)], style)))?,
+        Shape::Triangle => area.draw(&TriangleMarker::new(at, MARKER + 2, style))?,
+        Shape::Diamond => {
+            let corners = vec![(0, -m - 2), (m + 2, 0), (0, m + 2), (-m - 2, 0)];
+            area.draw(&(EmptyElement::at(at) + Polygon::new(corners, style)))?
+        }
+        Shape::Cross => area.draw(&Cross::new(at, MARKER + 1, colour.stroke_width(STROKE)))?,
+    }
+    Ok(())
 }
 
 /// Sorts family labels into the fixed order (unknown labels last, alphabetically).
@@ -434,7 +492,7 @@ fn draw_mark<DB: DrawingBackend>(area: &Area<DB>, mark: &Mark, x: i32, y: i32) -
                 area.draw(&PathElement::new(ends, style))?;
             }
             if marker {
-                area.draw(&Circle::new((x + SWATCH / 2, y), MARKER, colour.filled()))?;
+                draw_marker(area, (x + SWATCH / 2, y), colour)?;
             }
         }
         Mark::Fill { fill, border } => {
@@ -603,7 +661,9 @@ fn draw_panel<DB: DrawingBackend>(area: &Area<DB>, p: &Panel) -> Drawn {
             chart.draw_series(LineSeries::new(points.clone(), style))?;
         }
         if s.markers {
-            chart.draw_series(points.into_iter().map(|pt| Circle::new(pt, MARKER, s.colour.filled())))?;
+            for pt in points {
+                draw_marker(chart.plotting_area(), pt, s.colour)?;
+            }
         }
     }
     Ok(())

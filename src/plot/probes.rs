@@ -53,6 +53,7 @@ const RANK_CAPTION: &str =
 /// σ₁/‖h‖ per stage for the lowest-seed run of each family that stored its rank probe.
 pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
     let mut families = Vec::new();
+    let mut shown: Vec<&StoredRun> = Vec::new();
     let panels: Vec<Panel> = targets(cells, |t| !t.is_classification())
         .into_iter()
         .filter_map(|t| largest(&slice(cells, t)))
@@ -66,7 +67,10 @@ pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec
             let mut series: Vec<Series> = labels
                 .iter()
                 .filter_map(|f| here.iter().find(|r| &r.family == f))
-                .map(|r| Series::family(&r.family, along(&r.probe.rank, 0), Vec::new()))
+                .map(|r| {
+                    shown.push(r);
+                    Series::family(&r.family, along(&r.probe.rank, 0), Vec::new())
+                })
                 .collect();
             series.push(tolerance(stages.len(), RANK_TOLERANCE));
             families.extend(labels);
@@ -86,8 +90,8 @@ pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec
     }
     sort_families(&mut families);
     let caption = [
-        "Largest singular value of the row-centred hidden states of 64 constant inputs, stacked, relative to their norm, at each stage of one trained model per family (lowest seed, largest model per real target).",
-        "In-softmax families stay at rounding level (positional rank 0, Proposition 1) at every layer; APE carries position from the input on, URPE from its first gated layer on.",
+        "Largest singular value of the row-centred hidden states of 64 constant inputs, stacked, relative to their norm, at each stage of one trained model per family (lowest seed, largest model per real target; one run each, so no band).",
+        &rank_reading(&shown),
     ];
     let fig = Panels {
         title: "Positional rank on constant inputs".into(),
@@ -99,6 +103,35 @@ pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec
     };
     let caption_line = format!("{} {RANK_CAPTION}", caption[1]);
     Ok(vec![save(dir, "positional_rank", "Positional rank on constant inputs", [caption[0], &caption_line], &fig)?])
+}
+
+/// What the drawn runs show: the largest σ₁/‖h‖ of an in-softmax family at any stage, and
+/// for each other family the first stage above the rank tolerance.
+fn rank_reading(runs: &[&StoredRun]) -> String {
+    let sigma = |s: &StageRank| s.singular.first().copied().unwrap_or(0.0);
+    let bound: Vec<&&StoredRun> = runs.iter().filter(|r| r.record.config.model.barrier_bound()).collect();
+    let bound_max = bound.iter().flat_map(|r| r.probe.rank.iter().map(sigma)).fold(0.0, f64::max);
+    let mut free: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.record.config.model.barrier_bound())
+        .map(|r| match r.probe.rank.iter().find(|s| sigma(s) > RANK_TOLERANCE) {
+            Some(s) => format!("{} from stage {} on", r.family, s.stage),
+            None => format!("{} at no stage", r.family),
+        })
+        .collect();
+    free.sort();
+    free.dedup();
+    let mut text = String::new();
+    if !bound.is_empty() {
+        text.push_str(&format!(
+            "In-softmax families: σ₁/‖h‖ ≤ {bound_max:.1e} at every stage{}. ",
+            if bound_max > RANK_TOLERANCE { ", ABOVE the tolerance: a bug" } else { " (positional rank 0)" }
+        ));
+    }
+    if !free.is_empty() {
+        text.push_str(&format!("Above the tolerance: {}.", free.join("; ")));
+    }
+    text
 }
 
 /// A distinct colour for line k of a single-model figure.
@@ -158,6 +191,8 @@ pub fn draw_analysis(x: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
         "σ₁/‖h‖ below 10⁻¹⁸ (exactly equal rows) is drawn at 10⁻¹⁸ and the energy below 10⁻³⁶ at 10⁻³⁶; the dashed lines are the rank tolerance 10⁻⁶ and its square.",
     ];
     let mut figures = vec![save(dir, "positional_rank", &title, caption, &fig)?];
+    /// Relative level at which the spectra's log axis stops.
+    const SPECTRUM_FLOOR: f64 = 1e-12;
     let mut tensors: Vec<&str> = x.spectra.iter().map(|s| s.tensor.as_str()).collect();
     tensors.dedup();
     if !tensors.is_empty() {
@@ -166,15 +201,22 @@ pub fn draw_analysis(x: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
             .iter()
             .map(|t| {
                 let of: Vec<_> = x.spectra.iter().filter(|s| s.tensor == *t).collect();
+                // a log axis, so that one large σ₁ does not flatten the rest; values below
+                // SPECTRUM_FLOOR·σ_max (zeros included) are drawn at that level
+                let top = of.iter().flat_map(|s| s.singular.iter().copied()).fold(0.0, f64::max);
+                let least = (top * SPECTRUM_FLOOR).max(f64::MIN_POSITIVE);
                 let series: Vec<Series> = of
                     .iter()
-                    .map(|s| line(s.head, s.singular.iter().enumerate().map(|(k, &v)| (k as f64 + 1.0, v)).collect()))
+                    .map(|s| {
+                        let points = s.singular.iter().enumerate().map(|(k, &v)| (k as f64 + 1.0, v.max(least)));
+                        line(s.head, points.collect())
+                    })
                     .collect();
                 let role = of.first().map_or("", |s| s.role.as_str());
                 Some(Panel {
                     caption: format!("{role}: {t}"),
                     x: Axis::new(0.5, x.n as f64 + 0.5, false),
-                    y: Axis::fit(series.iter().flat_map(|s| s.values()).chain([0.0]), false),
+                    y: Axis::fit(series.iter().flat_map(|s| s.values()), true),
                     x_desc: "k".into(),
                     y_desc: "σ_k".into(),
                     series,
@@ -192,7 +234,7 @@ pub fn draw_analysis(x: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
         };
         let caption = [
             "Singular values of each head's n × n Toeplitz matrix: B is added to the scores inside the softmax, C multiplies the probabilities after it.",
-            "C = 11ᵀ (plain attention) has σ = (n, 0, …, 0); any other spectrum of C is position information the softmax alone cannot carry.",
+            "Log axis; values below 1e-12·σ_max (zeros included) are drawn at that level. C = 11ᵀ (plain attention) has σ = (n, 0, …, 0); any other spectrum of C is position information the softmax alone cannot carry.",
         ];
         figures.push(save(dir, "toeplitz_spectra", &title, caption, &fig)?);
     }
