@@ -1,6 +1,6 @@
 //! `urpe analyze`: linear-algebra probes of a checkpoint, or of random models of a family.
 
-use super::model_args::ModelArgs;
+use super::model_args::{IoArgs, ModelArgs};
 use crate::analysis::random::random_model;
 use crate::analysis::rank::RANK_TOLERANCE;
 use crate::analysis::{Analysis, Options, analyze};
@@ -12,7 +12,11 @@ use std::path::PathBuf;
 /// Probe where position information lives: stochasticity of every head, positional rank
 /// per layer, spectra of the Toeplitz matrices B and C.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
+#[command(
+    mut_arg("n_max", |a| a.help("Longest sequence the model accepts [default: 16]")),
+    mut_arg("d_in", |a| a.help("Real input with this many features [default: 8 when no --vocab]")),
+    mut_arg("d_out", |a| a.help("Real output with this many features [default: 8 when no --classes]")),
+    after_help = "\
 Examples:
   urpe analyze --checkpoint runs/x/model.safetensors
   urpe analyze --checkpoint runs/x/model.safetensors --json > probes.json
@@ -35,6 +39,8 @@ pub struct Args {
     config: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    io: IoArgs,
     /// Probe this many random models of the family given by the model flags.
     #[arg(long, value_name = "K")]
     random_init: Option<usize>,
@@ -69,7 +75,7 @@ pub fn run(a: Args) -> Result<()> {
             let config = match &a.config {
                 Some(path) => super::model_args::read_config_file(path)?,
                 None => {
-                    let spec = a.model.spec()?;
+                    let spec = a.model.spec(Some(&a.io))?;
                     spec.complete(16, InputKind::Real { d_in: 8 }, OutputKind::Real { d_out: 8 }).resolve()?
                 }
             };
@@ -154,13 +160,13 @@ fn print_analysis(x: &Analysis, o: &Options) {
     );
     println!(
         "{:>5} {:>4}  {:<8} {:>12} {:>12} {:>22} {:>10} {:>10}",
-        "layer", "head", "inputs", "row sum min", "row sum max", "λ nearest 1 (re, im)", "|λ − 1|", "‖M1 − 1‖∞"
+        "block", "head", "inputs", "row sum min", "row sum max", "λ nearest 1 (re, im)", "|λ − 1|", "‖M1 − 1‖∞"
     );
     for (kind, heads) in [("constant", &x.heads_constant), ("general", &x.heads_general)] {
         for h in heads {
             println!(
                 "{:>5} {:>4}  {:<8} {:>12.6} {:>12.6} {:>22} {:>10.2e} {:>10.2e}",
-                h.layer,
+                h.block,
                 h.head,
                 kind,
                 h.row_sum_min,
@@ -175,8 +181,8 @@ fn print_analysis(x: &Analysis, o: &Options) {
         let sums = h.gated_row_sums.as_ref().expect("filtered");
         let shown: Vec<String> = sums.iter().map(|s| format!("{s:.3}")).collect();
         println!(
-            "row sums of A ⊙ C, layer {} head {}, per position (constant inputs): {}",
-            h.layer,
+            "row sums of A ⊙ C, block {} head {}, per position (constant inputs): {}",
+            h.block,
             h.head,
             shown.join(" ")
         );
@@ -200,6 +206,9 @@ fn print_analysis(x: &Analysis, o: &Options) {
     }
     if !x.spectra.is_empty() {
         println!("Toeplitz matrices at n = {}: singular values per head", x.n);
+        if x.spectra.iter().any(|t| t.tensor.starts_with("layers.")) {
+            println!("(tensors as named in the checkpoint, where layers.L is block L + 1)");
+        }
         println!(
             "{:<20} {:<4} {:>4} {:>10} {:>10} {:>10} {:>10} {:>12}",
             "tensor", "role", "head", "σ1", "σ2", "σ3", "σ_min", "‖C − 11ᵀ‖/n"

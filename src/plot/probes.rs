@@ -161,14 +161,16 @@ pub fn draw_analysis(x: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
     let mut tensors: Vec<&str> = x.spectra.iter().map(|s| s.tensor.as_str()).collect();
     tensors.dedup();
     if !tensors.is_empty() {
-        let heads = x.spectra.iter().map(|s| s.head + 1).max().unwrap_or(1);
+        let heads = x.spectra.iter().map(|s| s.head).max().unwrap_or(1);
         let panels: Vec<Option<Panel>> = tensors
             .iter()
             .map(|t| {
                 let of: Vec<_> = x.spectra.iter().filter(|s| s.tensor == *t).collect();
                 let series: Vec<Series> = of
                     .iter()
-                    .map(|s| line(s.head, s.singular.iter().enumerate().map(|(k, &v)| (k as f64 + 1.0, v)).collect()))
+                    .map(|s| {
+                        line(s.head - 1, s.singular.iter().enumerate().map(|(k, &v)| (k as f64 + 1.0, v)).collect())
+                    })
                     .collect();
                 let role = of.first().map_or("", |s| s.role.as_str());
                 Some(Panel {
