@@ -227,7 +227,10 @@ fn the_paper_experiment_is_the_papers_setting() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/paper.toml")).unwrap();
     let jobs = Experiment::parse(&text).unwrap().jobs().unwrap();
     assert_eq!(jobs.len(), 6);
-    assert_eq!(jobs.iter().map(|j| j.family.as_str()).collect::<Vec<_>>(), ["urpe", "urpe", "t5", "t5", "nope", "nope"]);
+    assert_eq!(
+        jobs.iter().map(|j| j.family.as_str()).collect::<Vec<_>>(),
+        ["urpe", "urpe", "t5", "t5", "nope", "nope"]
+    );
     for j in &jobs {
         let (c, m) = (&j.config, &j.config.model);
         assert_eq!((c.n, c.vocab, c.steps, c.batch), (128, 1000, 40_000, 128));
