@@ -366,7 +366,7 @@ impl ModelConfig {
 
     /// Reads a configuration from JSON text.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        serde_json::from_str(text).map_err(|e| e.to_string())
+        serde_json::from_str(text).map_err(|e| in_user_words(&e.to_string()))
     }
 
     /// The configuration as one line of JSON (the checkpoint's `config` metadata).
@@ -517,8 +517,37 @@ pub fn toml_from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, St
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            format!("line {line}, column {column}: {}", e.message().trim_end())
+            format!("line {line}, column {column}: {}", in_user_words(e.message().trim_end()))
         }
-        None => e.message().trim_end().to_string(),
+        None => in_user_words(e.message().trim_end()),
     })
+}
+
+/// A deserialisation error with the internal type names (`expected struct OptimConfig`)
+/// replaced by what the user writes (`expected a table like optim = { lr = 1e-3 }`).
+pub fn in_user_words(message: &str) -> String {
+    const SHAPES: [(&str, &str); 7] = [
+        ("OptimConfig", "a table like `optim = { lr = 1e-3, warmup = 100 }`"),
+        ("EvalConfig", "a table like `eval = { sequences = 512 }`"),
+        ("ModelSpec", "a [model] table with family, depth, width and heads"),
+        ("ModelConfig", "a model table with family, depth, width, heads, n_max, input and output"),
+        ("Grid", "a table of lists ([defaults] or [[grid]])"),
+        ("InputKind", "a table like `{ kind = \"real\", d_in = 8 }` or `{ kind = \"tokens\", vocab = 10 }`"),
+        ("OutputKind", "a table like `{ kind = \"real\", d_out = 8 }` or `{ kind = \"classes\", classes = 16 }`"),
+    ];
+    let mut out = message.to_string();
+    for (prefix, generic) in [
+        ("expected internally tagged enum ", "a table with a `kind`"),
+        ("expected struct ", "a table"),
+        ("expected enum ", "a name in quotes"),
+    ] {
+        while let Some(at) = out.find(prefix) {
+            let start = at + prefix.len();
+            let end = out[start..].find(|c: char| !c.is_alphanumeric() && c != '_').map_or(out.len(), |k| start + k);
+            let name = &out[start..end];
+            let shape = SHAPES.iter().find(|(n, _)| *n == name).map_or(generic, |(_, shape)| shape);
+            out = format!("{}expected {shape}{}", &out[..at], &out[end..]);
+        }
+    }
+    out
 }

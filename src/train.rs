@@ -2,7 +2,7 @@
 //! loss, backward, Adam; evaluation on fixed held-out sets of constant inputs (where the
 //! floor applies) and of general inputs, reported separately.
 
-use crate::config::{ConfigError, ModelConfig};
+use crate::config::{ConfigError, InputKind, ModelConfig, OutputKind};
 use crate::engine::{Backend, Engine};
 use crate::error::Result;
 use crate::float::Float;
@@ -152,7 +152,11 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// Reads a run from TOML (or JSON when `json`); errors are one line.
     pub fn parse(text: &str, json: bool) -> std::result::Result<Self, String> {
-        if json { serde_json::from_str(text).map_err(|e| e.to_string()) } else { crate::config::toml_from_str(text) }
+        if json {
+            serde_json::from_str(text).map_err(|e| crate::config::in_user_words(&e.to_string()))
+        } else {
+            crate::config::toml_from_str(text)
+        }
     }
 
     /// The target this run learns.
@@ -181,20 +185,51 @@ impl TrainConfig {
             return Err(ConfigError::new("d", 0, "a real target needs at least 1 feature"));
         }
         if self.model.input != t.input_kind() {
+            let (size, set) = match t.input_kind() {
+                InputKind::Real { d_in } => (format!("`d` = {d_in} features"), "`d` (--d)"),
+                InputKind::Tokens { vocab } => (format!("`vocab` = {vocab} tokens"), "`vocab` (--vocab)"),
+            };
             return Err(ConfigError::new(
                 "model.input",
-                format!("{:?}", self.model.input),
-                format!("{} needs {:?}", self.target, t.input_kind()),
+                input_toml(self.model.input),
+                format!(
+                    "{} reads {}, so the model needs {}; leave `model.input` out (it follows the \
+                     target) and set the size with {set}",
+                    self.target,
+                    size,
+                    input_toml(t.input_kind())
+                ),
             ));
         }
         if self.model.output != t.output_kind() {
             return Err(ConfigError::new(
                 "model.output",
-                format!("{:?}", self.model.output),
-                format!("{} at n = {} needs {:?}", self.target, self.n, t.output_kind()),
+                output_toml(self.model.output),
+                format!(
+                    "{} at n = {} needs {}; leave `model.output` out (it follows the target)",
+                    self.target,
+                    self.n,
+                    output_toml(t.output_kind())
+                ),
             ));
         }
         Ok(())
+    }
+}
+
+/// An input as written in a file: `{ kind = "real", d_in = 8 }`.
+fn input_toml(input: InputKind) -> String {
+    match input {
+        InputKind::Real { d_in } => format!("{{ kind = \"real\", d_in = {d_in} }}"),
+        InputKind::Tokens { vocab } => format!("{{ kind = \"tokens\", vocab = {vocab} }}"),
+    }
+}
+
+/// An output as written in a file: `{ kind = "classes", classes = 16 }`.
+fn output_toml(output: OutputKind) -> String {
+    match output {
+        OutputKind::Real { d_out } => format!("{{ kind = \"real\", d_out = {d_out} }}"),
+        OutputKind::Classes { classes } => format!("{{ kind = \"classes\", classes = {classes} }}"),
     }
 }
 

@@ -84,7 +84,10 @@ pub fn load(path: &Path) -> Result<TrainState> {
     let (_, header) = SafeTensors::read_metadata(&file).map_err(|e| bad(e.to_string()))?;
     let info = header.metadata().clone().unwrap_or_default();
     if info.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(bad(format!("its `format` metadata is {:?}", info.get("format"))));
+        return Err(bad(match info.get("format") {
+            Some(format) => format!("its `format` metadata is `{format}`"),
+            None => "it has no `format` metadata".into(),
+        }));
     }
     let meta: Meta = serde_json::from_str(info.get("state").ok_or_else(|| bad("no `state` metadata".into()))?)
         .map_err(|e| bad(format!("the `state` metadata does not parse ({e})")))?;
@@ -99,7 +102,7 @@ pub fn load(path: &Path) -> Result<TrainState> {
     let data_word_pos = meta
         .data_word_pos
         .parse()
-        .map_err(|_| bad(format!("data_word_pos {:?} is not a number", meta.data_word_pos)))?;
+        .map_err(|_| bad(format!("`data_word_pos` = `{}` is not a number", meta.data_word_pos)))?;
     Ok(TrainState {
         config: meta.config,
         step: meta.step,

@@ -302,16 +302,30 @@ fn analyze_a_trained_checkpoint_and_random_models() {
     let o = urpe(&["analyze", "--checkpoint", ckpt]);
     let text = stdout(&o);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for needle in ["positional rank on 256 constant inputs", "row sums of A ⊙ C", "pos.urpe", "block 2", "THEORY.md"]
-    {
+    for needle in [
+        "positional rank on 256 constant inputs",
+        "row sums of A ⊙ C, block 1 head 1,",
+        "row sums of A ⊙ C, block 2 head 2,",
+        "pos.urpe",
+        "block 2",
+        "THEORY.md",
+    ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
+    assert!(!text.contains("layer 0") && !text.contains("head 0"), "blocks and heads count from 1:\n{text}");
     let figs = dir.path().join("figs");
     let o = urpe(&["analyze", "--checkpoint", ckpt, "--json", "--figures", figs.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["models"][0]["rank"].as_array().unwrap().len(), 4, "input, 2 blocks, output");
     assert_eq!(v["barrier_bound_by_theory"], false);
+    let heads = |kind: &str| -> Vec<(u64, u64)> {
+        let list = v["models"][0][kind].as_array().unwrap();
+        list.iter().map(|h| (h["block"].as_u64().unwrap(), h["head"].as_u64().unwrap())).collect()
+    };
+    assert_eq!(heads("heads_constant"), [(1, 1), (1, 2), (2, 1), (2, 2)], "JSON counts from 1 too");
+    let spectra = v["models"][0]["spectra"].as_array().unwrap();
+    assert_eq!(spectra.iter().map(|s| s["head"].as_u64().unwrap()).min(), Some(1));
     for name in ["positional_rank", "toeplitz_spectra"] {
         for ext in ["png", "svg"] {
             assert!(figs.join(format!("{name}.{ext}")).metadata().unwrap().len() > 1000, "{name}.{ext}");
@@ -338,4 +352,134 @@ fn analyze_a_trained_checkpoint_and_random_models() {
         "--rank-inputs",
     );
     assert!(!empty.exists(), "a failed analyze wrote its figures folder");
+}
+
+/// Every help's "Examples:" block (the top level's and each subcommand's, rendered at the
+/// default 100 columns): each line is one whole command, never wrapped or continued with a
+/// backslash, and parses as written, so a pasted line runs.
+#[test]
+fn every_help_example_is_one_line_that_parses() {
+    use clap::{CommandFactory, Parser};
+    let subcommands: Vec<String> =
+        urpe::cli::Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+    assert!(subcommands.len() >= 11, "{subcommands:?}");
+    let mut checked = 0;
+    for args in std::iter::once(vec!["--help"]).chain(subcommands.iter().map(|s| vec![s.as_str(), "--help"])) {
+        let o = Command::new(env!("CARGO_BIN_EXE_urpe")).args(&args).env("COLUMNS", "100").output().unwrap();
+        assert!(o.status.success(), "{args:?}");
+        let help = stdout(&o);
+        let (_, examples) = (help.split_once("Examples:\n").or_else(|| help.split_once("Example:\n")))
+            .unwrap_or_else(|| panic!("{args:?}: no examples"));
+        for line in examples.lines().take_while(|l| !l.trim().is_empty()) {
+            let command = line.trim();
+            assert!(line.chars().count() <= 100, "{args:?}: {line:?} is longer than 100 columns");
+            if command.starts_with("python ") {
+                continue; // predict's example makes its input with numpy
+            }
+            assert!(command.starts_with("urpe "), "{args:?}: {line:?} is not a whole command (wrapped?)");
+            assert!(!command.ends_with('\\'), "{args:?}: {line:?} continues on the next line");
+            // what the shell passes on: no comment, no redirection
+            let command = command.split(" #").next().unwrap().split(" > ").next().unwrap();
+            if let Err(e) = urpe::cli::Cli::try_parse_from(command.split_whitespace()) {
+                panic!("{args:?}: {command:?} does not parse:\n{e}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} example lines found");
+}
+
+/// `init` keeps an existing file unless --force is given, as `train` does.
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let out_s = out.to_str().unwrap();
+    let init = "init --family t5 --depth 1 --width 8 --heads 2 --n-max 8 --d-in 4 --d-out 4 --out";
+    assert!(urpe(&[words(init), vec![out_s]].concat()).status.success());
+    let first = std::fs::read(&out).unwrap();
+    let again = [words(init), vec![out_s, "--seed", "7"]].concat();
+    fails_with(&again, "m.safetensors: exists: choose another --out, or add --force");
+    assert_eq!(std::fs::read(&out).unwrap(), first, "the refused init changed the file");
+    assert!(urpe(&[again.clone(), vec!["--force"]].concat()).status.success());
+    assert_ne!(std::fs::read(&out).unwrap(), first, "--force replaced the file");
+}
+
+/// `train` prints the target's limit in words: a floor on the error, a ceiling on the
+/// accuracy; flags that do not apply to train name the ones that do.
+#[test]
+fn train_speaks_of_floors_ceilings_and_the_flags_the_user_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let model = "--family t5 --depth 1 --width 8 --heads 2 --steps 3 --eval-sequences 16";
+    let o = urpe(&[words(&format!("train --target position-shift --n 8 {model} --out")), vec![&out("a")]].concat());
+    let text = stdout(&o);
+    assert!(o.status.success() && text.contains("floor on constant inputs: mse ≥ 0.0820\n"), "{text}");
+    assert!(!text.contains('{'), "no raw JSON: {text}");
+    let o = urpe(&[words(&format!("train --target position-id --n 16 {model} --out")), vec![&out("b")]].concat());
+    let text = stdout(&o);
+    assert!(
+        o.status.success() && text.contains("ceiling on constant inputs: accuracy ≤ 0.0625, cross-entropy ≥ 2.7726\n"),
+        "{text}"
+    );
+    let wrong = format!("train --target position-shift --n 8 {model} --d-in 4 --out");
+    fails_with(&[words(&wrong), vec![&out("c")]].concat(), "--d-in 4: train sizes the model's input and output");
+    fails_with(&[words(&wrong), vec![&out("c")]].concat(), "--d D");
+    assert!(!dir.path().join("c").exists());
+}
+
+/// Each command's help lists each flag once and says what applies to that command.
+#[test]
+fn each_help_says_what_applies_to_its_command() {
+    let help = |command: &str| stdout(&urpe(&[command, "--help"]));
+    let train = help("train");
+    assert_eq!(train.matches("--vocab <").count(), 1, "{train}");
+    assert!(!train.contains("--d-in") && !train.contains("--classes"), "{train}");
+    assert!(train.contains("Longest sequence the model accepts [default: --n]"), "{train}");
+    for command in ["init", "analyze"] {
+        let text = help(command);
+        assert!(!text.contains("train:"), "{command}: {text}");
+        assert_eq!(text.matches("--n-max <").count(), 1, "{command}: {text}");
+    }
+    assert!(help("analyze").contains("Longest sequence the model accepts [default: 16]"));
+    let sweep = help("sweep");
+    assert!(sweep.contains("DIR/partial/") && !sweep.contains("run again on resume"), "{sweep}");
+}
+
+/// A sweep says how many stopped runs it continues from DIR/partial/, and its progress
+/// percentages are shares of the runs.
+#[test]
+fn a_sweep_reports_the_stopped_runs_it_continues_and_counts_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exp.toml");
+    let text = r#"
+name = "progress"
+[[grid]]
+targets = [{ kind = "position-shift", n = 4, d = 2 }]
+families = ["t5", "urpe"]
+depths = [1]
+widths = [4]
+seeds = [1, 2, 3, 4, 5]
+steps = 20
+batch = 4
+eval = { sequences = 8 }
+"#;
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("results");
+    let e = urpe::experiment::Experiment::parse(text).unwrap();
+    let jobs = e.jobs().unwrap();
+    let store = urpe::experiment::Store::open(&out).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut trainer = urpe::train::Trainer::new(jobs[3].config.clone()).unwrap();
+    trainer.run(&stop, |r| stop.store(r.step == 5, std::sync::atomic::Ordering::Relaxed)).unwrap();
+    let partial = store.partial_for(&jobs[3].id);
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    urpe::train_state::save(&trainer.state().unwrap(), &partial).unwrap();
+    let o = urpe(&["sweep", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let continuing = format!("continuing 1 stopped run from {}", out.join("partial").display());
+    assert!(err.contains(&continuing), "{err}");
+    assert!(err.contains("10/10 runs (100%)"), "{err}");
+    assert!(!partial.exists(), "the continued run's state is removed once stored");
 }

@@ -118,3 +118,37 @@ fn the_example_configuration_file_is_valid() {
     let c = ModelConfig::from_toml(&text).unwrap();
     assert_eq!(c.label(), "urpe");
 }
+
+/// Errors speak of what the user writes (tables, fields, flags), never of internal types
+/// such as `struct TargetSpec` or `Real { d_in: 8 }`.
+#[test]
+fn messages_use_the_users_words_not_internal_types() {
+    let internal = ["struct", "enum", "TargetSpec", "InputKind", "OptimConfig", "Real {", "Classes {"];
+    let plain = |msg: &str| internal.iter().all(|t| !msg.contains(t));
+
+    // an experiment's targets are tables with their length
+    let bare = "name = \"x\"\n[[grid]]\ntargets = [\"position-shift\"]\nfamilies = [\"t5\"]\n";
+    let msg = urpe::experiment::Experiment::parse(bare).unwrap_err();
+    assert!(msg.contains("`targets`") && msg.contains("{ kind = \"position-shift\", n = 16 }"), "{msg}");
+    assert!(plain(&msg), "{msg}");
+
+    // tables given as strings or numbers
+    let msg = rejected(&with("input = \"real\""));
+    assert!(msg.contains("{ kind = \"real\", d_in = 8 }") && plain(&msg), "{msg}");
+    let run = "target = \"position-shift\"\nn = 8\noptim = \"adam\"\n[model]\nfamily = \"t5\"\ndepth = 1\nwidth = 8\nheads = 2\n";
+    let msg = urpe::train::TrainConfig::parse(run, false).unwrap_err();
+    assert!(msg.contains("optim = { lr = 1e-3") && plain(&msg), "{msg}");
+    let json = r#"{"target": "position-shift", "n": 8, "eval": 3, "model": {"family": "t5", "depth": 1, "width": 8, "heads": 2}}"#;
+    let msg = urpe::train::TrainConfig::parse(json, true).unwrap_err();
+    assert!(msg.contains("eval = { sequences") && plain(&msg), "{msg}");
+
+    // a model input or output that does not fit the target names the run's field `d`
+    let model = "[model]\nfamily = \"t5\"\ndepth = 1\nwidth = 8\nheads = 2\n";
+    let wrong_input = format!("target = \"position-shift\"\nn = 8\n{model}input = {{ kind = \"real\", d_in = 4 }}\n");
+    let msg = urpe::train::TrainConfig::parse(&wrong_input, false).unwrap_err();
+    assert!(msg.contains("`d` = 8") && msg.contains("`d` (--d)") && msg.contains("d_in = 4") && plain(&msg), "{msg}");
+    let wrong_output =
+        format!("target = \"position-id\"\nn = 8\n{model}output = {{ kind = \"classes\", classes = 4 }}\n");
+    let msg = urpe::train::TrainConfig::parse(&wrong_output, false).unwrap_err();
+    assert!(msg.contains("{ kind = \"classes\", classes = 8 }") && plain(&msg), "{msg}");
+}

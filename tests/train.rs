@@ -267,4 +267,5 @@ fn train_resume_continues_a_stopped_run() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2));
     assert!(err.contains("not a saved training state"), "{err}");
+    assert!(err.contains("its `format` metadata is `urpe-checkpoint-v1`") && !err.contains("Some("), "{err}");
 }

@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 /// The spectrum of one head's Toeplitz matrix.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToeplitzSpectrum {
-    /// The tensor it comes from (`pos.t5`, `layers.0.pos.urpe`, `alibi (fixed)`, …).
+    /// The tensor it comes from (`pos.t5`, `layers.0.pos.urpe`, `alibi (fixed)`, …): the
+    /// checkpoint's tensor name, where `layers.L` is block L + 1.
     pub tensor: String,
     /// `B` (inside the softmax) or `C` (the URPE gate).
     pub role: String,
-    /// Head, from 0.
+    /// Head, from 1.
     pub head: usize,
     /// Singular values of the n × n matrix, nonincreasing.
     pub singular: Vec<f64>,
@@ -74,7 +75,7 @@ pub fn toeplitz_spectra(model: &Model<f64>, n: usize) -> Result<Vec<ToeplitzSpec
             out.push(ToeplitzSpectrum {
                 tensor: tensor.clone(),
                 role: role.into(),
-                head,
+                head: head + 1,
                 singular: singular_values(t.view())?,
                 distance_from_ones: (role == "C").then(|| distance_from_ones(&t)),
             });

@@ -9,13 +9,14 @@ use crate::nn::ForwardCache;
 use ndarray::{ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-/// One head of one layer over a batch of inputs. M is the mixing matrix (G = A ⊙ C with the
-/// gate, A = row_softmax(S) without).
+/// One head of one block over a batch of inputs. M is the mixing matrix (G = A ⊙ C with the
+/// gate, A = row_softmax(S) without). Blocks and heads count from 1, as in every text,
+/// figure and report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HeadStochasticity {
-    /// Layer, from 0.
-    pub layer: usize,
-    /// Head, from 0.
+    /// Block (layer), from 1.
+    pub block: usize,
+    /// Head, from 1.
     pub head: usize,
     /// Smallest row sum Σ_j M_ij over all rows and inputs.
     pub row_sum_min: f64,
@@ -56,8 +57,8 @@ pub fn heads(cache: &ForwardCache<f64>) -> Result<Vec<HeadStochasticity>> {
         let (batch, heads, n, _) = mixing.dim();
         for head in 0..heads {
             let mut h = HeadStochasticity {
-                layer,
-                head,
+                block: layer + 1,
+                head: head + 1,
                 row_sum_min: f64::INFINITY,
                 row_sum_max: f64::NEG_INFINITY,
                 eigenvalue: (f64::NAN, f64::NAN),

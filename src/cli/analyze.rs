@@ -1,6 +1,6 @@
 //! `urpe analyze`: linear-algebra probes of a checkpoint, or of random models of a family.
 
-use super::model_args::ModelArgs;
+use super::model_args::{IoArgs, ModelArgs};
 use super::outln;
 use crate::analysis::random::random_model;
 use crate::analysis::rank::RANK_TOLERANCE;
@@ -13,7 +13,11 @@ use std::path::PathBuf;
 /// Probe where position information lives: stochasticity of every head, positional rank
 /// per layer, spectra of the Toeplitz matrices B and C.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
+#[command(
+    mut_arg("n_max", |a| a.help("Longest sequence the model accepts [default: 16]")),
+    mut_arg("d_in", |a| a.help("Real input with this many features [default: 8 when no --vocab]")),
+    mut_arg("d_out", |a| a.help("Real output with this many features [default: 8 when no --classes]")),
+    after_help = "\
 Examples:
   urpe analyze --checkpoint runs/x/model.safetensors
   urpe analyze --checkpoint runs/x/model.safetensors --json > probes.json
@@ -36,6 +40,8 @@ pub struct Args {
     config: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    io: IoArgs,
     /// Probe this many random models of the family given by the model flags.
     #[arg(long, value_name = "K")]
     random_init: Option<usize>,
@@ -70,7 +76,7 @@ pub fn run(a: Args) -> Result<()> {
             let config = match &a.config {
                 Some(path) => super::model_args::read_config_file(path)?,
                 None => {
-                    let spec = a.model.spec()?;
+                    let spec = a.model.spec(Some(&a.io))?;
                     spec.complete(16, InputKind::Real { d_in: 8 }, OutputKind::Real { d_out: 8 }).resolve()?
                 }
             };
@@ -155,7 +161,7 @@ fn print_analysis(x: &Analysis, o: &Options) -> Result<()> {
     )?;
     outln!(
         "{:>5} {:>4}  {:<8} {:>12} {:>12} {:>22} {:>10} {:>10}",
-        "layer",
+        "block",
         "head",
         "inputs",
         "row sum min",
@@ -168,7 +174,7 @@ fn print_analysis(x: &Analysis, o: &Options) -> Result<()> {
         for h in heads {
             outln!(
                 "{:>5} {:>4}  {:<8} {:>12.6} {:>12.6} {:>22} {:>10.2e} {:>10.2e}",
-                h.layer,
+                h.block,
                 h.head,
                 kind,
                 h.row_sum_min,
@@ -183,8 +189,8 @@ fn print_analysis(x: &Analysis, o: &Options) -> Result<()> {
         let sums = h.gated_row_sums.as_ref().expect("filtered");
         let shown: Vec<String> = sums.iter().map(|s| format!("{s:.3}")).collect();
         outln!(
-            "row sums of A ⊙ C, layer {} head {}, per position (constant inputs): {}",
-            h.layer,
+            "row sums of A ⊙ C, block {} head {}, per position (constant inputs): {}",
+            h.block,
             h.head,
             shown.join(" ")
         )?;
@@ -200,6 +206,9 @@ fn print_analysis(x: &Analysis, o: &Options) -> Result<()> {
     }
     if !x.spectra.is_empty() {
         outln!("Toeplitz matrices at n = {}: singular values per head", x.n)?;
+        if x.spectra.iter().any(|t| t.tensor.starts_with("layers.")) {
+            outln!("(tensors as named in the checkpoint, where layers.L is block L + 1)")?;
+        }
         outln!(
             "{:<20} {:<4} {:>4} {:>10} {:>10} {:>10} {:>10} {:>12}",
             "tensor",

@@ -45,9 +45,9 @@ Examples:
   urpe reproduce                      # the main job: sweep, figures/, figures/REPORT.md
   urpe bound --target position-shift --n 16
   urpe witness --n 16 --d 8
-  urpe init --family urpe --depth 2 --width 32 --heads 4 --n-max 16 --d-in 8 --d-out 8 --out model.safetensors
+  urpe init --config experiments/model.toml --out model.safetensors
   urpe predict --checkpoint model.safetensors --input X.npy --output Y.npy
-  urpe train --target position-shift --family urpe --depth 2 --width 32 --heads 4 --n 16 --out runs/x
+  urpe train --target prefix-sum --family urpe --depth 2 --width 32 --heads 4 --n 16 --out runs/x
   urpe analyze --checkpoint runs/x/model.safetensors
   urpe analyze --family rope --depth 2 --width 16 --heads 2 --random-init 3
 

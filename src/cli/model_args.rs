@@ -33,12 +33,18 @@ pub struct ModelArgs {
     /// Causal attention mask.
     #[arg(long)]
     pub causal: bool,
-    /// Longest sequence the model accepts [train: default n].
+    /// Longest sequence the model accepts.
     #[arg(long)]
     pub n_max: Option<usize>,
     /// Give every layer its own position parameters (default: shared across layers).
     #[arg(long)]
     pub per_layer_position: bool,
+}
+
+/// What a model reads and writes, given by flags (`urpe init`, `urpe analyze`; `urpe train`
+/// takes both from the target).
+#[derive(Debug, Clone, clap::Args)]
+pub struct IoArgs {
     /// Token input with this vocabulary.
     #[arg(long, conflicts_with = "d_in")]
     pub vocab: Option<usize>,
@@ -51,6 +57,26 @@ pub struct ModelArgs {
     /// Real output with this many features.
     #[arg(long)]
     pub d_out: Option<usize>,
+}
+
+impl IoArgs {
+    /// The input the flags give, if any.
+    pub fn input(&self) -> Option<InputKind> {
+        match (self.vocab, self.d_in) {
+            (Some(vocab), _) => Some(InputKind::Tokens { vocab }),
+            (_, Some(d_in)) => Some(InputKind::Real { d_in }),
+            (None, None) => None,
+        }
+    }
+
+    /// The output the flags give, if any.
+    pub fn output(&self) -> Option<OutputKind> {
+        match (self.classes, self.d_out) {
+            (Some(classes), _) => Some(OutputKind::Classes { classes }),
+            (_, Some(d_out)) => Some(OutputKind::Real { d_out }),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Reads a model configuration file (TOML, or JSON for `.json`).
@@ -71,18 +97,11 @@ fn required<T>(value: Option<T>, flag: &str) -> Result<T> {
 }
 
 impl ModelArgs {
-    /// The flags as a specification; n_max, input and output stay open where not given.
-    pub fn spec(&self) -> Result<ModelSpec> {
-        let input = match (self.vocab, self.d_in) {
-            (Some(vocab), _) => Some(InputKind::Tokens { vocab }),
-            (_, Some(d_in)) => Some(InputKind::Real { d_in }),
-            (None, None) => None,
-        };
-        let output = match (self.classes, self.d_out) {
-            (Some(classes), _) => Some(OutputKind::Classes { classes }),
-            (_, Some(d_out)) => Some(OutputKind::Real { d_out }),
-            (None, None) => None,
-        };
+    /// The flags as a specification; n_max, input and output (from `io`, when given) stay
+    /// open where not given.
+    pub fn spec(&self, io: Option<&IoArgs>) -> Result<ModelSpec> {
+        let input = io.and_then(IoArgs::input);
+        let output = io.and_then(IoArgs::output);
         Ok(ModelSpec {
             family: required(self.family, "--family")?,
             urpe: self.urpe,
@@ -104,8 +123,8 @@ impl ModelArgs {
     }
 
     /// The validated configuration; every field must be given.
-    pub fn resolve(&self) -> Result<ModelConfig> {
-        let spec = self.spec()?;
+    pub fn resolve(&self, io: &IoArgs) -> Result<ModelConfig> {
+        let spec = self.spec(Some(io))?;
         required(spec.n_max, "--n-max")?;
         required(spec.input, "--vocab V (tokens) or --d-in D (real vectors)")?;
         required(spec.output, "--classes C or --d-out D")?;

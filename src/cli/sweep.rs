@@ -10,7 +10,7 @@ use crate::experiment::sweep::{SweepOptions, SweepSummary, cost, parse_shard, pl
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Run every job of an experiment file; append each finished run to DIR/runs.jsonl.
 #[derive(Debug, clap::Args)]
@@ -21,8 +21,10 @@ Examples:
 
 Running it again skips the runs already stored (resume). With --shard K/N (K from 0) the
 runs go to DIR/runs-shard-K-of-N.jsonl; the store is every runs*.jsonl file in DIR, so
-shards merge by putting their files in one folder. Ctrl-C stops the running jobs (they
-are not stored and run again on resume).")]
+shards merge by putting their files in one folder. Ctrl-C (or SIGTERM) stops the running
+jobs after their current step and saves their training state in DIR/partial/; the next
+run of the same command continues them from there. Progress counts runs; the ETA weighs
+them by their cost.")]
 pub struct Args {
     /// Experiment file (TOML).
     experiment: PathBuf,
@@ -88,14 +90,20 @@ pub fn run_sweep(
         plan.jobs.len(),
         plan.jobs.len() - pending
     );
+    let continuing = pending_jobs.iter().filter(|j| store.partial_for(&j.id).exists()).count();
+    if continuing > 0 {
+        let runs = if continuing == 1 { "run" } else { "runs" };
+        eprintln!("continuing {continuing} stopped {runs} from {}", out.join("partial").display());
+    }
     let stop = stop_flag()?;
     let start = Instant::now();
     let progress = AtomicU64::new(0);
     let finished = AtomicU64::new(0);
+    // The bar and the percentages count runs; the ETA weighs the runs by their cost.
     let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total.max(1));
+        let bar = indicatif::ProgressBar::new(pending as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}%  {msg}  {elapsed} elapsed, ETA {eta}")
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs ({percent}%)  {elapsed} elapsed{msg}")
                 .expect("a valid template"),
         );
         bar
@@ -103,18 +111,18 @@ pub fn run_sweep(
     let on_done = |c: u64| {
         let p = progress.fetch_add(c, Ordering::Relaxed) + c;
         let f = finished.fetch_add(1, Ordering::Relaxed) + 1;
+        let elapsed = start.elapsed().as_secs_f64();
+        let eta = elapsed / p as f64 * (total.saturating_sub(p)) as f64;
         match &bar {
             Some(bar) => {
-                bar.set_position(p);
-                bar.set_message(format!("{f}/{pending} runs"));
+                bar.set_position(f);
+                bar.set_message(format!(", ETA {}", indicatif::HumanDuration(Duration::from_secs_f64(eta))));
             }
             None => {
-                let elapsed = start.elapsed().as_secs_f64();
-                let eta = elapsed / p as f64 * (total.saturating_sub(p)) as f64;
                 if f as usize == pending || f.is_multiple_of(10) {
                     eprintln!(
                         "{f}/{pending} runs ({:.0}%), {elapsed:.0} s elapsed, ETA {eta:.0} s",
-                        100.0 * p as f64 / total.max(1) as f64
+                        100.0 * f as f64 / pending.max(1) as f64
                     );
                 }
             }

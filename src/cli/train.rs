@@ -6,7 +6,7 @@ use super::outln;
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::optim::{Decay, OptimConfig, OptimizerKind};
-use crate::theory::TargetKind;
+use crate::theory::{Floor, TargetKind};
 use crate::train::{EvalConfig, Metrics, Outcome, RunRecord, SetMetrics, StepReport, TrainConfig, TrainSpec, Trainer};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -16,11 +16,12 @@ use std::time::Instant;
 
 /// Train a model on a target; writes DIR/model.safetensors and DIR/metrics.json.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
+#[command(
+    mut_arg("n_max", |a| a.help("Longest sequence the model accepts [default: --n]")),
+    after_help = "\
 Examples:
-  urpe train --target position-shift --family t5 --urpe --depth 2 --width 32 --heads 4 \\
-             --n 16 --steps 2000 --seed 1 --out runs/x
-  urpe train --target position-id --family t5 --depth 2 --width 32 --heads 4 --n 16 --lr 3e-3 --out runs/pi
+  urpe train --target prefix-sum --family urpe --depth 2 --width 32 --heads 4 --n 16 --out runs/x
+  urpe train --target position-id --family t5 --depth 2 --width 32 --heads 4 --n 16 --out runs/pi
   urpe train --config run.toml --out runs/y      # a run file: see README, \"Training\"
   urpe train --resume --out runs/x               # continue a run stopped with Ctrl-C
 
@@ -48,6 +49,15 @@ pub struct Args {
     vocab: usize,
     #[command(flatten)]
     model: ModelArgs,
+    /// Not for train (the model's input follows the target): see --d and --vocab.
+    #[arg(long, hide = true)]
+    d_in: Option<usize>,
+    /// Not for train (the model's output follows the target).
+    #[arg(long, hide = true)]
+    d_out: Option<usize>,
+    /// Not for train (the model's output follows the target).
+    #[arg(long, hide = true)]
+    classes: Option<usize>,
     /// Optimiser steps.
     #[arg(long, default_value_t = 2000)]
     steps: usize,
@@ -123,12 +133,21 @@ fn run_config(a: &Args) -> Result<TrainConfig> {
     let target =
         a.target.ok_or_else(|| Error::Input("--target is required (or give a run file with --config FILE)".into()))?;
     let n = a.n.ok_or_else(|| Error::Input("--n is required".into()))?;
+    for (flag, given) in [("--d-in", a.d_in), ("--d-out", a.d_out), ("--classes", a.classes)] {
+        if let Some(v) = given {
+            return Err(Error::Input(format!(
+                "{flag} {v}: train sizes the model's input and output from the target; give the \
+                 features per position with --d D (real targets, default 8) or the vocabulary with \
+                 --vocab V (token targets, default 10)"
+            )));
+        }
+    }
     let spec = TrainSpec {
         target,
         n,
         d: a.d,
         vocab: a.vocab,
-        model: a.model.spec()?,
+        model: a.model.spec(None)?,
         steps: a.steps,
         batch: a.batch,
         constant_fraction: a.constant_fraction,
@@ -169,6 +188,24 @@ pub fn describe(m: &SetMetrics) -> String {
         SetMetrics::Classes { accuracy, cross_entropy, .. } => {
             format!("accuracy {accuracy:.4}, cross-entropy {cross_entropy:.4}")
         }
+    }
+}
+
+/// A floor value for reading: four decimals, or three significant digits below 0.01.
+fn bound_value(v: f64) -> String {
+    if v != 0.0 && v.abs() < 0.01 { format!("{v:.2e}") } else { format!("{v:.4}") }
+}
+
+/// The target's limit on constant inputs in words: a floor on the error of real targets, a
+/// ceiling on the accuracy (and a floor on the cross-entropy) of class targets.
+pub fn describe_floor(floor: &Floor) -> String {
+    match *floor {
+        Floor::Mse { mse } => format!("floor on constant inputs: mse ≥ {}", bound_value(mse)),
+        Floor::Classes { accuracy, cross_entropy } => format!(
+            "ceiling on constant inputs: accuracy ≤ {}, cross-entropy ≥ {}",
+            bound_value(accuracy),
+            bound_value(cross_entropy)
+        ),
     }
 }
 
@@ -231,7 +268,7 @@ fn report(record: &RunRecord, metrics: Option<&Metrics>) -> Result<()> {
         record.steps_done,
         record.wall_seconds
     )?;
-    outln!("floor on constant inputs: {}", serde_json::to_string(&record.floor).unwrap_or_default())?;
+    outln!("{}", describe_floor(&record.floor))?;
     if let Some(m) = metrics {
         outln!("constant inputs: {}", describe(&m.constant))?;
         outln!("general inputs:  {}", describe(&m.general))?;

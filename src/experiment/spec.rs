@@ -9,20 +9,54 @@ use crate::theory::{Target, TargetKind};
 use crate::train::{EvalConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
-/// A target of a grid with its sizes.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A target of a grid with its sizes: a table `{ kind = "position-shift", n = 16 }` in the
+/// file (a bare name is rejected with that example).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct TargetSpec {
     /// Which function.
     pub kind: TargetKind,
     /// Sequence length.
     pub n: usize,
     /// Features (real targets; default 8).
-    #[serde(default)]
     pub d: Option<usize>,
     /// Vocabulary (token targets; default 10).
-    #[serde(default)]
     pub vocab: Option<usize>,
+}
+
+/// The table form of [`TargetSpec`], as written in a file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetTable {
+    kind: TargetKind,
+    n: usize,
+    #[serde(default)]
+    d: Option<usize>,
+    #[serde(default)]
+    vocab: Option<usize>,
+}
+
+impl<'de> Deserialize<'de> for TargetSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, Visitor, value::MapAccessDeserializer};
+        struct Table;
+        impl<'de> Visitor<'de> for Table {
+            type Value = TargetSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("each entry of `targets` to be a table like { kind = \"position-shift\", n = 16 }")
+            }
+            fn visit_str<E: Error>(self, name: &str) -> Result<TargetSpec, E> {
+                Err(E::custom(format!(
+                    "`targets` = [\"{name}\", …]: each target is a table with its length, like \
+                     {{ kind = \"{name}\", n = 16 }}"
+                )))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TargetSpec, A::Error> {
+                let t = TargetTable::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(TargetSpec { kind: t.kind, n: t.n, d: t.d, vocab: t.vocab })
+            }
+        }
+        d.deserialize_any(Table)
+    }
 }
 
 /// One grid: the product of its lists and the settings of its runs. Every field is

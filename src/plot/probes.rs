@@ -196,7 +196,7 @@ pub fn draw_analysis(x: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
     let mut tensors: Vec<&str> = x.spectra.iter().map(|s| s.tensor.as_str()).collect();
     tensors.dedup();
     if !tensors.is_empty() {
-        let heads = x.spectra.iter().map(|s| s.head + 1).max().unwrap_or(1);
+        let heads = x.spectra.iter().map(|s| s.head).max().unwrap_or(1);
         let panels: Vec<Option<Panel>> = tensors
             .iter()
             .map(|t| {
@@ -209,7 +209,7 @@ pub fn draw_analysis(x: &Analysis, dir: &Path) -> Result<Vec<Figure>> {
                     .iter()
                     .map(|s| {
                         let points = s.singular.iter().enumerate().map(|(k, &v)| (k as f64 + 1.0, v.max(least)));
-                        line(s.head, points.collect())
+                        line(s.head - 1, points.collect())
                     })
                     .collect();
                 let role = of.first().map_or("", |s| s.role.as_str());
