@@ -4,6 +4,7 @@ mod analyze;
 mod bench;
 mod bound;
 mod check_device;
+mod export;
 mod init;
 mod model_args;
 mod plot;
@@ -26,8 +27,10 @@ Examples:
   urpe init --family urpe --depth 2 --width 32 --heads 4 --n-max 16 --d-in 8 --d-out 8 --out model.safetensors
   urpe predict --checkpoint model.safetensors --input X.npy --output Y.npy
   urpe train --target position-shift --family urpe --depth 2 --width 32 --heads 4 --n 16 --out runs/x
+  urpe plot runs/x                    # training and held-out curves of that run
   urpe analyze --checkpoint runs/x/model.safetensors
-  urpe analyze --family rope --depth 2 --width 16 --heads 2 --random-init 3")]
+  urpe analyze --family rope --depth 2 --width 16 --heads 2 --random-init 3
+  urpe export results/reproduce --csv runs.csv --curves curves.csv")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,6 +48,7 @@ enum Command {
     Train(train::Args),
     Sweep(sweep::Args),
     Plot(plot::Args),
+    Export(export::Args),
     Bench(bench::Args),
     CheckDevice(check_device::Args),
     Analyze(analyze::Args),
@@ -79,6 +83,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sweep(a) => sweep::run(a),
         Command::Reproduce(a) => reproduce::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
         Command::CheckDevice(a) => check_device::run(a),
         Command::Analyze(a) => analyze::run(a),
