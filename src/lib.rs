@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod engine;
 pub mod experiment;
+pub mod export;
 pub mod io;
 pub mod npy;
 pub mod optim;

@@ -326,6 +326,21 @@ pub struct RunRecord {
     pub version: String,
 }
 
+impl RunRecord {
+    /// The run's held-out evaluations in step order: every curve point that carries one,
+    /// then the final metrics at `steps_done` (absent when the run diverged).
+    pub fn evaluations(&self) -> Vec<(usize, &Metrics)> {
+        let mut at: Vec<(usize, &Metrics)> =
+            self.curve.iter().filter_map(|p| Some((p.step, p.eval.as_ref()?))).collect();
+        if let Some(m) = &self.metrics
+            && at.last().is_none_or(|&(step, _)| step < self.steps_done)
+        {
+            at.push((self.steps_done, m));
+        }
+        at
+    }
+}
+
 /// A fixed evaluation set with its caches.
 struct EvalSet {
     sample: Sample<f32>,

@@ -483,3 +483,151 @@ eval = { sequences = 8 }
     assert!(err.contains("10/10 runs (100%)"), "{err}");
     assert!(!partial.exists(), "the continued run's state is removed once stored");
 }
+
+/// `urpe plot` on a `urpe train` folder draws that run's curves (into DIR/figures or
+/// --out); a folder that does not exist says so, and is not created.
+#[test]
+fn plot_a_training_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let train = "train --target position-id --family t5 --depth 1 --width 8 --heads 2 --n 6 --vocab 6 --steps 20 --eval-every 5 --eval-sequences 16 --seed 1";
+    let o = urpe(&[words(train), vec!["--out", run.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = urpe(&["plot", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for ext in ["png", "svg"] {
+        assert!(run.join("figures").join(format!("training_run.{ext}")).is_file(), "no training_run.{ext}");
+    }
+    assert!(stdout(&o).contains("training_run.png"), "{}", stdout(&o));
+    let svg = std::fs::read_to_string(run.join("figures/training_run.svg")).unwrap();
+    assert!(svg.contains("held-out accuracy") && svg.contains("accuracy ceiling on constant inputs"));
+    let out = dir.path().join("elsewhere");
+    assert!(urpe(&["plot", run.to_str().unwrap(), "--out", out.to_str().unwrap()]).status.success());
+    assert!(out.join("training_run.png").is_file());
+
+    let missing = dir.path().join("missing");
+    fails_with(&["plot", missing.to_str().unwrap()], "missing: does not exist");
+    assert!(!missing.exists(), "plot created the folder it was given");
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    fails_with(&["plot", dir.path().join("empty").to_str().unwrap()], "holds no runs");
+    std::fs::write(run.join("metrics.json"), "{}").unwrap();
+    fails_with(&["plot", run.to_str().unwrap()], "not the metrics.json of a `urpe train` run");
+}
+
+/// A store of a tiny two-target sweep (a real target, a token task evaluated every 2 steps),
+/// written into `dir` through the library as `urpe sweep` writes it.
+fn tiny_store(dir: &Path) -> Vec<urpe::experiment::StoredRun> {
+    use urpe::experiment::{Experiment, Store, sweep::run_job};
+    let e = Experiment::parse(
+        r#"
+name = "export-test"
+[defaults]
+families = ["t5", "urpe"]
+seeds = [1, 2]
+depths = [1]
+widths = [4]
+steps = 4
+batch = 4
+eval = { every = 2, sequences = 8 }
+[[grid]]
+targets = [{ kind = "position-shift", n = 4, d = 2 }, { kind = "even-token", n = 4, vocab = 4 }]
+"#,
+    )
+    .unwrap();
+    let store = Store::open(dir).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let runs: Vec<_> = e.jobs().unwrap().iter().map(|job| run_job(&e.name, job, &stop).unwrap().unwrap()).collect();
+    runs.iter().for_each(|r| store.append(&store.file_for(None), r).unwrap());
+    runs
+}
+
+/// Rows of a CSV written by `urpe export` (no cell in these tests needs quoting).
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().map(|l| l.split(',').map(String::from).collect()).collect()
+}
+
+#[test]
+fn export_writes_one_row_per_run_and_the_curves() {
+    use urpe::export::{CURVE_COLUMNS, RUN_COLUMNS};
+    use urpe::train::SetMetrics;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let runs = tiny_store(&store);
+    let (csv, curves) = (dir.path().join("out/runs.csv"), dir.path().join("out/curves.csv"));
+    let o = urpe(&[
+        "export",
+        store.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--curves",
+        curves.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("(8 rows)"), "{}", stdout(&o));
+
+    let rows = csv_rows(&csv);
+    assert_eq!(rows[0], RUN_COLUMNS);
+    assert_eq!(rows.len(), 1 + runs.len());
+    let col = |name: &str| RUN_COLUMNS.iter().position(|c| *c == name).unwrap();
+    for (row, run) in rows[1..].iter().zip(&runs) {
+        assert_eq!(row.len(), RUN_COLUMNS.len());
+        let c = &run.record.config;
+        assert_eq!((row[col("run_id")].as_str(), row[col("family")].as_str()), (run.id.as_str(), run.family.as_str()));
+        assert_eq!(row[col("target")], c.target.to_string());
+        assert_eq!((row[col("norm")].as_str(), row[col("decay")].as_str()), ("post", "linear"));
+        assert_eq!((row[col("outcome")].as_str(), row[col("steps_done")].as_str()), ("finished", "4"));
+        assert_eq!(row[col("lr")].parse::<f64>().unwrap(), c.optim.lr);
+        assert_eq!(row[col("git")], run.git);
+        let m = run.record.metrics.as_ref().unwrap();
+        match (&m.constant, &m.general) {
+            (SetMetrics::Real { mse: constant }, SetMetrics::Real { mse: general }) => {
+                assert_eq!(row[col("constant_mse")].parse::<f64>().unwrap(), *constant);
+                assert_eq!(row[col("general_mse")].parse::<f64>().unwrap(), *general);
+                assert!(row[col("constant_accuracy")].is_empty() && row[col("ceiling_accuracy")].is_empty());
+                assert!(row[col("vocab")].is_empty() && row[col("d")] == "2");
+                assert!(row[col("floor_mse")].parse::<f64>().unwrap() > 0.0);
+            }
+            (SetMetrics::Classes { accuracy, cross_entropy, .. }, SetMetrics::Classes { .. }) => {
+                assert_eq!(row[col("constant_accuracy")].parse::<f64>().unwrap(), *accuracy);
+                assert_eq!(row[col("constant_cross_entropy")].parse::<f64>().unwrap(), *cross_entropy);
+                assert!(row[col("constant_mse")].is_empty() && row[col("floor_mse")].is_empty());
+                assert!(row[col("d")].is_empty() && row[col("vocab")] == "4");
+                assert_eq!(row[col("ceiling_accuracy")], "0.5");
+            }
+            _ => panic!("mixed metrics"),
+        }
+    }
+
+    let rows = csv_rows(&curves);
+    assert_eq!(rows[0], CURVE_COLUMNS);
+    assert_eq!(rows.len(), 1 + runs.iter().map(|r| r.record.curve.len()).sum::<usize>());
+    let general_cell = |row: &Vec<String>| !row[6].is_empty() || !row[8].is_empty();
+    for run in &runs {
+        let of: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == run.id).collect();
+        assert_eq!(of.iter().map(|r| r[1].as_str()).collect::<Vec<_>>(), ["1", "2", "3", "4"]);
+        // evaluated at step 2 (eval.every) and at the end (the final metrics), nowhere else
+        assert_eq!(of.iter().map(|r| general_cell(r)).collect::<Vec<_>>(), [false, true, false, true]);
+    }
+
+    // bad input: exit 2, one line naming the path, nothing written
+    let fresh = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    fails_with(&["export", &fresh("nowhere"), "--csv", &fresh("a.csv")], "nowhere: does not exist");
+    assert!(!dir.path().join("nowhere").exists() && !dir.path().join("a.csv").exists());
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    fails_with(&["export", &fresh("empty"), "--csv", &fresh("a.csv")], "empty: holds no runs");
+    std::fs::write(dir.path().join("file"), "not a folder").unwrap();
+    let store = store.to_str().unwrap();
+    let under_file = fresh("file/curves.csv");
+    fails_with(&["export", store, "--csv", &fresh("a.csv"), "--curves", &under_file], "file: cannot create the folder");
+    assert!(!dir.path().join("a.csv").exists(), "--csv was written although --curves failed");
+    fails_with(&["export", store, "--csv", &fresh("out")], "out: is a folder");
+    fails_with(&["export", store, "--csv", &fresh("a.csv"), "--curves", &fresh("a.csv")], "is also the --csv file");
+    assert!(!dir.path().join("a.csv").exists());
+    usage_error(&["export", store], "required arguments were not provided");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "only runs.csv and curves.csv: {leftovers:?}");
+}

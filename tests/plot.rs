@@ -1,17 +1,21 @@
 //! Figures: from a tiny real sweep every figure is drawn as a non-empty PNG and SVG; a
-//! figure whose data are missing is skipped without error; no runs draw nothing.
+//! figure whose data are missing is skipped without error; no runs draw nothing; the
+//! accuracy-against-step caption reads the data (and says when a series is missing); one
+//! `urpe train` record draws its own curves.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use urpe::experiment::sweep::run_job;
 use urpe::experiment::{Experiment, StoredRun};
-use urpe::plot::{Figure, draw_all};
+use urpe::plot::{Figure, draw_all, draw_run};
+use urpe::train::{Metrics, SetMetrics};
 
-const ALL: [&str; 8] = [
+const ALL: [&str; 9] = [
     "error_vs_width_constant",
     "error_vs_width_general",
     "error_vs_depth",
     "token_accuracy",
+    "accuracy_vs_step",
     "urpe_tables",
     "training_curves",
     "constant_profile",
@@ -19,7 +23,8 @@ const ALL: [&str; 8] = [
 ];
 
 /// Real runs of a tiny grid: two real and two token targets, a barrier-bound family and
-/// URPE, two depths, two widths, two seeds, a few steps each.
+/// URPE, two depths, two widths, two seeds, a few steps each; the token runs are evaluated
+/// every 2 of their 6 steps.
 fn runs() -> Vec<StoredRun> {
     let e = Experiment::parse(
         r#"
@@ -38,6 +43,8 @@ widths = [4, 8]
 targets = [{ kind = "position-id", n = 4, vocab = 4 }, { kind = "even-token", n = 4, vocab = 4 }]
 depths = [1]
 widths = [4]
+steps = 6
+eval = { every = 2, sequences = 8 }
 "#,
     )
     .unwrap();
@@ -71,18 +78,19 @@ fn every_figure_is_drawn_when_the_runs_have_its_data() {
     assert_eq!(names(&figures), ALL);
     check_files(&figures, &out);
 
-    // token targets only: the accuracy figure, and URPE's tables from a token run
+    // token targets only: the accuracy figures, URPE's tables and the training curves
     let tokens: Vec<StoredRun> = runs.iter().filter(|r| r.record.config.target.is_classification()).cloned().collect();
     let only = dir.path().join("tokens");
     let figures = draw_all(&tokens, &only).unwrap();
-    assert_eq!(names(&figures), ["token_accuracy", "urpe_tables"]);
+    assert_eq!(names(&figures), ["token_accuracy", "accuracy_vs_step", "urpe_tables", "training_curves"]);
     check_files(&figures, &only);
 
     // real targets without URPE: no tables, no accuracy
     let plain: Vec<StoredRun> =
         runs.iter().filter(|r| !r.record.config.target.is_classification() && r.family != "urpe").cloned().collect();
     let figures = draw_all(&plain, &dir.path().join("plain")).unwrap();
-    let expected: Vec<&str> = ALL.into_iter().filter(|n| !["token_accuracy", "urpe_tables"].contains(n)).collect();
+    let token_only = ["token_accuracy", "accuracy_vs_step", "urpe_tables"];
+    let expected: Vec<&str> = ALL.into_iter().filter(|n| !token_only.contains(n)).collect();
     assert_eq!(names(&figures), expected);
 
     // a store written before the rank probe existed: every figure but the positional rank
@@ -105,4 +113,148 @@ fn no_runs_draw_nothing() {
     let out = dir.path().join("figures");
     assert!(draw_all(&[], &out).unwrap().is_empty());
     assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
+}
+
+/// The figure of `name` among `figures`.
+fn figure<'a>(figures: &'a [Figure], name: &str) -> &'a Figure {
+    figures.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no {name} among {:?}", names(figures)))
+}
+
+#[test]
+fn training_curves_cover_every_target_token_tasks_included() {
+    let runs = runs();
+    let dir = tempfile::tempdir().unwrap();
+    let figures = draw_all(&runs, dir.path()).unwrap();
+    let svg = std::fs::read_to_string(&figure(&figures, "training_curves").svg).unwrap();
+    for target in ["position-shift", "prefix-sum", "position-id", "even-token"] {
+        assert!(svg.contains(&format!("{target}, depth")), "training_curves lacks a {target} panel");
+    }
+    assert!(svg.contains("training loss (cross-entropy)") && svg.contains("training loss (MSE)"));
+}
+
+/// Sets the held-out accuracies of `run` at every evaluation (curve points and the final
+/// metrics) to `at(step)` = (general, constant).
+fn set_accuracy(run: &mut StoredRun, at: impl Fn(usize) -> (f64, f64)) {
+    let set = |m: &mut Metrics, step: usize| {
+        let (general, constant) = at(step);
+        for (s, v) in [(&mut m.general, general), (&mut m.constant, constant)] {
+            let SetMetrics::Classes { accuracy, .. } = s else { panic!("a token run") };
+            *accuracy = v;
+        }
+    };
+    let last = run.record.steps_done;
+    for p in &mut run.record.curve {
+        if let Some(m) = &mut p.eval {
+            set(m, p.step);
+        }
+    }
+    set(run.record.metrics.as_mut().unwrap(), last);
+}
+
+/// The token runs of the tiny grid.
+fn token_runs() -> Vec<StoredRun> {
+    runs().into_iter().filter(|r| r.record.config.target.is_classification()).collect()
+}
+
+#[test]
+fn accuracy_against_step_reads_the_crossing_and_the_ceiling_from_the_data() {
+    let mut runs = token_runs();
+    assert!(runs.iter().all(|r| r.record.curve.iter().filter(|p| p.eval.is_some()).count() == 2));
+    for r in &mut runs {
+        // urpe: 0.5 at step 2, 0.95 from step 4 on; nope: 0.5 throughout, at its ceiling
+        let urpe = r.family == "urpe";
+        set_accuracy(r, |step| if urpe && step >= 4 { (0.95, 0.95) } else { (0.5, 0.25) });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let figures = draw_all(&runs, dir.path()).unwrap();
+    let f = figure(&figures, "accuracy_vs_step");
+    assert_eq!(f.caption.lines().count(), 2);
+    let (what, reading) = f.caption.split_once('\n').unwrap();
+    for words in
+        ["general inputs", "the paper's metric", "constant inputs", "min–max over seeds", "6 steps", "seeds 1, 2"]
+    {
+        assert!(what.contains(words), "{what:?} lacks {words:?}");
+    }
+    for words in [
+        "position-id: nope never within 6 steps, urpe at step 4",
+        "even-token: nope never within 6 steps, urpe at step 4",
+        "On position-id no in-softmax run exceeds the ceiling 0.2500 on constant inputs at any evaluated step (highest 0.2500)",
+        "On even-token no in-softmax run exceeds the ceiling 0.5000",
+    ] {
+        assert!(reading.contains(words), "{reading:?} lacks {words:?}");
+    }
+    assert!(!reading.contains("BUG") && !reading.contains("missing"), "{reading}");
+
+    // a barrier-bound run above its ceiling at one evaluated step is called out
+    let seed2 = runs
+        .iter_mut()
+        .find(|r| r.family == "nope" && r.seed == 2 && r.record.config.target.to_string() == "position-id")
+        .unwrap();
+    set_accuracy(seed2, |step| if step == 2 { (0.5, 0.5) } else { (0.5, 0.25) });
+    let figures = draw_all(&runs, &dir.path().join("bug")).unwrap();
+    let reading = figure(&figures, "accuracy_vs_step").caption.lines().nth(1).unwrap().to_string();
+    assert!(
+        reading.contains("BUG: on position-id an in-softmax run exceeds the ceiling 0.2500 on constant inputs (nope seed 2 reaches 0.5000 at step 2)"),
+        "{reading}"
+    );
+    assert!(reading.contains("On even-token no in-softmax run exceeds"), "{reading}");
+}
+
+#[test]
+fn a_store_without_held_out_points_still_plots_and_names_the_missing_series() {
+    let strip = |r: &mut StoredRun| r.record.curve.iter_mut().for_each(|p| p.eval = None);
+    let dir = tempfile::tempdir().unwrap();
+
+    // every run written before eval.every: all series missing, the figure is still drawn
+    let mut old = token_runs();
+    old.iter_mut().for_each(strip);
+    let figures = draw_all(&old, &dir.path().join("old")).unwrap();
+    check_files(&figures, &dir.path().join("old"));
+    let f = figure(&figures, "accuracy_vs_step");
+    let reading = f.caption.lines().nth(1).unwrap();
+    assert!(reading.contains("position-id: nope missing (no held-out points stored), urpe missing"), "{reading}");
+    assert!(reading.contains("No in-softmax family has held-out points"), "{reading}");
+    let svg = std::fs::read_to_string(&f.svg).unwrap();
+    assert!(svg.contains("position-id, general inputs: missing") && svg.contains("(no held-out points stored)"));
+
+    // one family missing: the other is read, the missing one named
+    let mut mixed = token_runs();
+    mixed.iter_mut().filter(|r| r.family == "urpe").for_each(strip);
+    let figures = draw_all(&mixed, &dir.path().join("mixed")).unwrap();
+    let reading = figure(&figures, "accuracy_vs_step").caption.lines().nth(1).unwrap().to_string();
+    assert!(reading.contains("urpe missing (no held-out points stored)"), "{reading}");
+    assert!(
+        reading.contains("position-id: nope never within 6 steps") || reading.contains("position-id: nope at step")
+    );
+    assert!(reading.contains("no in-softmax run exceeds"), "{reading}");
+}
+
+#[test]
+fn one_training_run_draws_its_loss_and_held_out_curves() {
+    let runs = runs();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, run) in [runs.iter().find(|r| r.record.config.target.is_classification()), runs.first()]
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let out = dir.path().join(format!("run{i}"));
+        let figures = draw_run(&run.record, &out).unwrap();
+        assert_eq!(names(&figures), ["training_run"]);
+        check_files(&figures, &out);
+        let svg = std::fs::read_to_string(&figures[0].svg).unwrap();
+        for words in ["training loss", "general inputs", "constant inputs", "on constant inputs (in-softmax families)"]
+        {
+            assert!(svg.contains(words), "{} lacks {words:?}", figures[0].svg.display());
+        }
+        let metric = if run.record.config.target.is_classification() { "held-out accuracy" } else { "held-out MSE" };
+        assert!(svg.contains(metric), "{metric}");
+        assert!(figures[0].caption.contains(&format!("At step {}", run.record.steps_done)), "{}", figures[0].caption);
+    }
+
+    // a run that diverged before its first evaluation still draws, saying so
+    let mut diverged = runs[0].record.clone();
+    diverged.metrics = None;
+    let figures = draw_run(&diverged, &dir.path().join("diverged")).unwrap();
+    assert!(figures[0].caption.contains("No held-out evaluation was stored"), "{}", figures[0].caption);
 }

@@ -219,6 +219,38 @@ fn the_compiled_in_experiments_are_valid() {
         assert!(quick.iter().any(|j| j.family == family && j.config.model.depth == 4 && j.config.model.width == 64));
     }
     assert!(Profile::Full.experiment().jobs().unwrap().len() > 10 * quick.len());
+    // token runs store held-out points every 100 steps on the same sets as the real runs
+    for j in &quick {
+        let expected = if j.config.target.is_classification() { 100 } else { 0 };
+        assert_eq!((j.config.eval.every, j.config.eval.sequences, j.config.eval.seed), (expected, 256, 999_983));
+    }
+}
+
+/// A stored curve is subsampled to about 100 points but keeps every evaluated step.
+#[test]
+fn subsampled_curves_keep_every_held_out_point() {
+    let e = Experiment::parse(
+        r#"
+name = "eval-points"
+[defaults]
+families = ["t5"]
+seeds = [1]
+steps = 250
+batch = 2
+eval = { every = 7, sequences = 4 }
+[[grid]]
+targets = [{ kind = "even-token", n = 4, vocab = 4 }]
+depths = [1]
+widths = [4]
+"#,
+    )
+    .unwrap();
+    let job = &e.jobs().unwrap()[0];
+    let run = urpe::experiment::sweep::run_job(&e.name, job, &AtomicBool::new(false)).unwrap().unwrap();
+    assert!(run.record.curve.len() < 250, "the curve was subsampled");
+    let evaluated: Vec<usize> = run.record.curve.iter().filter(|p| p.eval.is_some()).map(|p| p.step).collect();
+    assert_eq!(evaluated, (7..250).step_by(7).collect::<Vec<_>>());
+    assert_eq!(run.record.evaluations().last().map(|e| e.0), Some(250), "the final metrics close the series");
 }
 
 /// The paper-scale experiment file parses into the paper's six runs (noPE, t5, t5 + URPE on

@@ -4,6 +4,7 @@ mod analyze;
 mod bench;
 mod bound;
 mod check_device;
+mod export;
 mod init;
 mod model_args;
 mod plot;
@@ -48,8 +49,10 @@ Examples:
   urpe init --config experiments/model.toml --out model.safetensors
   urpe predict --checkpoint model.safetensors --input X.npy --output Y.npy
   urpe train --target prefix-sum --family urpe --depth 2 --width 32 --heads 4 --n 16 --out runs/x
+  urpe plot runs/x                    # training and held-out curves of that run
   urpe analyze --checkpoint runs/x/model.safetensors
   urpe analyze --family rope --depth 2 --width 16 --heads 2 --random-init 3
+  urpe export results/reproduce --csv runs.csv --curves curves.csv
 
 {}", crate::error::EXIT_CODES))]
 pub struct Cli {
@@ -69,6 +72,7 @@ enum Command {
     Train(train::Args),
     Sweep(sweep::Args),
     Plot(plot::Args),
+    Export(export::Args),
     Bench(bench::Args),
     CheckDevice(check_device::Args),
     Analyze(analyze::Args),
@@ -102,6 +106,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sweep(a) => sweep::run(a),
         Command::Reproduce(a) => reproduce::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
         Command::CheckDevice(a) => check_device::run(a),
         Command::Analyze(a) => analyze::run(a),

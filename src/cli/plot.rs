@@ -1,4 +1,5 @@
-//! `urpe plot`: every figure and REPORT.md from a results store alone, without training.
+//! `urpe plot`: every figure and REPORT.md from a results store alone, without training;
+//! or the curves of one `urpe train` run from its folder.
 
 use super::outln;
 use crate::error::{Error, Result};
@@ -6,16 +7,20 @@ use crate::experiment::stats::setting_groups;
 use crate::experiment::store::SweepLog;
 use crate::experiment::{Store, StoredRun, builtin};
 use crate::report::{FigureEntry, ReportContext, report};
+use crate::train::RunRecord;
 use std::path::{Path, PathBuf};
 
-/// Redraw every figure and write REPORT.md from the runs of a results folder.
+/// Redraw every figure and write REPORT.md from the runs of a results folder, or draw the
+/// training and held-out curves of one `urpe train` run from its folder (metrics.json).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
   urpe plot results/reproduce                    # → results/reproduce/figures/
-  urpe plot results/full --out figures/full")]
+  urpe plot results/full --out figures/full
+  urpe plot runs/x                               # a `urpe train` folder → runs/x/figures/training_run.png")]
 pub struct Args {
-    /// Results folder (every runs*.jsonl file in it).
+    /// Results folder (every runs*.jsonl file in it), or a `urpe train` output folder
+    /// (its metrics.json).
     results: PathBuf,
     /// Output folder for the figures and REPORT.md [default: RESULTS/figures].
     #[arg(long)]
@@ -36,11 +41,15 @@ pub fn plot_and_report(
     sweep_seconds: Option<f64>,
     commands: Vec<String>,
 ) -> Result<PathBuf> {
+    super::export::existing_folder(results, "a results folder of `urpe sweep` or a run folder of `urpe train`")?;
     let store = Store::open(results)?;
     let runs = store.load()?;
     let logs = store.sweep_logs();
     if runs.is_empty() {
-        return Err(Error::file(results, "holds no runs (no runs*.jsonl lines); run `urpe sweep` first"));
+        return Err(Error::file(
+            results,
+            "holds no runs (no runs*.jsonl lines, no metrics.json); run `urpe sweep` or `urpe train` first",
+        ));
     }
     let groups = setting_groups(&runs);
     if let [group] = groups.as_slice() {
@@ -101,8 +110,24 @@ fn report_group(
     Ok(path)
 }
 
+/// Draws the curves of the `urpe train` run whose metrics.json is `metrics` into `out`;
+/// returns the PNG files written.
+pub fn plot_run(metrics: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let text = crate::io::read(metrics)?;
+    let record: RunRecord = serde_json::from_slice(&text)
+        .map_err(|e| Error::file(metrics, format!("not the metrics.json of a `urpe train` run ({e})")))?;
+    Ok(crate::plot::draw_run(&record, out)?.into_iter().map(|f| f.png).collect())
+}
+
 pub fn run(a: Args) -> Result<()> {
     let out = a.out.unwrap_or_else(|| a.results.join("figures"));
+    let metrics = a.results.join("metrics.json");
+    if metrics.is_file() && Store::open(&a.results)?.load()?.is_empty() {
+        for png in plot_run(&metrics, &out)? {
+            println!("wrote {} and its .svg", png.display());
+        }
+        return Ok(());
+    }
     let cmd = format!("urpe plot {} --out {}", a.results.display(), out.display());
     let path = plot_and_report(&a.results, &out, None, vec![cmd])?;
     outln!("wrote the figures and {}", path.display())?;

@@ -1,6 +1,7 @@
 //! Figures of a results store, as PNG and SVG: error against width and depth against the
-//! exact floor, token accuracies beside the paper's, URPE's learned tables, training curves
-//! and the output profile on a constant input. [`draw_all`] draws every figure the runs allow.
+//! exact floor, token accuracies beside the paper's and against step, URPE's learned
+//! tables, training curves and the output profile on a constant input. [`draw_all`] draws
+//! every figure the runs allow; [`draw_run`] draws the curves of one `urpe train` run.
 //!
 //! Shared style lives here: the font (DejaVu Sans, registered once, since plotters has no
 //! system fonts here), one colour per family in every figure, sizes readable at paper
@@ -8,9 +9,11 @@
 //! line panels drawn from plain data ([`Panel`]).
 
 mod accuracy;
+mod accuracy_steps;
 mod curves;
 mod errors;
 mod probes;
+mod run;
 mod tables;
 
 use crate::error::{Error, Result};
@@ -22,10 +25,11 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use probes::draw_analysis;
+pub use run::draw_run;
 
 /// One drawn figure: the same picture as PNG and as SVG.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +56,7 @@ pub fn draw_all(runs: &[StoredRun], dir: &Path) -> Result<Vec<Figure>> {
     let cells = cells(runs);
     let mut figures = errors::draw(&cells, dir)?;
     figures.extend(accuracy::draw(&cells, dir)?);
+    figures.extend(accuracy_steps::draw(runs, &cells, dir)?);
     figures.extend(tables::draw(runs, dir)?);
     figures.extend(curves::draw(runs, &cells, dir)?);
     figures.extend(probes::draw(runs, &cells, dir)?);
@@ -259,6 +264,38 @@ fn largest(cells: &[&Cell]) -> Option<Key> {
 /// True when `run` sits at grid point `key` (a key with its family left empty).
 fn sits_at(run: &StoredRun, key: &Key) -> bool {
     Key { family: String::new(), ..Key::of(run) } == *key
+}
+
+/// A median line (x, median) and its min–max band (x, min, max).
+type MedianBand = (Vec<(f64, f64)>, Vec<(f64, f64, f64)>);
+
+/// Values gathered per step over seeds, as the median line and the min–max band (steps in
+/// order; the median of an even count is the mean of the middle two).
+fn median_band(at_step: BTreeMap<usize, Vec<f64>>) -> MedianBand {
+    let mut points = Vec::new();
+    let mut band = Vec::new();
+    for (step, mut values) in at_step.into_iter().filter(|(_, v)| !v.is_empty()) {
+        values.sort_by(f64::total_cmp);
+        let k = values.len();
+        let median = if k % 2 == 1 { values[k / 2] } else { (values[k / 2 - 1] + values[k / 2]) / 2.0 };
+        points.push((step as f64, median));
+        band.push((step as f64, values[0], values[k - 1]));
+    }
+    (points, band)
+}
+
+/// "seed 1" or "seeds 1, 2, 3" for the distinct seeds of `runs`.
+fn seeds(runs: &[&StoredRun]) -> String {
+    let seeds: std::collections::BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
+    let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+    format!("seed{} {}", if list.len() == 1 { "" } else { "s" }, list.join(", "))
+}
+
+/// "N steps" for the configured steps of `runs` ("N–M steps" when they differ).
+fn steps(runs: &[&StoredRun]) -> String {
+    let lo = runs.iter().map(|r| r.record.config.steps).min().unwrap_or(0);
+    let hi = runs.iter().map(|r| r.record.config.steps).max().unwrap_or(0);
+    if lo == hi { format!("{lo} steps") } else { format!("{lo}–{hi} steps") }
 }
 
 /// "depth D, width W" of a key.
