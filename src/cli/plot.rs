@@ -15,9 +15,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  urpe plot results/reproduce                    # → results/reproduce/figures/
+  urpe plot results/reproduce               # → results/reproduce/figures/
   urpe plot results/full --out figures/full
-  urpe plot runs/x                               # a `urpe train` folder → runs/x/figures/training_run.png")]
+  urpe plot runs/x                          # a `urpe train` folder → runs/x/figures/
+
+A store whose grid points hold runs with different settings (see `urpe sweep
+--keep-other-settings`) gets one folder per setting, OUT/settings-K/, and an index
+OUT/REPORT.md that names what differs.")]
 pub struct Args {
     /// Results folder (every runs*.jsonl file in it), or a `urpe train` output folder
     /// (its metrics.json).
