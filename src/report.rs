@@ -291,6 +291,15 @@ fn rank_section(out: &mut String, runs: &[StoredRun], fams: &[String]) {
     );
 }
 
+/// A setting as a configuration file spells it (`cosine`, `post`, `adamw`).
+fn as_written(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
 /// The runs' protocols (settings besides the grid coordinates and seeds), each with the
 /// targets that use it and one run that shows it.
 fn protocols(runs: &[StoredRun]) -> Vec<(String, &StoredRun)> {
@@ -342,15 +351,15 @@ pub fn report(runs: &[StoredRun], figures: &[FigureEntry], ctx: &ReportContext) 
         let c = &r.record.config;
         let _ = writeln!(
             out,
-            "- {targets}: {} steps of {} sequences ({}% constant), {:?} lr {} with {} warm-up steps and {:?} decay; {:?} norm, FFN {}·width; evaluation on {} constant and {} general held-out sequences{}.",
+            "- {targets}: {} steps of {} sequences ({}% constant), {} lr {} with {} warm-up steps and {} decay; {} norm, FFN {}·width; evaluation on {} constant and {} general held-out sequences{}.",
             c.steps,
             c.batch,
             (c.constant_fraction * 100.0).round(),
-            c.optim.kind,
+            as_written(&c.optim.kind),
             c.optim.lr,
             c.optim.warmup,
-            c.optim.decay,
-            c.model.norm,
+            as_written(&c.optim.decay),
+            as_written(&c.model.norm),
             c.model.ffn / c.model.width,
             c.eval.sequences,
             c.eval.sequences,
