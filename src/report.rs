@@ -115,7 +115,12 @@ fn error_table(out: &mut String, cells: &[Cell], target: TargetKind, fams: &[Str
 
 fn verdict(out: &mut String, cells: &[Cell], cert: &Certificate) {
     let _ = writeln!(out, "\n## Verdict\n");
-    if cert.violations.is_empty() {
+    if cert.checked == 0 {
+        let _ = writeln!(
+            out,
+            "No finished run of a barrier-bound family in this store: nothing for the certified check to check."
+        );
+    } else if cert.violations.is_empty() {
         let _ = writeln!(
             out,
             "**Certified check passed**: all {} finished runs of barrier-bound families are at or above their floor on constant inputs (mean squared error ≥ floor, accuracy ≤ ceiling, cross-entropy ≥ its floor; relative slack {:e} for f32 rounding).",
@@ -275,20 +280,33 @@ fn rank_section(out: &mut String, runs: &[StoredRun], fams: &[String]) {
         let rank = r.probe.rank.last().map_or(0, |s| s.rank);
         let _ = writeln!(out, "| {} | {} | {rank} |", r.family, sigma.join(" | "));
     }
-    let bound_max = chosen
+    let sigma = |s: &crate::analysis::rank::StageRank| s.singular.first().copied().unwrap_or(0.0);
+    let bound: Vec<&&StoredRun> = chosen.iter().filter(|r| r.record.config.model.barrier_bound()).collect();
+    let bound_max = bound.iter().flat_map(|r| r.probe.rank.iter().map(sigma)).fold(0.0, f64::max);
+    let tolerance = crate::analysis::rank::RANK_TOLERANCE;
+    let mut reading = String::from("\nReading: ");
+    if !bound.is_empty() {
+        reading.push_str(&format!(
+            "every barrier-bound family stays at rounding level, σ₁/‖h‖ ≤ {bound_max:.1e} at every stage{} ",
+            if bound_max > tolerance {
+                "; above the tolerance, which is a BUG in the engine."
+            } else {
+                " (positional rank 0: Proposition 1 holds inside the trained networks, not only at their outputs)."
+            }
+        ));
+    }
+    let free: Vec<String> = chosen
         .iter()
-        .filter(|r| r.record.config.model.barrier_bound())
-        .flat_map(|r| r.probe.rank.iter().map(|s| s.singular.first().copied().unwrap_or(0.0)))
-        .fold(0.0, f64::max);
-    let _ = writeln!(
-        out,
-        "\nReading: every barrier-bound family stays at rounding level, σ₁/‖h‖ ≤ {bound_max:.1e} at every stage (positional rank 0: Proposition 1 holds inside the trained networks, not only at their outputs). {}",
-        if bound_max > crate::analysis::rank::RANK_TOLERANCE {
-            "A barrier-bound model above the tolerance is a BUG in the engine."
-        } else {
-            "The families that break the barrier carry position where they inject it: APE from the input on, URPE from its first gated block on (its input stage is still at rounding level)."
-        }
-    );
+        .filter(|r| !r.record.config.model.barrier_bound())
+        .map(|r| match r.probe.rank.iter().find(|s| sigma(s) > tolerance) {
+            Some(s) => format!("{} from stage {} on", r.family, s.stage),
+            None => format!("{} at no stage", r.family),
+        })
+        .collect();
+    if !free.is_empty() {
+        reading.push_str(&format!("Position above the tolerance: {}.", free.join("; ")));
+    }
+    let _ = writeln!(out, "{reading}");
 }
 
 /// A setting as a configuration file spells it (`cosine`, `post`, `adamw`).
@@ -375,13 +393,13 @@ pub fn report(runs: &[StoredRun], figures: &[FigureEntry], ctx: &ReportContext) 
         versions.into_iter().collect::<Vec<_>>().join(", ")
     );
     let trained: f64 = runs.iter().map(|r| r.record.wall_seconds).sum();
-    match (ctx.sweep_seconds, ctx.logged_seconds) {
+    match (ctx.logged_seconds, ctx.sweep_seconds) {
         (Some(s), _) => {
-            let _ = writeln!(out, "- This sweep took {s:.0} s of wall time on {} threads.", ctx.threads);
-        }
-        (None, Some(s)) => {
             let _ =
                 writeln!(out, "- {} logged sweep(s) into this store took {s:.0} s of wall time.", ctx.logged_sweeps);
+        }
+        (None, Some(s)) => {
+            let _ = writeln!(out, "- This sweep took {s:.0} s of wall time on {} threads.", ctx.threads);
         }
         (None, None) => {
             let _ = writeln!(out, "- The sweeps' wall time was not logged (a store written before `sweeps.jsonl`).");

@@ -43,23 +43,73 @@ pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec
             seeds(&shown),
             steps(&shown)
         );
-        let caption = [
-            line.as_str(),
-            "Barrier-bound families level off where the batch's constant sequences keep their loss at the floor; URPE and APE keep going down.",
-        ];
+        let reading = loss_reading(&groups);
+        let caption = [line.as_str(), reading.as_str()];
         let fig = grid("Training loss", curves, families(&groups.iter().collect::<Vec<_>>()), false, &[]);
         figures.push(save(dir, "training_curves", "Training loss", caption, &fig)?);
     }
     let profiles: Vec<Panel> = real.iter().filter_map(|g| profile_panel(g)).collect();
     if !profiles.is_empty() {
+        let reading = profile_reading(&real);
         let caption = [
-            "Feature 0 of the model's output at each position of one fixed constant input (first seed, largest model per real target), against the target (dashed).",
-            "Position information only inside the softmax forces equal rows on a constant input, so those lines are flat; URPE and APE can follow the target's ramp.",
+            "Feature 0 of the model's output at each position of one fixed constant input (first seed, largest model per real target), against the target (dashed); position information only inside the softmax forces equal rows there, so flat lines.",
+            reading.as_str(),
         ];
         let fig = grid("Output on a constant input", vec![profiles], families(&real), true, &["target"]);
         figures.push(save(dir, "constant_profile", "Output on a constant input", caption, &fig)?);
     }
     Ok(figures)
+}
+
+/// The median final training loss of each family at each target's largest model.
+fn loss_reading(groups: &[Group]) -> String {
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            let finals: Vec<String> = g
+                .families
+                .iter()
+                .filter_map(|f| {
+                    let mut last: Vec<f64> = g
+                        .runs
+                        .iter()
+                        .filter(|r| &r.family == f)
+                        .filter_map(|r| r.record.curve.last().map(|p| p.loss))
+                        .filter(|l| l.is_finite())
+                        .collect();
+                    last.sort_by(f64::total_cmp);
+                    last.get(last.len() / 2).map(|m| format!("{f} {m:.2e}"))
+                })
+                .collect();
+            format!("{}: {}", g.key.target, finals.join(", "))
+        })
+        .collect();
+    format!(
+        "Median loss of the last batch (half constant sequences where the experiment says so): {}.",
+        parts.join("; ")
+    )
+}
+
+/// How far each family's output on the profile's constant input moves along the positions
+/// (largest minus smallest of feature 0), against the target's own range.
+fn profile_reading(groups: &[&Group]) -> String {
+    let spread = |v: &[f64]| {
+        v.iter().copied().fold(f64::NEG_INFINITY, f64::max) - v.iter().copied().fold(f64::INFINITY, f64::min)
+    };
+    let parts: Vec<String> = groups
+        .iter()
+        .filter_map(|g| {
+            let first = |f: &String| g.runs.iter().filter(|r| &r.family == f).min_by_key(|r| r.seed);
+            let target = g.runs.iter().find_map(|r| r.probe.profile.as_ref()).map(|p| spread(&p.target))?;
+            let each: Vec<String> = g
+                .families
+                .iter()
+                .filter_map(|f| first(f)?.probe.profile.as_ref().map(|p| format!("{f} {:.1e}", spread(&p.output))))
+                .collect();
+            Some(format!("{} (target {target:.2}): {}", g.key.target, each.join(", ")))
+        })
+        .collect();
+    format!("Range of the output along the positions: {}.", parts.join("; "))
 }
 
 /// Every family of the groups, in the fixed order.
