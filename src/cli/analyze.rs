@@ -29,7 +29,8 @@ Examples:
 With --family the model flags describe random models (every parameter random, C too);
 n_max defaults to 16, the input to real vectors of 8 features, the output to 8 features.
 A family is barrier-bound as measured when its positional rank is 0 (every σ/‖h‖ ≤ 1e-6)
-at every stage of every model; the verdict is compared with the classification of docs/theory.md §2.")]
+at every stage of every model; the verdict is compared with the classification in
+docs/theory.md §2.")]
 pub struct Args {
     /// Checkpoint to probe (from `urpe train`, `urpe init`, `urpe witness --save`).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["family", "random_init", "config"])]
