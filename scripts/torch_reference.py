@@ -3,7 +3,7 @@
 
 For each case it writes a model configuration, lets `urpe init` write a checkpoint in our
 safetensors format, builds the same model in PyTorch from that checkpoint (names, shapes,
-row-vector convention and `config` metadata as DESIGN.md's contract), replaces every
+row-vector convention and `config` metadata as README's "Checkpoint format"), replaces every
 parameter by seeded draws (so gradients are not tiny), and records in float64:
 inputs, targets, outputs, loss, every parameter gradient, and the losses of 5 Adam steps
 on the same batch (lr 1e-2, betas 0.9/0.999, eps 1e-8, no decay).

@@ -29,7 +29,7 @@ pub struct Shape {
 }
 
 /// A: n 16, d 32; B: n 32, d 64; C: n 128, d 64; paper: n 128, d 768, 12 heads, 3 layers,
-/// batch 128, vocabulary 1000 (THEORY.md §6). FFN 4d, post-norm, position-id.
+/// batch 128, vocabulary 1000 (docs/theory.md §6). FFN 4d, post-norm, position-id.
 pub const SHAPES: [Shape; 4] = [
     Shape { name: "A", n: 16, width: 32, heads: 4, layers: 2, batch: 64, vocab: 16 },
     Shape { name: "B", n: 32, width: 64, heads: 4, layers: 4, batch: 32, vocab: 16 },

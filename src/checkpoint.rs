@@ -1,4 +1,4 @@
-//! Checkpoints in safetensors (DESIGN.md's contract): float32 tensors under the names of
+//! Checkpoints in safetensors (the format of README, "Checkpoint format"): float32 tensors under the names of
 //! [`crate::nn::ModelLayout`], row-vector convention, metadata `format` =
 //! `urpe-checkpoint-v1` and `config` = the model configuration as JSON.
 //!

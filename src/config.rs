@@ -26,7 +26,7 @@ impl ConfigError {
     }
 }
 
-/// Position-encoding family of the attention layers (THEORY.md §2).
+/// Position-encoding family of the attention layers (docs/theory.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 #[value(rename_all = "kebab-case")]
@@ -88,7 +88,7 @@ impl Family {
     }
 
     /// True when all position information enters inside the softmax, so Proposition 1
-    /// applies (THEORY.md §2, the "yes" rows): constant inputs give equal output rows.
+    /// applies (the bound families of docs/theory.md §2): constant inputs give equal output rows.
     pub fn inside_softmax_only(self) -> bool {
         !matches!(self, Family::ApeLearned | Family::ApeSin | Family::ShawValue | Family::Urpe)
     }

@@ -43,7 +43,7 @@ pub struct ReportContext {
     pub threads: usize,
 }
 
-/// The paper's accuracies (THEORY.md §6, vocabulary 1000): (task, noPE, RPE, URPE).
+/// The paper's accuracies (docs/theory.md §6, vocabulary 1000): (task, noPE, RPE, URPE).
 pub const PAPER_ACCURACY: [(TargetKind, f64, f64, f64); 2] =
     [(TargetKind::PositionId, 0.056, 0.107, 1.00), (TargetKind::EvenToken, 0.50, 0.533, 1.00)];
 
@@ -444,7 +444,7 @@ pub fn report(runs: &[StoredRun], figures: &[FigureEntry], ctx: &ReportContext) 
     if let Some(Floor::Mse { mse }) = floor_of(TargetKind::PositionShift) {
         let _ = writeln!(
             out,
-            "\nFloors are exact (THEORY.md §4): position-shift Var(p) = (n²−1)/(12n²) = {mse}; `urpe bound` prints them."
+            "\nFloors are exact (docs/theory.md §4): position-shift Var(p) = (n²−1)/(12n²) = {mse}; `urpe bound` prints them."
         );
     }
     out

@@ -1,7 +1,7 @@
 //! The linear-algebra probes on cases with known answers: faer against closed forms, a
 //! right-stochastic matrix built by hand, the URPE witness (positional rank exactly 1, row
 //! sums of A ⊙ C equal to i/n, the spectrum of a triangular C), and random models of every
-//! family against THEORY.md's classification (`urpe analyze` end to end: tests/cli.rs).
+//! family against the classification of docs/theory.md §2 (`urpe analyze` end to end: tests/cli.rs).
 
 use ndarray::{Array2, array};
 use rand::{RngExt, SeedableRng};

@@ -1,4 +1,4 @@
-//! Property tests of the stochastic barrier (THEORY.md §3, §5) on random models with random
+//! Property tests of the stochastic barrier (docs/theory.md §3, §5) on random models with random
 //! and large weights: every parameter, LayerNorm gains and URPE's C included, is drawn from
 //! N(0, scale²).
 //!
@@ -298,7 +298,7 @@ fn per_type<F: Float>(for_f32: f64, for_f64: f64) -> f64 {
     if F::NAME == f32::NAME { for_f32 } else { for_f64 }
 }
 
-/// The families of Proposition 1 (THEORY.md §2, "yes" rows).
+/// The families of Proposition 1 (the bound families of docs/theory.md §2).
 fn barrier_families() -> impl Iterator<Item = Family> {
     Family::ALL.into_iter().filter(|f| f.inside_softmax_only())
 }

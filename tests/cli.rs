@@ -308,7 +308,7 @@ fn analyze_a_trained_checkpoint_and_random_models() {
         "row sums of A ⊙ C, block 2 head 2,",
         "pos.urpe",
         "block 2",
-        "THEORY.md",
+        "docs/theory.md: not barrier-bound",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }

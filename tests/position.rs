@@ -1,5 +1,5 @@
 //! Position families against independent, naive implementations written from the
-//! formulas of THEORY.md §2 (plain loops, f64), and known values of the fixed tables.
+//! formulas of docs/theory.md §2 (plain loops, f64), and known values of the fixed tables.
 
 use ndarray::{Array2, Array3};
 use rand::{RngExt, SeedableRng};

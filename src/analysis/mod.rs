@@ -47,7 +47,7 @@ pub struct Analysis {
     pub label: String,
     /// Sequence length probed.
     pub n: usize,
-    /// Whether Proposition 1 covers the configuration (THEORY.md's "yes" rows, no gate).
+    /// Whether Proposition 1 covers the configuration (a bound family of docs/theory.md §2, no gate).
     pub barrier_bound_by_theory: bool,
     /// Every head on constant inputs 1xᵀ.
     pub heads_constant: Vec<HeadStochasticity>,

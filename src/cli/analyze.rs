@@ -29,7 +29,8 @@ Examples:
 With --family the model flags describe random models (every parameter random, C too);
 n_max defaults to 16, the input to real vectors of 8 features, the output to 8 features.
 A family is barrier-bound as measured when its positional rank is 0 (every σ/‖h‖ ≤ 1e-6)
-at every stage of every model; the verdict is compared with THEORY.md's classification.")]
+at every stage of every model; the verdict is compared with the classification in
+docs/theory.md §2.")]
 pub struct Args {
     /// Checkpoint to probe (from `urpe train`, `urpe init`, `urpe witness --save`).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["family", "random_init", "config"])]
@@ -138,7 +139,11 @@ pub fn run(a: Args) -> Result<()> {
                 analyses.len()
             )
         };
-        outln!("{}: {verdict}; THEORY.md: {}", c.label(), if theory { "barrier-bound" } else { "not barrier-bound" })?;
+        outln!(
+            "{}: {verdict}; docs/theory.md: {}",
+            c.label(),
+            if theory { "barrier-bound" } else { "not barrier-bound" }
+        )?;
         for f in &figures {
             outln!("figure: {}", f.png.display())?;
         }
@@ -146,7 +151,7 @@ pub fn run(a: Args) -> Result<()> {
     // A random model of a free family may happen to have rank 0 somewhere; never the reverse.
     if theory && !measured {
         return Err(Error::Internal(format!(
-            "{} is barrier-bound by THEORY.md but a probed model has positive positional rank: a bug in the engine",
+            "{} is barrier-bound by docs/theory.md §2 but a probed model has positive positional rank: a bug in the engine",
             models[0].config.label()
         )));
     }

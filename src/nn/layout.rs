@@ -1,4 +1,4 @@
-//! Which tensors a configuration has, under which checkpoint names (DESIGN.md's contract),
+//! Which tensors a configuration has, under which checkpoint names (README, "Checkpoint format"),
 //! and typed handles to them for the forward and backward passes.
 
 use super::params::{Init, ParamLayout, TensorId};

@@ -1,5 +1,5 @@
 //! Mean squared error of the real targets against model width (one panel per depth) and
-//! against depth (one panel per width), with the exact floor of THEORY.md §3 drawn dashed.
+//! against depth (one panel per width), with the exact floor of docs/theory.md §4 drawn dashed.
 
 use super::{Axis, Figure, Panel, Panels, Series, legend, measured, save, slice, sort_families, targets};
 use crate::error::Result;

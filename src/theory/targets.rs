@@ -1,4 +1,4 @@
-//! The target catalogue of THEORY.md §4: sequence functions f(X), seeded samplers of
+//! The target catalogue of docs/theory.md §4: sequence functions f(X), seeded samplers of
 //! constant and general inputs, and each target's exact floor on constant inputs.
 //!
 //! Positions p_i = i/n for i = 1..n; real inputs are drawn from x ~ U[−1, 1]^d, tokens
@@ -314,7 +314,7 @@ impl Target {
         Sample { inputs: Inputs::Real(x), targets: Outputs::Real(y), constant }
     }
 
-    /// The floor in closed form (THEORY.md §4).
+    /// The floor in closed form (docs/theory.md §4).
     pub fn floor(&self) -> Floor {
         let var_p = position_variance(self.n);
         let n = self.n as f64;

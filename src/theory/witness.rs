@@ -1,4 +1,4 @@
-//! The exact URPE witness of THEORY.md §5: one URPE attention layer with a residual
+//! The exact URPE witness of docs/theory.md §5: one URPE attention layer with a residual
 //! connection and no LayerNorm computes position-shift exactly on every input.
 //!
 //! W_Q = W_K = 0 and B = 0 make A = 11ᵀ/n; W_V = 0, b_V = u make V = 1uᵀ; W_O = I;

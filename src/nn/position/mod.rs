@@ -1,5 +1,5 @@
 //! Position-encoding families: the fixed tables each family needs and the terms it adds
-//! to attention scores, values or input rows (THEORY.md §2).
+//! to attention scores, values or input rows (docs/theory.md §2).
 //!
 //! Toeplitz tables store offset j − i at index (j − i) + n_max − 1 (see [`toeplitz`]).
 
