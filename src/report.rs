@@ -280,33 +280,7 @@ fn rank_section(out: &mut String, runs: &[StoredRun], fams: &[String]) {
         let rank = r.probe.rank.last().map_or(0, |s| s.rank);
         let _ = writeln!(out, "| {} | {} | {rank} |", r.family, sigma.join(" | "));
     }
-    let sigma = |s: &crate::analysis::rank::StageRank| s.singular.first().copied().unwrap_or(0.0);
-    let bound: Vec<&&StoredRun> = chosen.iter().filter(|r| r.record.config.model.barrier_bound()).collect();
-    let bound_max = bound.iter().flat_map(|r| r.probe.rank.iter().map(sigma)).fold(0.0, f64::max);
-    let tolerance = crate::analysis::rank::RANK_TOLERANCE;
-    let mut reading = String::from("\nReading: ");
-    if !bound.is_empty() {
-        reading.push_str(&format!(
-            "every barrier-bound family stays at rounding level, σ₁/‖h‖ ≤ {bound_max:.1e} at every stage{} ",
-            if bound_max > tolerance {
-                "; above the tolerance, which is a BUG in the engine."
-            } else {
-                " (positional rank 0: Proposition 1 holds inside the trained networks, not only at their outputs)."
-            }
-        ));
-    }
-    let free: Vec<String> = chosen
-        .iter()
-        .filter(|r| !r.record.config.model.barrier_bound())
-        .map(|r| match r.probe.rank.iter().find(|s| sigma(s) > tolerance) {
-            Some(s) => format!("{} from stage {} on", r.family, s.stage),
-            None => format!("{} at no stage", r.family),
-        })
-        .collect();
-    if !free.is_empty() {
-        reading.push_str(&format!("Position above the tolerance: {}.", free.join("; ")));
-    }
-    let _ = writeln!(out, "{reading}");
+    let _ = writeln!(out, "\nReading: {}", crate::plot::rank_reading(&chosen));
 }
 
 /// A setting as a configuration file spells it (`cosine`, `post`, `adamw`).

@@ -258,3 +258,48 @@ fn one_training_run_draws_its_loss_and_held_out_curves() {
     let figures = draw_run(&diverged, &dir.path().join("diverged")).unwrap();
     assert!(figures[0].caption.contains("No held-out evaluation was stored"), "{}", figures[0].caption);
 }
+
+/// The error figures' readings count, per family, the sizes below the floor from the store
+/// itself (a family that is not below it is never said to be), and a store of one seed per
+/// grid point claims no interval anywhere.
+#[test]
+fn captions_and_report_read_the_store_and_one_seed_claims_no_interval() {
+    use urpe::experiment::stats::cells;
+    use urpe::report::{ReportContext, report};
+    let runs = runs();
+    let dir = tempfile::tempdir().unwrap();
+    let figures = draw_all(&runs, dir.path()).unwrap();
+    let caption = &figure(&figures, "error_vs_width_constant").caption;
+    let cells = cells(&runs);
+    for family in ["nope", "urpe"] {
+        let mine: Vec<_> =
+            cells.iter().filter(|c| c.key.target.to_string() == "position-shift" && c.key.family == family).collect();
+        let urpe::theory::Floor::Mse { mse: floor } = mine[0].floor else { panic!("a real target") };
+        let below = mine.iter().filter(|c| c.constant.mean < floor * (1.0 - 1e-4)).count();
+        let claim = format!("{family} below the floor at {below} of {} sizes", mine.len());
+        assert!(caption.contains(&claim), "{claim:?} not in {caption:?}");
+    }
+    assert!(caption.contains("means over 2 seeds"), "{caption}");
+
+    let single: Vec<StoredRun> = runs.into_iter().filter(|r| r.seed == 1).collect();
+    let figures = draw_all(&single, dir.path()).unwrap();
+    for f in &figures {
+        assert!(!f.caption.contains("95%"), "{}: {}", f.name, f.caption);
+    }
+    assert!(figure(&figures, "error_vs_width_constant").caption.contains("one seed: no interval"));
+    let ctx = ReportContext {
+        experiment: "plot-test".into(),
+        description: String::new(),
+        settings: String::new(),
+        commands: Vec::new(),
+        sweep_seconds: None,
+        logged_seconds: None,
+        logged_sweeps: 0,
+        threads: 1,
+    };
+    let text = report(&single, &[], &ctx);
+    assert!(text.contains("1 seed(s) per grid point"), "{text}");
+    assert!(text.contains("One seed per grid point: every number is a single run, with no confidence interval."));
+    assert!(!text.contains("95% Student-t"), "{text}");
+    assert!(text.contains("The sweeps' wall time was not logged"));
+}

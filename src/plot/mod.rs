@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use probes::draw_analysis;
+pub(crate) use probes::rank_reading;
 pub use run::draw_run;
 
 /// One drawn figure: the same picture as PNG and as SVG.

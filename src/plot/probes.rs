@@ -105,9 +105,9 @@ pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec
     Ok(vec![save(dir, "positional_rank", "Positional rank on constant inputs", [caption[0], &caption_line], &fig)?])
 }
 
-/// What the drawn runs show: the largest σ₁/‖h‖ of an in-softmax family at any stage, and
-/// for each other family the first stage above the rank tolerance.
-fn rank_reading(runs: &[&StoredRun]) -> String {
+/// What the runs' rank probes show: the largest σ₁/‖h‖ of an in-softmax family at any
+/// stage (a bug above the tolerance), and for each other family the first stage above it.
+pub(crate) fn rank_reading(runs: &[&StoredRun]) -> String {
     let sigma = |s: &StageRank| s.singular.first().copied().unwrap_or(0.0);
     let bound: Vec<&&StoredRun> = runs.iter().filter(|r| r.record.config.model.barrier_bound()).collect();
     let bound_max = bound.iter().flat_map(|r| r.probe.rank.iter().map(sigma)).fold(0.0, f64::max);
@@ -125,7 +125,11 @@ fn rank_reading(runs: &[&StoredRun]) -> String {
     if !bound.is_empty() {
         text.push_str(&format!(
             "In-softmax families: σ₁/‖h‖ ≤ {bound_max:.1e} at every stage{}. ",
-            if bound_max > RANK_TOLERANCE { ", ABOVE the tolerance: a bug" } else { " (positional rank 0)" }
+            if bound_max > RANK_TOLERANCE {
+                ", ABOVE the tolerance: a BUG in the engine"
+            } else {
+                " (positional rank 0: Proposition 1 holds inside the trained networks, not only at their outputs)"
+            }
         ));
     }
     if !free.is_empty() {
