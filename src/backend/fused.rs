@@ -242,8 +242,9 @@ impl Fused {
             }
             Fused::Adam(_) => vec![len, len, 2 * len],
             Fused::SplitHeads { n, heads, chunks } => {
-                let ok = dims.len() == 2 && n * heads * chunks != 0;
-                if !ok || !dims[0].is_multiple_of(n) || !dims[1].is_multiple_of(chunks * heads) {
+                let width = chunks.saturating_mul(heads);
+                let ok = dims.len() == 2 && n != 0 && width != 0;
+                if !ok || !dims[0].is_multiple_of(n) || !dims[1].is_multiple_of(width) {
                     bail!("{name}: input {dims:?} against n {n}, {heads} heads, {chunks} chunks");
                 }
                 vec![len, dims[1]]
@@ -546,7 +547,7 @@ impl CustomOp3 for Fused {
 // first input and read the others at offsets derived from it) only ever see operands of
 // the shapes they assume. A violation is an error naming the op, the operand, and what
 // was expected against what was given. Non-contiguous operands are made contiguous
-// (`apply1`–`apply3`); [`Fused::check_layouts`] re-checks the lengths at the kernels' door.
+// (`.contiguous()` in the wrappers); [`Fused::check_layouts`] re-checks the lengths at the kernels' door.
 
 /// A named operand of a fused op.
 type Operand<'a> = (&'a str, &'a Tensor);
@@ -733,7 +734,7 @@ pub fn split_heads(y: &Tensor, bias: &Tensor, n: usize, heads: usize, chunks: us
     if n == 0 || heads == 0 || chunks == 0 {
         bail!("{OP}: n {n}, heads {heads} and chunks {chunks} must be positive");
     }
-    if !rows.is_multiple_of(n) || !cols.is_multiple_of(chunks * heads) {
+    if !rows.is_multiple_of(n) || !cols.is_multiple_of(chunks.saturating_mul(heads)) {
         bail!(
             "{OP}: operand y has shape {:?}, expected [b·n, c·h·d_h] with n = {n}, h = {heads} heads, c = {chunks} chunks",
             y.dims()
@@ -759,8 +760,8 @@ pub fn merge_heads(parts: &[&Tensor]) -> Result<Tensor> {
     for &part in &operands[1..] {
         expect_same_shape(OP, part, operands[0])?;
     }
-    expect_u32(OP, "rows", b * n)?;
-    expect_u32(OP, "columns", parts.len() * h * dh)?;
+    expect_u32(OP, "rows", b.saturating_mul(n))?;
+    expect_u32(OP, "columns", parts.len().saturating_mul(h).saturating_mul(dh))?;
     match parts {
         [a] => a.contiguous()?.apply_op1_no_bwd(&Fused::MergeHeads),
         [a, b, c] => apply3(Fused::MergeHeads, a, b, c),
