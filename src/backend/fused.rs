@@ -10,7 +10,7 @@ use crate::float::Float;
 use crate::nn::activation::normal_cdf;
 use crate::nn::layernorm::LN_EPS;
 use crate::nn::softmax::{softmax_row_backward, softmax_row_forward};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
 /// One fused operation; the output has the shape of the first input, whose last axis
 /// (length k, or n for rows) is the row.
@@ -221,8 +221,57 @@ impl Fused {
         out
     }
 
+    /// The last line of defence before a CPU loop or a CUDA launch (both call it): every
+    /// input is contiguous and has the length the op reads from it, given the first input's
+    /// shape (the public wrappers check the full shapes and dtypes before this).
+    fn check_layouts(&self, layouts: &[&Layout]) -> Result<()> {
+        let name = self.name();
+        let x = layouts[0].shape();
+        let (len, dims) = (x.elem_count(), x.dims());
+        let k = dims.last().copied().unwrap_or(1).max(1);
+        let expected: Vec<usize> = match *self {
+            Fused::AddRows | Fused::MulRows | Fused::BiasActivation { grad: false, .. } => vec![len, k],
+            Fused::BiasActivation { grad: true, .. } | Fused::LayerNormBackward => vec![len, k, len],
+            Fused::LayerNorm => vec![len, k, k],
+            Fused::SoftmaxBackward { .. } | Fused::LayerNormXhatProduct => vec![len, len],
+            Fused::Softmax { period, .. } => {
+                if period == 0 || !(len / k).is_multiple_of(period) {
+                    bail!("{name}: period {period} does not divide the {} rows", len / k);
+                }
+                vec![len, period * k]
+            }
+            Fused::Adam(_) => vec![len, len, 2 * len],
+            Fused::SplitHeads { n, heads, chunks } => {
+                let width = chunks.saturating_mul(heads);
+                let ok = dims.len() == 2 && n != 0 && width != 0;
+                if !ok || !dims[0].is_multiple_of(n) || !dims[1].is_multiple_of(width) {
+                    bail!("{name}: input {dims:?} against n {n}, {heads} heads, {chunks} chunks");
+                }
+                vec![len, dims[1]]
+            }
+            Fused::MergeHeads => {
+                if dims.len() != 4 || !matches!(layouts.len(), 1 | 3) {
+                    bail!("{name}: {} inputs of shape {dims:?}, expected one or three [b, h, n, d_h]", layouts.len());
+                }
+                vec![len; layouts.len()]
+            }
+        };
+        if expected.len() != layouts.len() {
+            bail!("{name}: {} inputs, expected {}", layouts.len(), expected.len());
+        }
+        for (i, (l, want)) in layouts.iter().zip(expected).enumerate() {
+            match l.contiguous_offsets() {
+                Some((a, b)) if b - a == want => {}
+                Some((a, b)) => bail!("{name}: input {i} has {} elements, expected {want}", b - a),
+                None => bail!("{name}: input {i} is not contiguous"),
+            }
+        }
+        Ok(())
+    }
+
     /// Runs on CPU storages (every input contiguous, of one float type).
     fn cpu_storage(&self, inputs: &[(&CpuStorage, &Layout)]) -> Result<(CpuStorage, Shape)> {
+        self.check_layouts(&inputs.iter().map(|(_, l)| *l).collect::<Vec<_>>())?;
         let shape = self.out_shape(inputs[0].1.shape(), inputs.len());
         let k = inputs[0].1.shape().dims().last().copied().unwrap_or(1).max(1);
         let heads = matches!(self, Fused::SplitHeads { .. } | Fused::MergeHeads)
@@ -414,6 +463,7 @@ mod gpu {
     impl Fused {
         /// Runs on CUDA storages (every input contiguous, of one float type).
         pub(super) fn cuda_storage(&self, inputs: &[(&CudaStorage, &Layout)]) -> Result<(CudaStorage, Shape)> {
+            self.check_layouts(&inputs.iter().map(|(_, l)| *l).collect::<Vec<_>>())?;
             let shape = self.out_shape(inputs[0].1.shape(), inputs.len());
             let out = match inputs[0].0.dtype() {
                 DType::F32 => launch::<f32>(*self, inputs, "f32")?,
@@ -492,13 +542,85 @@ impl CustomOp3 for Fused {
     }
 }
 
-/// Checks that `v` is a vector of the length of `x`'s rows (or `rows` × that).
-fn check_rows(op: &str, x: &Tensor, v: &Tensor, rows: usize) -> Result<()> {
-    let k = x.dims().last().copied().unwrap_or(1);
-    if v.elem_count() != rows * k || x.dtype() != v.dtype() {
-        bail!("{op}: {:?} ({:?}) against rows of {:?} ({:?})", v.dims(), v.dtype(), x.dims(), x.dtype());
+// Operand checks. Every public op checks its operands here, in the wrapper, before any
+// dispatch: so both the CPU loops and the CUDA launches (which size their loops from the
+// first input and read the others at offsets derived from it) only ever see operands of
+// the shapes they assume. A violation is an error naming the op, the operand, and what
+// was expected against what was given. Non-contiguous operands are made contiguous
+// (`.contiguous()` in the wrappers); [`Fused::check_layouts`] re-checks the lengths at the kernels' door.
+
+/// A named operand of a fused op.
+type Operand<'a> = (&'a str, &'a Tensor);
+
+/// The float operands of `op` share one dtype, f32 or f64, and one device; returns the dtype.
+fn expect_float(op: &str, operands: &[Operand]) -> Result<DType> {
+    let (first, t0) = operands[0];
+    let dtype = t0.dtype();
+    if !matches!(dtype, DType::F32 | DType::F64) {
+        bail!("{op}: operand {first} has dtype {dtype:?}, expected f32 or f64");
+    }
+    for &(name, t) in &operands[1..] {
+        if t.dtype() != dtype {
+            bail!("{op}: operand {name} has dtype {:?}, expected {dtype:?} (the dtype of {first})", t.dtype());
+        }
+        if !t.device().same_device(t0.device()) {
+            bail!("{op}: operand {name} is on {:?}, expected {:?} (the device of {first})", t.device(), t0.device());
+        }
+    }
+    Ok(dtype)
+}
+
+/// `t` has exactly the shape `dims`.
+fn expect_dims(op: &str, (name, t): Operand, dims: &[usize]) -> Result<()> {
+    if t.dims() != dims {
+        bail!("{op}: operand {name} has shape {:?}, expected {dims:?}", t.dims());
     }
     Ok(())
+}
+
+/// `t` has the shape of `like`.
+fn expect_same_shape(op: &str, operand: Operand, (like, l): Operand) -> Result<()> {
+    if operand.1.dims() != l.dims() {
+        bail!(
+            "{op}: operand {} has shape {:?}, expected {:?} (the shape of {like})",
+            operand.0,
+            operand.1.dims(),
+            l.dims()
+        );
+    }
+    Ok(())
+}
+
+/// `t` has rank `rank`; returns its dims.
+fn expect_rank<'a>(op: &str, (name, t): Operand<'a>, rank: usize) -> Result<&'a [usize]> {
+    if t.rank() != rank {
+        bail!("{op}: operand {name} has shape {:?} (rank {}), expected rank {rank}", t.dims(), t.rank());
+    }
+    Ok(t.dims())
+}
+
+/// The row length (last axis) of `t`, which must have rank ≥ 1.
+fn row_len(op: &str, (name, t): Operand) -> Result<usize> {
+    match t.dims().last() {
+        Some(&k) => Ok(k),
+        None => bail!("{op}: operand {name} is a scalar, expected rank ≥ 1 (rows along the last axis)"),
+    }
+}
+
+/// A size the heads kernel indexes in 32 bits.
+fn expect_u32(op: &str, what: &str, v: usize) -> Result<()> {
+    if u32::try_from(v).is_err() {
+        bail!("{op}: {what} {v} exceeds the kernel's 32-bit index range");
+    }
+    Ok(())
+}
+
+/// x [.., k] and one vector v [k] per row: their dtype and k.
+fn expect_rows_and_vector(op: &str, x: Operand, v: Operand) -> Result<usize> {
+    expect_float(op, &[x, v])?;
+    let k = row_len(op, x)?;
+    expect_dims(op, v, &[k])?;
+    Ok(k)
 }
 
 fn apply2(op: Fused, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -511,90 +633,139 @@ fn apply3(op: Fused, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Tensor> {
 
 /// x + v with v [k] added to every row of x [.., k].
 pub fn add_rows(x: &Tensor, v: &Tensor) -> Result<Tensor> {
-    check_rows("add_rows", x, v, 1)?;
+    expect_rows_and_vector("add_rows", ("x", x), ("v", v))?;
     apply2(Fused::AddRows, x, v)
 }
 
 /// x ⊙ v with v [k] multiplying every row of x [.., k].
 pub fn mul_rows(x: &Tensor, v: &Tensor) -> Result<Tensor> {
-    check_rows("mul_rows", x, v, 1)?;
+    expect_rows_and_vector("mul_rows", ("x", x), ("v", v))?;
     apply2(Fused::MulRows, x, v)
 }
 
 /// softmax(scale·x + bias) over the last axis, bias [P, n] repeating every P rows of
-/// x [.., n] (P divides the number of rows).
+/// x [.., n] (P ≥ 1 divides the number of rows).
 pub fn softmax(x: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
-    let n = x.dims().last().copied().unwrap_or(1);
-    let period = bias.elem_count() / n.max(1);
-    if period == 0 || bias.elem_count() != period * n || !(x.elem_count() / n).is_multiple_of(period) {
-        bail!("softmax: bias {:?} does not repeat over the rows of {:?}", bias.dims(), x.dims());
+    const OP: &str = "softmax";
+    expect_float(OP, &[("x", x), ("bias", bias)])?;
+    let n = row_len(OP, ("x", x))?;
+    let &[period, cols] = expect_rank(OP, ("bias", bias), 2)? else { unreachable!("rank 2") };
+    let rows = x.elem_count() / n.max(1);
+    if cols != n || period == 0 || !rows.is_multiple_of(period) {
+        bail!(
+            "{OP}: operand bias has shape {:?}, expected [P, {n}] with P ≥ 1 dividing the {rows} rows of x {:?}",
+            bias.dims(),
+            x.dims()
+        );
     }
-    check_rows("softmax", x, bias, period)?;
     apply2(Fused::Softmax { scale, period }, x, bias)
 }
 
 /// ∂L/∂x of [`softmax`] (times its scale) from its output y and g = ∂L/∂y.
 pub fn softmax_backward(y: &Tensor, g: &Tensor, scale: f64) -> Result<Tensor> {
+    const OP: &str = "softmax_backward";
+    expect_float(OP, &[("y", y), ("g", g)])?;
+    row_len(OP, ("y", y))?;
+    expect_same_shape(OP, ("g", g), ("y", y))?;
     apply2(Fused::SoftmaxBackward { scale }, y, g)
 }
 
 /// LayerNorm over the last axis: (x − μ)/√(σ² + ε) ⊙ w + b.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    check_rows("layer_norm", x, w, 1)?;
+    const OP: &str = "layer_norm";
+    expect_float(OP, &[("x", x), ("w", w), ("b", b)])?;
+    let k = row_len(OP, ("x", x))?;
+    expect_dims(OP, ("w", w), &[k])?;
+    expect_dims(OP, ("b", b), &[k])?;
     apply3(Fused::LayerNorm, x, w, b)
 }
 
 /// ∂L/∂x of [`layer_norm`] from its input x, weight w and g = ∂L/∂y.
 pub fn layer_norm_backward(x: &Tensor, w: &Tensor, g: &Tensor) -> Result<Tensor> {
+    const OP: &str = "layer_norm_backward";
+    expect_float(OP, &[("x", x), ("w", w), ("g", g)])?;
+    let k = row_len(OP, ("x", x))?;
+    expect_dims(OP, ("w", w), &[k])?;
+    expect_same_shape(OP, ("g", g), ("x", x))?;
     apply3(Fused::LayerNormBackward, x, w, g)
 }
 
 /// g ⊙ x̂ for [`layer_norm`]'s input x (summed over rows: the weight's gradient).
 pub fn layer_norm_xhat_product(x: &Tensor, g: &Tensor) -> Result<Tensor> {
+    const OP: &str = "layer_norm_xhat_product";
+    expect_float(OP, &[("x", x), ("g", g)])?;
+    row_len(OP, ("x", x))?;
+    expect_same_shape(OP, ("g", g), ("x", x))?;
     apply2(Fused::LayerNormXhatProduct, x, g)
 }
 
 /// act(m + b), b [k] added to every row of m [.., k].
 pub fn bias_activation(m: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
-    check_rows("bias_activation", m, b, 1)?;
+    expect_rows_and_vector("bias_activation", ("m", m), ("b", b))?;
     apply2(Fused::BiasActivation { act, grad: false }, m, b)
 }
 
 /// g ⊙ act'(m + b): the gradient through [`bias_activation`] from g = ∂L/∂y.
 pub fn bias_activation_backward(m: &Tensor, b: &Tensor, g: &Tensor, act: Activation) -> Result<Tensor> {
+    const OP: &str = "bias_activation_backward";
+    expect_float(OP, &[("m", m), ("b", b), ("g", g)])?;
+    expect_rows_and_vector(OP, ("m", m), ("b", b))?;
+    expect_same_shape(OP, ("g", g), ("m", m))?;
     apply3(Fused::BiasActivation { act, grad: true }, m, b, g)
 }
 
-/// One Adam update of θ from g and the moments mv = [m, v] ([2, len]): [θ', m', v'] as
-/// [3, len] (one pass instead of a dozen elementwise ops).
+/// One Adam update of θ from g (θ's shape) and the moments mv = [m, v] ([2, len], len
+/// the number of θ's elements): [θ', m', v'] as [3, len] (one pass instead of a dozen
+/// elementwise ops).
 pub fn adam_update(theta: &Tensor, g: &Tensor, mv: &Tensor, update: AdamUpdate) -> Result<Tensor> {
-    if g.elem_count() != theta.elem_count() || mv.elem_count() != 2 * theta.elem_count() {
-        bail!("adam_update: θ {:?}, g {:?}, moments {:?}", theta.dims(), g.dims(), mv.dims());
-    }
+    const OP: &str = "adam_update";
+    expect_float(OP, &[("theta", theta), ("g", g), ("mv", mv)])?;
+    expect_same_shape(OP, ("g", g), ("theta", theta))?;
+    expect_dims(OP, ("mv", mv), &[2, theta.elem_count()])?;
     apply3(Fused::Adam(update), &theta.flatten_all()?, &g.flatten_all()?, &mv.flatten_all()?)
 }
 
 /// Rows y [b·n, c·d] plus bias [c·d] as c stacked heads tensors [c, b, h, n, d_h]
 /// (d = h·d_h): out[s, β, η, i, e] = y[β·n + i, s·d + η·d_h + e] + bias[s·d + η·d_h + e].
 pub fn split_heads(y: &Tensor, bias: &Tensor, n: usize, heads: usize, chunks: usize) -> Result<Tensor> {
-    let (rows, cols) = y.dims2()?;
-    if rows % n != 0 || cols % (chunks * heads) != 0 || bias.elem_count() != cols {
-        bail!("split_heads: rows {:?}, bias {:?}, n {n}, {heads} heads, {chunks} chunks", y.dims(), bias.dims());
+    const OP: &str = "split_heads";
+    expect_float(OP, &[("y", y), ("bias", bias)])?;
+    let &[rows, cols] = expect_rank(OP, ("y", y), 2)? else { unreachable!("rank 2") };
+    if n == 0 || heads == 0 || chunks == 0 {
+        bail!("{OP}: n {n}, heads {heads} and chunks {chunks} must be positive");
     }
+    if !rows.is_multiple_of(n) || !cols.is_multiple_of(chunks.saturating_mul(heads)) {
+        bail!(
+            "{OP}: operand y has shape {:?}, expected [b·n, c·h·d_h] with n = {n}, h = {heads} heads, c = {chunks} chunks",
+            y.dims()
+        );
+    }
+    expect_dims(OP, ("bias", bias), &[cols])?;
+    expect_u32(OP, "rows", rows)?;
+    expect_u32(OP, "columns", cols)?;
     apply2(Fused::SplitHeads { n, heads, chunks }, y, bias)
 }
 
 /// One or three heads tensors [b, h, n, d_h] side by side as rows [b·n, c·h·d_h] (the
 /// inverse of [`split_heads`] without its bias).
 pub fn merge_heads(parts: &[&Tensor]) -> Result<Tensor> {
-    let dims = parts[0].dims();
-    if dims.len() != 4 || parts.iter().any(|p| p.dims() != dims || p.dtype() != parts[0].dtype()) {
-        bail!("merge_heads: parts must share one [b, h, n, d_h] shape");
+    const OP: &str = "merge_heads";
+    const NAMES: [&str; 3] = ["parts[0]", "parts[1]", "parts[2]"];
+    if !matches!(parts.len(), 1 | 3) {
+        bail!("{OP}: {} parts, expected one or three", parts.len());
     }
+    let operands: Vec<Operand> = NAMES.into_iter().zip(parts.iter().copied()).collect();
+    expect_float(OP, &operands)?;
+    let &[b, h, n, dh] = expect_rank(OP, operands[0], 4)? else { unreachable!("rank 4") };
+    for &part in &operands[1..] {
+        expect_same_shape(OP, part, operands[0])?;
+    }
+    expect_u32(OP, "rows", b.saturating_mul(n))?;
+    expect_u32(OP, "columns", parts.len().saturating_mul(h).saturating_mul(dh))?;
     match parts {
         [a] => a.contiguous()?.apply_op1_no_bwd(&Fused::MergeHeads),
         [a, b, c] => apply3(Fused::MergeHeads, a, b, c),
-        _ => bail!("merge_heads: one or three parts, not {}", parts.len()),
+        _ => unreachable!("checked above"),
     }
 }
 
@@ -637,6 +808,9 @@ impl candle_core::InplaceOp2 for SumSquares {
         use candle_core::cuda_backend::WrapErr;
         use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
         let Some((a, b)) = l.contiguous_offsets() else { bail!("sum_squares: input is not contiguous") };
+        if dst_l.shape().elem_count() != SUM_SQUARES_PARTS || dst.dtype() != candle_core::DType::F64 {
+            bail!("sum_squares: the destination is {SUM_SQUARES_PARTS} f64 slots");
+        }
         let n = (b - a) as u64;
         let blocks = (b - a).div_ceil(1024).clamp(1, SUM_SQUARES_PARTS) as u32;
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
@@ -669,10 +843,15 @@ impl candle_core::InplaceOp2 for SumSquares {
     }
 }
 
-/// Σ g² over all `tensors`, in f64, as a device buffer of partial sums (one block of
-/// [`SUM_SQUARES_PARTS`] slots per tensor; their total is the sum).
+/// Σ g² over all `tensors` (at least one, all f32 or all f64, on one device), in f64, as a
+/// device buffer of partial sums (one block of [`SUM_SQUARES_PARTS`] slots per tensor;
+/// their total is the sum).
 pub fn sum_squares_into(tensors: &[Tensor]) -> Result<Tensor> {
-    let Some(first) = tensors.first() else { bail!("sum_squares_into: no tensors") };
+    const OP: &str = "sum_squares_into";
+    let Some(first) = tensors.first() else { bail!("{OP}: no tensors, expected at least one") };
+    let names: Vec<String> = (0..tensors.len()).map(|i| format!("tensors[{i}]")).collect();
+    let operands: Vec<Operand> = names.iter().map(String::as_str).zip(tensors).collect();
+    expect_float(OP, &operands)?;
     let parts = Tensor::zeros(tensors.len() * SUM_SQUARES_PARTS, candle_core::DType::F64, first.device())?;
     for (i, t) in tensors.iter().enumerate() {
         parts.narrow(0, i * SUM_SQUARES_PARTS, SUM_SQUARES_PARTS)?.inplace_op2(&t.contiguous()?, &SumSquares)?;
