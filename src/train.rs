@@ -76,19 +76,27 @@ pub struct TrainSpec {
     pub eval: EvalConfig,
 }
 
-mod defaults {
+/// The defaults of a training run: one source for run files (serde) and for the flags of
+/// `urpe train` (clap); the optimiser's and the evaluation's are [`OptimConfig::default`]
+/// and [`EvalConfig::default`].
+pub mod defaults {
+    /// Features per position of real targets.
     pub fn d() -> usize {
         8
     }
+    /// Vocabulary of token targets.
     pub fn vocab() -> usize {
         10
     }
+    /// Optimiser steps.
     pub fn steps() -> usize {
         2000
     }
+    /// Sequences per step.
     pub fn batch() -> usize {
         64
     }
+    /// Share of constant sequences per batch.
     pub fn constant_fraction() -> f64 {
         0.5
     }

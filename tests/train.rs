@@ -269,3 +269,27 @@ fn train_resume_continues_a_stopped_run() {
     assert!(err.contains("not a saved training state"), "{err}");
     assert!(err.contains("its `format` metadata is `urpe-checkpoint-v1`") && !err.contains("Some("), "{err}");
 }
+
+/// `urpe train`'s flags and a run file take their defaults from one place: a run given only
+/// its target, length and model gets the same complete configuration either way.
+#[test]
+fn the_flags_and_a_run_file_share_their_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.toml");
+    std::fs::write(
+        &file,
+        "target = \"position-id\"\nn = 6\n[model]\nfamily = \"urpe\"\ndepth = 1\nwidth = 8\nheads = 2\n",
+    )
+    .unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let o = urpe().args(["train", "--config", file.to_str().unwrap(), "--out", a.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = urpe().args(RUN).args(["--out", b.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |p: &std::path::Path| -> RunRecord {
+        serde_json::from_slice(&std::fs::read(p.join("metrics.json")).unwrap()).unwrap()
+    };
+    let (from_file, from_flags) = (read(&a).config, read(&b).config);
+    assert_eq!(from_file, from_flags);
+    assert_eq!((from_file.steps, from_file.batch, from_file.optim.lr), (2000, 64, 1e-3), "the documented defaults");
+}

@@ -7,7 +7,9 @@ use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::optim::{Decay, OptimConfig, OptimizerKind};
 use crate::theory::{Floor, TargetKind};
-use crate::train::{EvalConfig, Metrics, Outcome, RunRecord, SetMetrics, StepReport, TrainConfig, TrainSpec, Trainer};
+use crate::train::{
+    EvalConfig, Metrics, Outcome, RunRecord, SetMetrics, StepReport, TrainConfig, TrainSpec, Trainer, defaults,
+};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,10 +44,10 @@ pub struct Args {
     #[arg(long)]
     n: Option<usize>,
     /// Features per position (real targets).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = defaults::d())]
     d: usize,
     /// Vocabulary (token targets).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::vocab())]
     vocab: usize,
     #[command(flatten)]
     model: ModelArgs,
@@ -59,28 +61,28 @@ pub struct Args {
     #[arg(long, hide = true)]
     classes: Option<usize>,
     /// Optimiser steps.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = defaults::steps())]
     steps: usize,
     /// Sequences per step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::batch())]
     batch: usize,
     /// Share of constant sequences in each batch.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = defaults::constant_fraction())]
     constant_fraction: f64,
     /// Optimiser.
-    #[arg(long, value_enum, default_value = "adam")]
+    #[arg(long, value_enum, default_value_t = OptimConfig::default().kind)]
     optimizer: OptimizerKind,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = OptimConfig::default().lr)]
     lr: f64,
     /// Weight decay (L2 for adam, decoupled for adamw).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = OptimConfig::default().weight_decay)]
     weight_decay: f64,
     /// Linear warm-up steps.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = OptimConfig::default().warmup)]
     warmup: usize,
     /// Decay after warm-up.
-    #[arg(long, value_enum, default_value = "linear")]
+    #[arg(long, value_enum, default_value_t = OptimConfig::default().decay)]
     decay: Decay,
     /// Clip the gradient norm to this value.
     #[arg(long)]
@@ -95,10 +97,10 @@ pub struct Args {
     #[arg(long)]
     data_seed: Option<u64>,
     /// Evaluate every this many steps (0: at the end only).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = EvalConfig::default().every)]
     eval_every: usize,
     /// Sequences in each held-out set (constant, general).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = EvalConfig::default().sequences)]
     eval_sequences: usize,
     /// Worker threads [default: one per core].
     #[arg(long)]
@@ -137,8 +139,10 @@ fn run_config(a: &Args) -> Result<TrainConfig> {
         if let Some(v) = given {
             return Err(Error::Input(format!(
                 "{flag} {v}: train sizes the model's input and output from the target; give the \
-                 features per position with --d D (real targets, default 8) or the vocabulary with \
-                 --vocab V (token targets, default 10)"
+                 features per position with --d D (real targets, default {}) or the vocabulary with \
+                 --vocab V (token targets, default {})",
+                defaults::d(),
+                defaults::vocab()
             )));
         }
     }
