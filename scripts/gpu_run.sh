@@ -12,7 +12,8 @@
 #          each, slower than one alone at 22.5 ms), for at most SECONDS, then stop cleanly: stopped jobs keep their
 #          state in $PAPER_DIR/partial/ and continue on the next call. The runs' JSONL files
 #          and logs come back in $OUT/paper/ (never checkpoints or states); copy them into
-#          results/gpu/ here.
+#          results/gpu/paper/ here (urpe plot results/gpu/paper redraws its report). At most 8
+#          files come back from one call: leave fewer in $OUT than that.
 # Logs go to results/gpu/*.log (and $OUT when set, so that they come back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,4 +57,4 @@ log=results/gpu/$mode.log
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac
 } 2>&1 | tee "$log"
-[ -n "${OUT:-}" ] && cp results/gpu/*.log "$OUT/" || true
+[ -n "${OUT:-}" ] && cp "$log" "$OUT/" || true
