@@ -8,8 +8,8 @@
 #   bench  step time of the paper model, ours and PyTorch eager, TF32 and FP32
 #   paper  experiments/paper.toml into $PAPER_DIR (default /tmp/urpe-paper, outside the copied
 #          tree, so it stays on the host while it is held), the shards of PAPER_JOBS one
-#          after another (one process per GPU: two processes on one H200 ran at 28 ms a step
-#          each, slower than one alone at 22.5 ms), for at most SECONDS, then stop cleanly: stopped jobs keep their
+#          after another (or at once with PAPER_PARALLEL=1), for at most SECONDS, then
+#          stop cleanly: stopped jobs keep their
 #          state in $PAPER_DIR/partial/ and continue on the next call. The runs' JSONL files
 #          and logs come back in $OUT/paper/ (never checkpoints or states); copy them into
 #          results/gpu/paper/ here (urpe plot results/gpu/paper redraws its report). At most 8
@@ -33,22 +33,31 @@ log=results/gpu/$mode.log
         python3 scripts/torch_bench.py --device cuda --shapes paper $tf
       done ;;
     paper)
-      # PAPER_JOBS: shards K/N run one after another on cuda:${GPU:-0}, each until it is
-      # done or the SECONDS run out (default 0/1: every job, in file order). Saved states
-      # are keyed by job, so a later call continues a stopped job whatever the shard list.
-      # Several GPUs: one call per GPU, each with its own GPU and PAPER_JOBS.
+      # PAPER_JOBS: shards K/N on cuda:${GPU:-0}, each until it is done or the SECONDS run
+      # out (default 0/1: every job, in file order). One after another by default; with
+      # PAPER_PARALLEL=1 all at once on the same GPU (two processes on one H200 ran at 28 ms
+      # a step each against 22.5 ms alone: slower each, but 1.6 times the cells an hour).
+      # Saved states are keyed by job, so a later call continues a stopped job whatever the
+      # shard list. Several GPUs: one call per GPU, each with its own GPU and PAPER_JOBS.
       store=${PAPER_DIR:-/tmp/urpe-paper}
       deadline=$((SECONDS + seconds))
-      for shard in ${PAPER_JOBS:-0/1}; do
-        left=$((deadline - SECONDS))
-        [ "$left" -gt 10 ] || break
-        tag=${shard/\//-of-}
-        status=0
+      run_shard() {
+        local shard=$1 left=$((deadline - SECONDS)) status=0
+        local tag=${shard/\//-of-}
+        [ "$left" -gt 10 ] || return 124
         timeout -s INT "$left" "$bin" sweep experiments/paper.toml --out "$store" --backend candle \
           --device "cuda:${GPU:-0}" --tf32 --threads 1 --shard "$shard" >> "results/gpu/paper-$tag.log" 2>&1 || status=$?
         tail -2 "results/gpu/paper-$tag.log"
-        case $status in 0) ;; 2 | 124 | 130) break ;; *) echo "shard $shard failed with exit $status" >&2; break ;; esac
-      done
+        case $status in 0 | 2 | 124 | 130) ;; *) echo "shard $shard failed with exit $status" >&2 ;; esac
+        return "$status"
+      }
+      if [ "${PAPER_PARALLEL:-0}" = 1 ]; then
+        # Started 10 s apart so that their first appends to the store's logs never meet.
+        for shard in ${PAPER_JOBS:-0/1}; do run_shard "$shard" & sleep 10; done
+        wait || true
+      else
+        for shard in ${PAPER_JOBS:-0/1}; do run_shard "$shard" || break; done
+      fi
       ls -la "$store" "$store/partial" 2>/dev/null || true
       if [ -n "${OUT:-}" ]; then
         mkdir -p "$OUT/paper"
