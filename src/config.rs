@@ -4,6 +4,7 @@
 //! is accepted as shorthand); [`ModelSpec::resolve`] turns it into a complete, validated
 //! [`ModelConfig`], the form stored in checkpoints.
 
+use crate::variant::Variant;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -322,10 +323,7 @@ impl ModelSpec {
         let n_max = self.n_max.ok_or_else(|| missing("n_max", "n_max = 16"))?;
         let input = self.input.ok_or_else(|| missing("input", "input = { kind = \"real\", d_in = 8 }"))?;
         let output = self.output.ok_or_else(|| missing("output", "output = { kind = \"real\", d_out = 8 }"))?;
-        let (family, urpe) = match self.family {
-            Family::Urpe => (Family::T5, true),
-            f => (f, self.urpe),
-        };
+        let Variant { family, gate: urpe } = Variant::new(self.family, self.urpe);
         let config = ModelConfig {
             family,
             urpe,
@@ -384,18 +382,19 @@ impl ModelConfig {
         2 * self.n_max - 1
     }
 
-    /// True when the model maps constant inputs to equal output rows (Proposition 1).
-    pub fn barrier_bound(&self) -> bool {
-        self.family.inside_softmax_only() && !self.urpe
+    /// The attention variant: family and gate.
+    pub fn variant(&self) -> Variant {
+        Variant::new(self.family, self.urpe)
     }
 
-    /// Name for reports: the family, with `+urpe` when the gate is on.
+    /// True when the model maps constant inputs to equal output rows (Proposition 1).
+    pub fn barrier_bound(&self) -> bool {
+        self.variant().barrier_bound()
+    }
+
+    /// Name for reports: the variant's label (`t5`, `urpe`, `rope+urpe`, …).
     pub fn label(&self) -> String {
-        if self.urpe {
-            if self.family == Family::T5 { "urpe".into() } else { format!("{}+urpe", self.family) }
-        } else {
-            self.family.name().into()
-        }
+        self.variant().to_string()
     }
 
     /// Checks every value and combination; the error names the field and what is allowed.

@@ -32,3 +32,4 @@ pub mod report;
 pub mod theory;
 pub mod train;
 pub mod train_state;
+pub mod variant;

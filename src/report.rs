@@ -5,6 +5,7 @@
 use crate::experiment::StoredRun;
 use crate::experiment::stats::{self, Cell, Certificate, GateComparison, MeanCi};
 use crate::theory::{Floor, TargetKind};
+use crate::variant::Variant;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -51,23 +52,10 @@ fn pm(m: &MeanCi) -> String {
     if m.k < 2 { format!("{:.4}", m.mean) } else { format!("{:.4} ± {:.4}", m.mean, m.hi - m.mean) }
 }
 
+/// The variant labels present in `cells`, in the one order of [`Variant::order_key`].
 fn families(cells: &[Cell]) -> Vec<String> {
-    let order = [
-        "nope",
-        "t5",
-        "t5-bucketed",
-        "alibi",
-        "rope",
-        "shaw-key",
-        "xl",
-        "urpe",
-        "ape-learned",
-        "ape-sin",
-        "shaw-value",
-    ];
-    let mut present: Vec<String> =
-        cells.iter().map(|c| c.key.family.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    present.sort_by_key(|f| order.iter().position(|o| o == f).unwrap_or(order.len()));
+    let mut present: Vec<String> = cells.iter().map(|c| c.key.family.clone()).collect();
+    Variant::sort_labels(&mut present);
     present
 }
 

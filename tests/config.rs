@@ -152,3 +152,32 @@ fn messages_use_the_users_words_not_internal_types() {
     let msg = urpe::train::TrainConfig::parse(&wrong_output, false).unwrap_err();
     assert!(msg.contains("{ kind = \"classes\", classes = 8 }") && plain(&msg), "{msg}");
 }
+
+#[test]
+fn every_variant_label_parses_back_to_itself_and_sorts_in_one_order() {
+    use urpe::variant::Variant;
+    let mut labels = Vec::new();
+    for family in Family::ALL {
+        for gate in [false, true] {
+            let v = Variant::new(family, gate);
+            assert_eq!(Variant::parse(&v.to_string()).unwrap(), v, "{v}");
+            labels.push(v.to_string());
+        }
+    }
+    assert_eq!(Variant::parse("t5+urpe").unwrap().to_string(), "urpe");
+    assert_eq!(Variant::new(Family::Urpe, false), Variant::URPE, "urpe is sugar for t5 + gate");
+    for bad in ["urpe+urpe", "rop", "t5+", ""] {
+        let e = Variant::parse(bad).unwrap_err();
+        assert!(e.allowed.contains("FAMILY+urpe"), "{bad}: {e}");
+    }
+    labels.reverse();
+    Variant::sort_labels(&mut labels);
+    let parsed: Vec<Variant> = labels.iter().map(|l| Variant::parse(l).unwrap()).collect();
+    // without the gate first, barrier-bound before free; then every gated variant
+    let ungated = Family::ALL.len();
+    assert!(parsed[..ungated].iter().all(|v| !v.gate) && parsed[ungated..].iter().all(|v| v.gate));
+    let bound = parsed[..ungated].iter().take_while(|v| v.barrier_bound()).count();
+    assert_eq!(bound, Family::ALL.iter().filter(|f| f.inside_softmax_only()).count());
+    assert_eq!(&labels[..3], ["nope", "t5", "t5-bucketed"]);
+    assert_eq!(labels[ungated], "nope+urpe");
+}

@@ -46,7 +46,7 @@ pub fn run(a: Args) -> Result<()> {
                 }
             }
             worst_all = worst_all.max(worst.0);
-            let name = format!("{family}{}", if urpe { "+urpe" } else { "" });
+            let name = crate::variant::Variant::new(family, urpe).to_string();
             outln!("{name:<18} {:>10.2e}  ({})", worst.0, worst.1)?;
         }
     }

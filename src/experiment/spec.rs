@@ -7,6 +7,7 @@ use crate::config::{Activation, ConfigError, Family, ModelSpec, Norm};
 use crate::optim::OptimConfig;
 use crate::theory::{Target, TargetKind};
 use crate::train::{EvalConfig, TrainConfig};
+use crate::variant::Variant;
 use serde::{Deserialize, Serialize};
 
 /// A target of a grid with its sizes: a table `{ kind = "position-shift", n = 16 }` in the
@@ -184,20 +185,9 @@ pub struct Job {
     pub config: TrainConfig,
 }
 
-/// Parses a family label: a family, `urpe`, or `FAMILY+urpe`.
-pub fn parse_family(label: &str) -> Result<(Family, bool), ConfigError> {
-    let (name, gate) = match label.strip_suffix("+urpe") {
-        Some(base) => (base, true),
-        None => (label, false),
-    };
-    let family = <Family as clap::ValueEnum>::from_str(name, false).map_err(|_| {
-        let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
-        ConfigError::new("families", label, format!("a family ({}), urpe, or FAMILY+urpe", names.join(", ")))
-    })?;
-    Ok(match family {
-        Family::Urpe => (Family::T5, true),
-        f => (f, gate),
-    })
+/// Parses an experiment's family label (see [`Variant::parse`]); errors name `families`.
+fn parse_label(label: &str) -> Result<Variant, ConfigError> {
+    Variant::parse(label).map_err(|e| ConfigError { field: "families".into(), ..e })
 }
 
 impl Experiment {
@@ -242,7 +232,7 @@ impl Experiment {
             for t in targets {
                 let target = Target::new(t.kind, t.n, t.d.unwrap_or(8), t.vocab.unwrap_or(10));
                 for label in families {
-                    let (family, urpe) = parse_family(label)?;
+                    let Variant { family, gate: urpe } = parse_label(label)?;
                     for &depth in depths {
                         for &width in widths {
                             for &h in heads {

@@ -6,6 +6,7 @@ use super::settings;
 use super::store::StoredRun;
 use crate::theory::{Floor, TargetKind};
 use crate::train::{Metrics, Outcome, SetMetrics};
+use crate::variant::Variant;
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 use std::collections::BTreeMap;
@@ -176,9 +177,9 @@ pub struct GateComparison {
     pub welch: Option<Welch>,
 }
 
-/// The base label of a gated family label (`urpe` → `t5`, `rope+urpe` → `rope`).
-pub fn base_family(label: &str) -> Option<&str> {
-    if label == "urpe" { Some("t5") } else { label.strip_suffix("+urpe") }
+/// The base label of a gated variant's label (`urpe` → `t5`, `rope+urpe` → `rope`).
+pub fn base_family(label: &str) -> Option<String> {
+    Variant::parse(label).ok().filter(|v| v.gate).map(|v| v.base().to_string())
 }
 
 /// Welch's test of every URPE grid point against its base family's at the same point.
@@ -187,10 +188,10 @@ pub fn gate_comparisons(cells: &[Cell]) -> Vec<GateComparison> {
         .iter()
         .filter_map(|c| {
             let base = base_family(&c.key.family)?;
-            let b = cells.iter().find(|o| o.key == Key { family: base.to_string(), ..c.key.clone() })?;
+            let b = cells.iter().find(|o| o.key == Key { family: base.clone(), ..c.key.clone() })?;
             Some(GateComparison {
                 key: c.key.clone(),
-                base: base.to_string(),
+                base,
                 urpe: c.constant,
                 base_value: b.constant,
                 welch: welch(&c.constant_values, &b.constant_values),

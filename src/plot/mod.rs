@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::experiment::StoredRun;
 use crate::experiment::stats::{Cell, Key, cells};
 use crate::theory::TargetKind;
+use crate::variant::Variant;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::element::DashedPathElement;
@@ -231,10 +232,9 @@ where
     Ok(())
 }
 
-/// Sorts family labels into the fixed order (unknown labels last, alphabetically).
+/// Sorts variant labels into the one order of [`Variant::order_key`].
 fn sort_families(families: &mut Vec<String>) {
-    families.sort_by_key(|f| (FAMILIES.iter().position(|(g, _)| g == f).unwrap_or(usize::MAX), f.clone()));
-    families.dedup();
+    Variant::sort_labels(families);
 }
 
 // ---------------------------------------------------------------- data selection
