@@ -1,5 +1,5 @@
 //! Records the git revision of the build (URPE_GIT_REVISION), `unknown` outside a checkout;
-//! with the `cuda` feature, compiles the fused kernels (src/backend/fused.cu) to PTX with
+//! with the `cuda` feature, compiles the fused kernels (src/candle/fused.cu) to PTX with
 //! nvcc (through CUDA_HOME or PATH; CUDA_COMPUTE_CAP picks the target, default 80).
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,7 +15,7 @@ fn main() {
     println!("cargo:rustc-env=URPE_GIT_REVISION={revision}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
-    println!("cargo:rerun-if-changed=src/backend/fused.cu");
+    println!("cargo:rerun-if-changed=src/candle/fused.cu");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         compile_kernels();
@@ -29,8 +29,8 @@ fn compile_kernels() {
     let status = Command::new(&nvcc)
         .args(["--ptx", "-O3", &format!("--gpu-architecture=compute_{cap}"), "-o"])
         .arg(&out)
-        .arg("src/backend/fused.cu")
+        .arg("src/candle/fused.cu")
         .status()
         .unwrap_or_else(|e| panic!("running {nvcc} for the `cuda` feature: {e} (see scripts/cuda_toolchain.sh)"));
-    assert!(status.success(), "{nvcc} failed on src/backend/fused.cu");
+    assert!(status.success(), "{nvcc} failed on src/candle/fused.cu");
 }

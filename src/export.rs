@@ -9,8 +9,8 @@
 
 use crate::config::InputKind;
 use crate::experiment::StoredRun;
+use crate::run::{Metrics, SetMetrics};
 use crate::theory::Floor;
-use crate::train::{Metrics, SetMetrics};
 use serde::Serialize;
 use std::fmt::Write;
 

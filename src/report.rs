@@ -2,10 +2,10 @@
 //! every size, the certified check, URPE against its base family, and the token tasks
 //! beside the paper's numbers. Built from the results store alone.
 
+use crate::config::Variant;
 use crate::experiment::StoredRun;
 use crate::experiment::stats::{self, Cell, Certificate, GateComparison, MeanCi};
 use crate::theory::{Floor, TargetKind};
-use crate::variant::Variant;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::optim::AdamMoments;
-use crate::train::{CurvePoint, TrainConfig};
+use crate::run::{CurvePoint, TrainConfig};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

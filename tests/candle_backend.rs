@@ -14,8 +14,8 @@
 #![cfg(feature = "candle")]
 
 use candle_core::{DType, Device};
-use urpe::backend::CandleModel;
-use urpe::backend::check::{compare, random_case, reference, relative_gap};
+use urpe::candle::CandleModel;
+use urpe::candle::check::{compare, random_case, reference, relative_gap};
 use urpe::config::{Family, ModelSpec};
 use urpe::nn::Model;
 use urpe::optim::{Adam, Decay, OptimConfig, OptimizerKind, grad_norm};
@@ -111,10 +111,10 @@ fn cuda_without_the_feature_is_a_clear_error() {
     if cfg!(feature = "cuda") {
         return;
     }
-    let e = urpe::backend::parse_device("cuda:0").unwrap_err().to_string();
+    let e = urpe::candle::parse_device("cuda:0").unwrap_err().to_string();
     assert!(e.contains("--features cuda"), "{e}");
-    assert!(urpe::backend::parse_device("gpu").is_err());
-    assert!(matches!(urpe::backend::parse_device("cpu"), Ok(Device::Cpu)));
+    assert!(urpe::candle::parse_device("gpu").is_err());
+    assert!(matches!(urpe::candle::parse_device("cpu"), Ok(Device::Cpu)));
 }
 
 /// The training loop on the candle engine follows the ndarray engine's (same batches, same
@@ -190,7 +190,7 @@ fn the_same_loop_trains_on_both_engines_and_checkpoints_move_between_them() {
 #[test]
 fn fused_heads_and_sum_of_squares_match_their_definitions() {
     use candle_core::Tensor;
-    use urpe::backend::fused::{merge_heads, split_heads, sum_squares_into};
+    use urpe::candle::fused::{merge_heads, split_heads, sum_squares_into};
     let (b, n, h, dh) = (2, 5, 3, 4);
     let d = h * dh;
     let y = Tensor::randn(0.0f64, 1.0, (b * n, 3 * d), &Device::Cpu).unwrap();

@@ -155,7 +155,7 @@ fn messages_use_the_users_words_not_internal_types() {
 
 #[test]
 fn every_variant_label_parses_back_to_itself_and_sorts_in_one_order() {
-    use urpe::variant::Variant;
+    use urpe::config::Variant;
     let mut labels = Vec::new();
     for family in Family::ALL {
         for gate in [false, true] {

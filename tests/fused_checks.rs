@@ -5,7 +5,7 @@
 #![cfg(feature = "candle")]
 
 use candle_core::{D, DType, Device, Result, Tensor};
-use urpe::backend::fused::*;
+use urpe::candle::fused::*;
 use urpe::config::Activation;
 
 fn randn(shape: &[usize]) -> Tensor {
@@ -291,7 +291,7 @@ fn every_op_takes_f32() {
 #[test]
 fn the_device_check_cases_pass_the_checks() {
     for dtype in [DType::F32, DType::F64] {
-        let gaps = urpe::backend::check::fused_gaps(&Device::Cpu, dtype).unwrap();
+        let gaps = urpe::candle::check::fused_gaps(&Device::Cpu, dtype).unwrap();
         assert_eq!(gaps.len(), 17);
         for (name, gap) in gaps {
             assert_eq!(gap, 0.0, "{name} in {dtype:?}");

@@ -30,9 +30,9 @@ pub struct Args {
 
 #[cfg(feature = "candle")]
 pub fn run(a: Args) -> Result<()> {
-    use crate::backend::check::{compare, random_case};
+    use crate::candle::check::{compare, random_case};
     use crate::config::Family;
-    let device = crate::backend::parse_device(&a.device)?;
+    let device = crate::candle::parse_device(&a.device)?;
     outln!("candle f32 on {} against the ndarray engine (f32, CPU), {} models per row", a.device, a.seeds)?;
     let mut worst_all = 0.0f64;
     for family in Family::ALL {
@@ -46,13 +46,13 @@ pub fn run(a: Args) -> Result<()> {
                 }
             }
             worst_all = worst_all.max(worst.0);
-            let name = crate::variant::Variant::new(family, urpe).to_string();
+            let name = crate::config::Variant::new(family, urpe).to_string();
             outln!("{name:<18} {:>10.2e}  ({})", worst.0, worst.1)?;
         }
     }
     for dtype in [candle_core::DType::F32, candle_core::DType::F64] {
         outln!("fused kernels on {} against their CPU versions, {dtype:?}", a.device)?;
-        for (name, gap) in crate::backend::check::fused_gaps(&device, dtype)? {
+        for (name, gap) in crate::candle::check::fused_gaps(&device, dtype)? {
             outln!("{name:<30} {gap:>10.2e}")?;
             worst_all = worst_all.max(gap);
         }

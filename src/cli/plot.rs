@@ -7,7 +7,7 @@ use crate::experiment::stats::setting_groups;
 use crate::experiment::store::SweepLog;
 use crate::experiment::{Store, StoredRun, builtin};
 use crate::report::{FigureEntry, ReportContext, report};
-use crate::train::RunRecord;
+use crate::run::RunRecord;
 use std::path::{Path, PathBuf};
 
 /// Redraw every figure and write REPORT.md from the runs of a results folder, or draw the

@@ -1,8 +1,8 @@
 //! The candle engine: [`CandleModel`] on a device, with the same Adam.
 
 use super::Engine;
-use crate::backend::model::to_host;
-use crate::backend::{CandleModel, parse_device};
+use crate::candle::model::to_host;
+use crate::candle::{CandleModel, parse_device};
 use crate::error::Result;
 use crate::nn::{Model, ModelInput};
 use crate::optim::{AdamMoments, OptimConfig};

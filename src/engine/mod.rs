@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::nn::{Model, ModelInput};
 use crate::optim::{AdamMoments, OptimConfig};
 use crate::theory::Sample;
-use crate::train::TrainConfig;
 use ndarray::Array3;
 
 pub use ndarray_engine::{GRADIENT_SHARDS, NdarrayEngine};
@@ -55,14 +54,30 @@ impl Backend {
         }
     }
 
-    /// An engine of this backend holding `model`, for the run `config`.
-    pub fn engine(&self, model: Model<f32>, config: &TrainConfig) -> Result<Box<dyn Engine>> {
+    /// An engine of this backend holding `model`, with workspaces for batches of `shape`.
+    pub fn engine(&self, model: Model<f32>, shape: EngineShape) -> Result<Box<dyn Engine>> {
         match self {
-            Backend::Ndarray => Ok(Box::new(NdarrayEngine::new(model, config))),
+            Backend::Ndarray => Ok(Box::new(NdarrayEngine::new(model, shape))),
             #[cfg(feature = "candle")]
             Backend::Candle(device) => Ok(Box::new(candle::CandleEngine::new(&model, device)?)),
             #[cfg(not(feature = "candle"))]
             Backend::Candle(_) => Err(Error::Input("this build has no candle backend".into())),
         }
     }
+}
+
+/// The batch shapes an engine prepares its workspaces for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineShape {
+    /// Sequences per training batch.
+    pub batch: usize,
+    /// Sequence length.
+    pub n: usize,
+    /// Sequences per evaluation batch.
+    pub eval_batch: usize,
+}
+
+/// Ranges (start, end) of at most `size` covering 0..total, in order.
+pub fn chunks(total: usize, size: usize) -> Vec<(usize, usize)> {
+    (0..total).step_by(size).map(|s| (s, (s + size).min(total))).collect()
 }

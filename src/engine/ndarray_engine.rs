@@ -2,14 +2,13 @@
 //! and backward in parallel; their gradients are summed in order and Adam updates the flat
 //! parameter buffer.
 
-use super::Engine;
+use super::{Engine, EngineShape, chunks};
 use crate::error::Result;
 use crate::float::Float;
 use crate::nn::loss::{cross_entropy_loss, mse_loss};
 use crate::nn::{BackwardWorkspace, ForwardCache, Model, ModelInput, Params};
 use crate::optim::{Adam, AdamMoments, OptimConfig, grad_norm};
 use crate::theory::{Inputs, Outputs, Sample};
-use crate::train::{TrainConfig, chunks};
 use ndarray::{Array2, Array3, ArrayView2};
 use rayon::prelude::*;
 
@@ -110,16 +109,16 @@ pub struct NdarrayEngine {
 }
 
 impl NdarrayEngine {
-    /// An engine for `model` with workspaces sized for `config`'s batches.
-    pub fn new(model: Model<f32>, config: &TrainConfig) -> Self {
-        let (batch, n) = (config.batch, config.n);
+    /// An engine for `model` with workspaces sized for batches of `shape`.
+    pub fn new(model: Model<f32>, shape: EngineShape) -> Self {
+        let (batch, n) = (shape.batch, shape.n);
         let shards =
             chunks(batch, batch.div_ceil(GRADIENT_SHARDS)).into_iter().map(|r| Shard::new(&model, r, n)).collect();
         NdarrayEngine {
             grads: Params::zeros(model.layout.tensors.clone()),
             adam: Adam::new(model.layout.tensors.len()),
             shards,
-            cache: ForwardCache::new(&model.config, batch.min(config.eval.sequences), n),
+            cache: ForwardCache::new(&model.config, batch.min(shape.eval_batch), n),
             model,
         }
     }

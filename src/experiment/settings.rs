@@ -2,7 +2,7 @@
 //! seeds. Statistics pool seeds of one setting and never across settings; a sweep refuses
 //! to add runs with other settings to a store's grid points unless asked to keep both.
 
-use crate::train::TrainConfig;
+use crate::run::TrainConfig;
 use serde_json::Value;
 
 /// A run's configuration as JSON with the seeds removed.

@@ -3,11 +3,11 @@
 //! them, in a fixed order, into complete training runs.
 
 use super::settings::fnv1a;
+use crate::config::Variant;
 use crate::config::{Activation, ConfigError, Family, ModelSpec, Norm};
 use crate::optim::OptimConfig;
+use crate::run::{EvalConfig, TrainConfig};
 use crate::theory::{Target, TargetKind};
-use crate::train::{EvalConfig, TrainConfig};
-use crate::variant::Variant;
 use serde::{Deserialize, Serialize};
 
 /// A target of a grid with its sizes: a table `{ kind = "position-shift", n = 16 }` in the

@@ -4,9 +4,9 @@
 
 use super::settings;
 use super::store::StoredRun;
+use crate::config::Variant;
+use crate::run::{Metrics, Outcome, SetMetrics};
 use crate::theory::{Floor, TargetKind};
-use crate::train::{Metrics, Outcome, SetMetrics};
-use crate::variant::Variant;
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //! reading and cut off before the next append, so saved runs are never lost or doubled.
 
 use crate::error::{Error, Result};
-use crate::train::RunRecord;
+use crate::run::RunRecord;
 use serde::{Deserialize, Serialize};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

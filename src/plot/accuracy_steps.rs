@@ -12,8 +12,8 @@ use super::{
 use crate::error::Result;
 use crate::experiment::StoredRun;
 use crate::experiment::stats::{CERTIFY_SLACK, Cell, Key, headline};
+use crate::run::Metrics;
 use crate::theory::{Floor, TargetKind};
-use crate::train::Metrics;
 use plotters::style::{Color, RGBColor};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -16,11 +16,11 @@ mod probes;
 mod run;
 mod tables;
 
+use crate::config::Variant;
 use crate::error::{Error, Result};
 use crate::experiment::StoredRun;
 use crate::experiment::stats::{Cell, Key, cells};
 use crate::theory::TargetKind;
-use crate::variant::Variant;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::element::DashedPathElement;

@@ -6,8 +6,8 @@
 use super::{Axis, Entry, Figure, Panel, Panels, Series, colour, save};
 use crate::error::{Error, Result};
 use crate::experiment::stats::headline;
+use crate::run::{Metrics, RunRecord};
 use crate::theory::Floor;
-use crate::train::{Metrics, RunRecord};
 use std::path::Path;
 
 /// Draws the run's figure (`training_run`) into `dir` (created when missing), as PNG and SVG.

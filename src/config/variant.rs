@@ -6,7 +6,7 @@
 //! adds the gate; `urpe` alone is the paper's URPE, t5 with the gate, and is how t5 + gate
 //! prints. `urpe` is input sugar, never a family.
 
-use crate::config::{ConfigError, Family};
+use super::{ConfigError, Family};
 use std::fmt;
 use std::str::FromStr;
 
@@ -38,7 +38,7 @@ impl Variant {
     /// Parses a label: `FAMILY`, `FAMILY+urpe` or `urpe`.
     ///
     /// ```
-    /// use urpe::variant::Variant;
+    /// use urpe::config::Variant;
     /// use urpe::config::Family;
     /// assert_eq!(Variant::parse("urpe").unwrap(), Variant::URPE);
     /// assert_eq!(Variant::parse("rope+urpe").unwrap(), Variant { family: Family::Rope, gate: true });
@@ -84,7 +84,7 @@ impl Variant {
     ///
     /// ```
     /// let mut labels: Vec<String> = ["urpe", "ape-learned", "rope", "nope"].map(String::from).to_vec();
-    /// urpe::variant::Variant::sort_labels(&mut labels);
+    /// urpe::config::Variant::sort_labels(&mut labels);
     /// assert_eq!(labels, ["nope", "rope", "ape-learned", "urpe"]);
     /// ```
     pub fn sort_labels(labels: &mut Vec<String>) {

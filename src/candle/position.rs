@@ -3,6 +3,7 @@
 //! next to the hot path): the additive score bias (t5 tables, ALiBi, causal mask), the
 //! URPE gate, RoPE, Shaw's key and value terms and Transformer-XL's terms.
 
+use super::grads::Grads;
 use super::model::{CandleModel, Constants};
 use super::ops::rotate;
 use crate::nn::layout::{AttentionIds, FamilyTensors};
@@ -36,22 +37,22 @@ impl CandleModel {
 
     /// S[.., i, j] = M[.., i, (j − i) + n − 1]: scores laid out by offset [.., n, 2n − 1]
     /// back to [.., n, n].
-    fn unskew(m: &Tensor, k: &Constants) -> Result<Tensor> {
+    fn unskew(m: &Tensor, consts: &Constants) -> Result<Tensor> {
         let mut shape = m.dims().to_vec();
         let n = shape[shape.len() - 2];
         *shape.last_mut().expect("rank ≥ 2") = n;
-        m.contiguous()?.gather(&k.skew.broadcast_as(shape)?.contiguous()?, D::Minus1)
+        m.contiguous()?.gather(&consts.skew.broadcast_as(shape)?.contiguous()?, D::Minus1)
     }
 
     /// W[.., i, (j − i) + n − 1] = P[.., i, j], zeros elsewhere: [.., n, n] to [.., n, 2n − 1].
     /// With P padded by n − 1 zeros on each side, W[i, o] is its entry o + i (a gather;
     /// candle's `scatter_add` has a broken backward when its source is narrower).
-    fn skew(p: &Tensor, k: &Constants) -> Result<Tensor> {
+    fn skew(p: &Tensor, consts: &Constants) -> Result<Tensor> {
         let mut shape = p.dims().to_vec();
         let n = shape[shape.len() - 1];
         let padded = p.pad_with_zeros(D::Minus1, n - 1, n - 1)?;
         *shape.last_mut().expect("rank ≥ 2") = 2 * n - 1;
-        padded.gather(&k.unskew.broadcast_as(shape)?.contiguous()?, D::Minus1)
+        padded.gather(&consts.unskew.broadcast_as(shape)?.contiguous()?, D::Minus1)
     }
 
     /// A table [heads, m] laid out as [heads, n, n] through its one-hot expansion [m, n·n]
@@ -64,13 +65,8 @@ impl CandleModel {
     /// x [b, h, n, k] times the rows of `t` ([2n − 1, k], shared by the heads) as
     /// [b, h, n, 2n − 1].
     fn against_shared(x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        let (b, h, n, kk) = x.dims4()?;
-        x.contiguous()?.reshape((b * h * n, kk))?.matmul(&t.t()?)?.reshape((b, h, n, t.dim(0)?))
-    }
-
-    /// A model variable as a graph leaf.
-    fn var(&self, id: TensorId) -> &Tensor {
-        self.vars[id.0].as_tensor()
+        let (b, h, n, k) = x.dims4()?;
+        x.contiguous()?.reshape((b * h * n, k))?.matmul(&t.t()?)?.reshape((b, h, n, t.dim(0)?))
     }
 
     /// q', k' and E of the layer's family from q and k [b, h, n, d_h]; none where the
@@ -79,22 +75,22 @@ impl CandleModel {
         &self,
         ids: &AttentionIds,
         q: &Tensor,
-        kk: &Tensor,
-        k: &Constants,
+        k: &Tensor,
+        consts: &Constants,
     ) -> Result<Option<ScoreTerms>> {
         let c = &self.config;
         let (b, h, n, dh) = q.dims4()?;
-        if let Some((cos, sin)) = &k.rope {
-            return Ok(Some(ScoreTerms { q: rotate(q, cos, sin)?, k: rotate(kk, cos, sin)?, extra: None }));
+        if let Some((cos, sin)) = &consts.rope {
+            return Ok(Some(ScoreTerms { q: rotate(q, cos, sin)?, k: rotate(k, cos, sin)?, extra: None }));
         }
         Ok(match ids.pos.family {
             FamilyTensors::ShawKey(t) => {
                 let m = Self::against_shared(q, &Self::window(self.var(t), 0, n, c.n_max)?)?;
-                Some(ScoreTerms { q: q.clone(), k: kk.clone(), extra: Some(Self::unskew(&m, k)?) })
+                Some(ScoreTerms { q: q.clone(), k: k.clone(), extra: Some(Self::unskew(&m, consts)?) })
             }
             FamilyTensors::Xl { u, v, r } => {
                 let head = |t: &Tensor| t.reshape((1, h, 1, dh));
-                let rel = self.xl_sinusoid.as_ref().expect("xl tables").matmul(self.var(r))?;
+                let rel = self.xl_sinusoid().expect("xl tables").matmul(self.var(r))?;
                 let rel = rel.reshape((c.offsets(), h, dh))?.transpose(0, 1)?; // [h, offsets, dh]
                 let win = Self::window(&rel, 1, n, c.n_max)?.contiguous()?;
                 let x = q.broadcast_add(&head(self.var(v))?)?.transpose(0, 1)?.contiguous()?.reshape((h, b * n, dh))?;
@@ -102,8 +98,8 @@ impl CandleModel {
                     x.matmul(&win.transpose(1, 2)?.contiguous()?)?.reshape((h, b, n, 2 * n - 1))?.transpose(0, 1)?;
                 Some(ScoreTerms {
                     q: q.broadcast_add(&head(self.var(u))?)?,
-                    k: kk.clone(),
-                    extra: Some(Self::unskew(&m, k)?),
+                    k: k.clone(),
+                    extra: Some(Self::unskew(&m, consts)?),
                 })
             }
             _ => None,
@@ -112,16 +108,16 @@ impl CandleModel {
 
     /// The score bias: the learned t5 table laid out [h, n, n], ALiBi's and the causal
     /// mask's constants; zeros [1, n] where there is none.
-    pub fn score_bias(&self, pos: &PositionIds, k: &Constants, n: usize) -> Result<ScoreBias> {
+    pub fn score_bias(&self, pos: &PositionIds, consts: &Constants, n: usize) -> Result<ScoreBias> {
         let learned = match pos.family {
-            FamilyTensors::T5(t) => Some(Self::expand(self.var(t), &k.offsets, n)?),
+            FamilyTensors::T5(t) => Some(Self::expand(self.var(t), &consts.offsets, n)?),
             FamilyTensors::T5Bucketed(t) => {
-                Some(Self::expand(self.var(t), k.buckets.as_ref().expect("bucket table"), n)?)
+                Some(Self::expand(self.var(t), consts.buckets.as_ref().expect("bucket table"), n)?)
             }
             _ => None,
         };
         let mut rows: Option<Tensor> = learned.as_ref().map(|t| t.detach());
-        for constant in [&k.alibi, &k.mask].into_iter().flatten() {
+        for constant in [&consts.alibi, &consts.mask].into_iter().flatten() {
             rows = Some(match rows {
                 Some(r) => r.broadcast_add(constant)?,
                 None => constant.clone(),
@@ -132,33 +128,28 @@ impl CandleModel {
                 let n_cols = r.dim(D::Minus1)?;
                 r.contiguous()?.reshape((r.elem_count() / n_cols, n_cols))?
             }
-            None => k.no_bias.clone(),
+            None => consts.no_bias.clone(),
         };
         Ok(ScoreBias { rows, learned })
     }
 
     /// The URPE gate C laid out [h, n, n] (a graph over the model's variables), if on.
-    pub fn gate(&self, pos: &PositionIds, k: &Constants, n: usize) -> Result<Option<Tensor>> {
-        pos.gate.map(|g| Self::expand(self.var(g), &k.offsets, n)).transpose()
+    pub fn gate(&self, pos: &PositionIds, consts: &Constants, n: usize) -> Result<Option<Tensor>> {
+        pos.gate.map(|g| Self::expand(self.var(g), &consts.offsets, n)).transpose()
     }
 
-    /// Shaw's value term skew(a)·R [b, h, n, d_h] from the attention weights a [b, h, n, n].
-    pub fn value_term(&self, ids: &AttentionIds, a: &Tensor, k: &Constants) -> Result<Option<Tensor>> {
+    /// Shaw's value term skew(G)·R [b, h, n, d_h] from the weights G [b, h, n, n] that multiply V.
+    pub fn value_term(&self, ids: &AttentionIds, mix: &Tensor, consts: &Constants) -> Result<Option<Tensor>> {
         let FamilyTensors::ShawValue(t) = ids.pos.family else { return Ok(None) };
-        let (b, h, n, _) = a.dims4()?;
-        let w = Self::skew(a, k)?.reshape((b * h * n, 2 * n - 1))?;
+        let (b, h, n, _) = mix.dims4()?;
+        let w = Self::skew(mix, consts)?.reshape((b * h * n, 2 * n - 1))?;
         let win = Self::window(self.var(t), 0, n, self.config.n_max)?;
         Ok(Some(w.matmul(&win)?.reshape((b, h, n, self.config.head_dim()))?))
     }
 
     /// Backpropagates Σᵢ ⟨outputsᵢ, seedsᵢ⟩ through candle's graph: adds the gradient of
     /// every model variable it reaches to `grads` and returns those of `leaves`.
-    pub fn vjp(
-        &self,
-        pairs: &[(&Tensor, &Tensor)],
-        leaves: &[&Var],
-        grads: &mut super::pass::Grads,
-    ) -> Result<Vec<Option<Tensor>>> {
+    pub fn vjp(&self, pairs: &[(&Tensor, &Tensor)], leaves: &[&Var], grads: &mut Grads) -> Result<Vec<Option<Tensor>>> {
         let mut total: Option<Tensor> = None;
         for (out, seed) in pairs {
             let term = (*out * seed.detach())?.sum_all()?;
@@ -169,7 +160,7 @@ impl CandleModel {
         }
         let Some(total) = total else { return Ok(vec![None; leaves.len()]) };
         let store = total.backward()?;
-        for (i, var) in self.vars.iter().enumerate() {
+        for (i, var) in self.variables().iter().enumerate() {
             if let Some(g) = store.get(var.as_tensor()) {
                 grads.add(TensorId(i), g.clone())?;
             }

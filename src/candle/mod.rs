@@ -3,9 +3,11 @@
 //! engine, written with differentiable candle ops, so a checkpoint moves between the two and
 //! each checks the other.
 
+pub mod batch;
 pub mod check;
 pub mod device;
 pub mod fused;
+pub mod grads;
 pub mod model;
 pub mod ops;
 pub mod pass;

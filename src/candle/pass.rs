@@ -11,31 +11,13 @@ use super::fused::{
     add_rows, bias_activation, bias_activation_backward, layer_norm, layer_norm_backward, layer_norm_xhat_product,
     merge_heads, mul_rows, softmax, softmax_backward, split_heads,
 };
+use super::grads::Grads;
 use super::model::{CandleModel, Constants};
 use crate::config::Norm;
 use crate::error::{Error, Result};
 use crate::nn::TensorId;
 use crate::nn::layout::{AttentionIds, InputIds, LayerIds, LinearIds, NormIds};
 use candle_core::{Tensor, Var};
-
-/// Parameter gradients by tensor id, summed over every use (shared position tables).
-pub struct Grads(Vec<Option<Tensor>>);
-
-impl Grads {
-    fn new(len: usize) -> Self {
-        Grads(vec![None; len])
-    }
-
-    /// Adds `g` to the gradient of tensor `id`.
-    pub fn add(&mut self, id: TensorId, g: Tensor) -> candle_core::Result<()> {
-        let slot = &mut self.0[id.0];
-        *slot = Some(match slot.take() {
-            Some(sum) => (sum + g)?,
-            None => g,
-        });
-        Ok(())
-    }
-}
 
 /// What the attention backward needs.
 struct AttentionCache {
@@ -51,9 +33,10 @@ struct AttentionCache {
     has_terms: bool,
     bias_learned: Option<Tensor>,
     gate: Option<Tensor>,
-    /// softmax output and the gated weights a (= p without a gate).
+    /// The softmax output A.
     p: Tensor,
-    a: Tensor,
+    /// The weights that multiply V: A ⊙ C with the gate, A without.
+    mix: Tensor,
     merged: Tensor,
 }
 
@@ -87,7 +70,7 @@ pub struct PassCache {
 impl CandleModel {
     /// A parameter as a plain tensor (no graph).
     fn w(&self, id: TensorId) -> Tensor {
-        self.vars[id.0].as_tensor().detach()
+        self.var(id).detach()
     }
 
     /// y = x·W + b, x [rows, in].
@@ -149,7 +132,7 @@ impl CandleModel {
         &self,
         x: &Tensor,
         ids: &AttentionIds,
-        k: &Constants,
+        consts: &Constants,
         batch: usize,
     ) -> candle_core::Result<(Tensor, AttentionCache)> {
         let c = &self.config;
@@ -158,26 +141,26 @@ impl CandleModel {
         let (w, lin) = (|id| self.w(id), [ids.q, ids.k, ids.v]);
         let w_qkv = Tensor::cat(&lin.map(|l| w(l.weight)), 1)?;
         let qkv = split_heads(&x.matmul(&w_qkv)?, &Tensor::cat(&lin.map(|l| w(l.bias)), 0)?, n, h, 3)?;
-        let (q, kk, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let terms = self.score_terms(ids, &q, &kk, k)?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let terms = self.score_terms(ids, &q, &k, consts)?;
         let has_terms = terms.is_some();
         let (qs, ks, extra) = match terms {
             Some(t) => (t.q.detach().contiguous()?, t.k.detach().contiguous()?, t.extra.map(|e| e.detach())),
-            None => (q.clone(), kk.clone(), None),
+            None => (q.clone(), k.clone(), None),
         };
         let mut s = qs.matmul(&ks.t()?)?;
         if let Some(e) = extra {
             s = (s + e)?;
         }
-        let bias = self.score_bias(&ids.pos, k, n)?;
+        let bias = self.score_bias(&ids.pos, consts, n)?;
         let p = softmax(&s, &bias.rows, 1.0 / (dh as f64).sqrt())?;
-        let gate = self.gate(&ids.pos, k, n)?;
-        let a = match &gate {
+        let gate = self.gate(&ids.pos, consts, n)?;
+        let mix = match &gate {
             Some(g) => mul_rows(&p.reshape((b, h * n * n))?, &g.detach().flatten_all()?)?.reshape((b, h, n, n))?,
             None => p.clone(),
         };
-        let mut o = a.matmul(&v)?;
-        if let Some(e) = self.value_term(ids, &a, k)? {
+        let mut o = mix.matmul(&v)?;
+        if let Some(e) = self.value_term(ids, &mix, consts)? {
             o = (o + e.detach())?;
         }
         let merged = merge_heads(&[&o])?;
@@ -186,7 +169,7 @@ impl CandleModel {
             x: x.clone(),
             w_qkv,
             q,
-            k: kk,
+            k,
             v,
             qs,
             ks,
@@ -194,7 +177,7 @@ impl CandleModel {
             bias_learned: bias.learned,
             gate,
             p,
-            a,
+            mix,
             merged,
         };
         Ok((out, cache))
@@ -204,7 +187,7 @@ impl CandleModel {
         &self,
         c: &AttentionCache,
         ids: &AttentionIds,
-        k: &Constants,
+        consts: &Constants,
         g: &Tensor,
         grads: &mut Grads,
     ) -> candle_core::Result<Tensor> {
@@ -212,13 +195,13 @@ impl CandleModel {
         let d = h * dh;
         let scale = 1.0 / (dh as f64).sqrt();
         let g_merged = self.linear_backward(&c.merged, ids.o, g, grads)?;
-        let g_o = split_heads(&g_merged, &k.zero_width, n, h, 1)?.get(0)?;
+        let g_o = split_heads(&g_merged, &consts.zero_width, n, h, 1)?.get(0)?;
         let mut g_a = g_o.matmul(&c.v.t()?)?;
-        let g_v = c.a.t()?.matmul(&g_o)?;
+        let g_v = c.mix.t()?.matmul(&g_o)?;
         if matches!(ids.pos.family, crate::nn::layout::FamilyTensors::ShawValue(_)) {
-            let a = Var::from_tensor(&c.a)?;
-            let term = self.value_term(ids, a.as_tensor(), k)?.expect("shaw-value term");
-            if let Some(extra) = self.vjp(&[(&term, &g_o)], &[&a], grads)?.remove(0) {
+            let mix = Var::from_tensor(&c.mix)?;
+            let term = self.value_term(ids, mix.as_tensor(), consts)?.expect("shaw-value term");
+            if let Some(extra) = self.vjp(&[(&term, &g_o)], &[&mix], grads)?.remove(0) {
                 g_a = (g_a + extra)?;
             }
         }
@@ -239,13 +222,13 @@ impl CandleModel {
         let g_qs = ds.matmul(&c.ks)?;
         let g_ks = ds.t()?.matmul(&c.qs)?;
         let (g_q, g_k) = if c.has_terms {
-            let (q, kk) = (Var::from_tensor(&c.q)?, Var::from_tensor(&c.k)?);
-            let t = self.score_terms(ids, q.as_tensor(), kk.as_tensor(), k)?.expect("score terms");
+            let (q, k) = (Var::from_tensor(&c.q)?, Var::from_tensor(&c.k)?);
+            let t = self.score_terms(ids, q.as_tensor(), k.as_tensor(), consts)?.expect("score terms");
             let mut pairs = vec![(&t.q, &g_qs), (&t.k, &g_ks)];
             if let Some(e) = &t.extra {
                 pairs.push((e, &ds));
             }
-            let mut leaves = self.vjp(&pairs, &[&q, &kk], grads)?.into_iter();
+            let mut leaves = self.vjp(&pairs, &[&q, &k], grads)?.into_iter();
             let mut next = || leaves.next().flatten().map_or_else(|| c.q.zeros_like(), Ok);
             (next()?, next()?)
         } else {
@@ -264,27 +247,28 @@ impl CandleModel {
         &self,
         x: &Tensor,
         ids: &LayerIds,
-        k: &Constants,
+        consts: &Constants,
         b: usize,
     ) -> candle_core::Result<(Tensor, BlockCache)> {
         let (y, attn, ffn, norm1_in, norm2_in) = match self.config.norm {
             Norm::Post => {
-                let (a, attn) = self.attention_forward(x, &ids.attn, k, b)?;
-                let z1 = (x + a)?;
+                let (attn_out, attn) = self.attention_forward(x, &ids.attn, consts, b)?;
+                let z1 = (x + attn_out)?;
                 let h = self.norm_forward(&z1, ids.norm1)?;
                 let (f, ffn) = self.ffn_forward(&h, ids)?;
                 let z2 = (&h + f)?;
                 (self.norm_forward(&z2, ids.norm2)?, attn, ffn, z1, z2)
             }
             Norm::Pre => {
-                let (a, attn) = self.attention_forward(&self.norm_forward(x, ids.norm1)?, &ids.attn, k, b)?;
-                let h = (x + a)?;
+                let (attn_out, attn) =
+                    self.attention_forward(&self.norm_forward(x, ids.norm1)?, &ids.attn, consts, b)?;
+                let h = (x + attn_out)?;
                 let (f, ffn) = self.ffn_forward(&self.norm_forward(&h, ids.norm2)?, ids)?;
                 ((&h + f)?, attn, ffn, x.clone(), h)
             }
             Norm::None => {
-                let (a, attn) = self.attention_forward(x, &ids.attn, k, b)?;
-                let h = (x + a)?;
+                let (attn_out, attn) = self.attention_forward(x, &ids.attn, consts, b)?;
+                let h = (x + attn_out)?;
                 let (f, ffn) = self.ffn_forward(&h, ids)?;
                 ((&h + f)?, attn, ffn, x.clone(), h)
             }
@@ -296,7 +280,7 @@ impl CandleModel {
         &self,
         c: &BlockCache,
         ids: &LayerIds,
-        k: &Constants,
+        consts: &Constants,
         g: &Tensor,
         grads: &mut Grads,
     ) -> candle_core::Result<Tensor> {
@@ -305,17 +289,17 @@ impl CandleModel {
                 let g_z2 = self.norm_backward(&c.norm2_in, ids.norm2, g, grads)?;
                 let g_h = (&g_z2 + self.ffn_backward(&c.ffn, ids, &g_z2, grads)?)?;
                 let g_z1 = self.norm_backward(&c.norm1_in, ids.norm1, &g_h, grads)?;
-                &g_z1 + self.attention_backward(&c.attn, &ids.attn, k, &g_z1, grads)?
+                &g_z1 + self.attention_backward(&c.attn, &ids.attn, consts, &g_z1, grads)?
             }
             Norm::Pre => {
                 let g_n2 = self.ffn_backward(&c.ffn, ids, g, grads)?;
                 let g_h = (g + self.norm_backward(&c.norm2_in, ids.norm2, &g_n2, grads)?)?;
-                let g_n1 = self.attention_backward(&c.attn, &ids.attn, k, &g_h, grads)?;
+                let g_n1 = self.attention_backward(&c.attn, &ids.attn, consts, &g_h, grads)?;
                 &g_h + self.norm_backward(&c.norm1_in, ids.norm1, &g_n1, grads)?
             }
             Norm::None => {
                 let g_h = (g + self.ffn_backward(&c.ffn, ids, g, grads)?)?;
-                &g_h + self.attention_backward(&c.attn, &ids.attn, k, &g_h, grads)?
+                &g_h + self.attention_backward(&c.attn, &ids.attn, consts, &g_h, grads)?
             }
         }
     }
@@ -370,7 +354,7 @@ impl CandleModel {
     /// layout's order (a parameter the pass did not reach is an error naming it).
     pub fn backward_pass(&self, c: &PassCache, g_out: &Tensor) -> Result<Vec<Tensor>> {
         let ids = &*self.layout;
-        let mut grads = Grads::new(self.vars.len());
+        let mut grads = Grads::new(self.variables().len());
         let run = |grads: &mut Grads| -> candle_core::Result<()> {
             let mut g = self.linear_backward(&c.head_in, ids.head, g_out, grads)?;
             if ids.final_norm.is_some() {
@@ -391,7 +375,7 @@ impl CandleModel {
         };
         run(&mut grads).map_err(super::model::err)?;
         grads
-            .0
+            .into_slots()
             .into_iter()
             .zip(self.layout.tensors.specs())
             .map(|(g, spec)| match g {
