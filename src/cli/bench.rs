@@ -2,8 +2,8 @@
 //! as `cargo bench --bench train_step`, usable where there is no cargo, e.g. on a GPU host).
 
 use super::outln;
+use super::runtime::EngineArgs;
 use crate::bench::{SHAPES, time_steps};
-use crate::engine::Backend;
 use crate::error::{Error, Result};
 
 /// Median milliseconds per training step of t5 and t5 + URPE for one shape.
@@ -20,15 +20,8 @@ pub struct Args {
     /// Shape: A, B, C or paper.
     #[arg(long, default_value = "A")]
     shape: String,
-    /// Engine: ndarray or candle.
-    #[arg(long, default_value = "ndarray", value_parser = ["ndarray", "candle"])]
-    backend: String,
-    /// Device of the candle engine: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Let CUDA matrix multiplies use TF32 (candle on a GPU only).
-    #[arg(long)]
-    tf32: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Steps per timing (and warm-up steps).
     #[arg(long, default_value_t = 5)]
     reps: usize,
@@ -48,20 +41,19 @@ pub fn run(a: Args) -> Result<()> {
     if a.reps == 0 || a.timings == 0 {
         return Err(Error::Input("--reps and --timings must be at least 1".into()));
     }
-    let backend = Backend::parse(&a.backend, &a.device)?;
-    super::train::set_tf32(a.tf32, &backend)?;
+    let backend = a.engine.backend()?;
     outln!(
         "shape {} on {} {}{}: median of {} timings of {} steps",
         shape.name,
-        a.backend,
-        a.device,
-        if a.tf32 { " (TF32 matmuls)" } else { "" },
+        a.engine.backend,
+        a.engine.device,
+        if a.engine.tf32 { " (TF32 matmuls)" } else { "" },
         a.timings,
         a.reps
     )?;
     for urpe in [false, true] {
         let config = shape.run(urpe)?;
-        let ms = super::train::with_threads(a.threads, || time_steps(config, &backend, a.reps, a.timings))?;
+        let ms = super::runtime::with_threads(a.threads, || time_steps(config, &backend, a.reps, a.timings))?;
         let label = if urpe { "urpe" } else { "t5" };
         outln!("RESULT {} {label} {ms:.3} ms/step {:.1} GFLOP/s", shape.name, shape.step_flops() / (ms * 1e-3) / 1e9)?;
     }

@@ -10,6 +10,7 @@ mod model_args;
 mod plot;
 mod predict;
 mod reproduce;
+mod runtime;
 mod sweep;
 mod train;
 mod witness;

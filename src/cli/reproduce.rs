@@ -55,7 +55,7 @@ pub fn run(a: Args) -> Result<()> {
         format!("urpe plot {} --out {}   # redraws from the store alone", a.results.display(), a.figures.display()),
     ];
     let report =
-        super::train::with_threads(a.threads, || plot_and_report(&a.results, &a.figures, Some(seconds), commands))?;
+        super::runtime::with_threads(a.threads, || plot_and_report(&a.results, &a.figures, Some(seconds), commands))?;
     outln!(
         "{} runs ({} new) in {:.0} s; report: {}",
         summary.jobs,

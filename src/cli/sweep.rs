@@ -1,7 +1,7 @@
 //! `urpe sweep`: run an experiment's grid into a results store, in parallel, resumable,
 //! shardable across machines.
 
-use super::train::{stop_flag, with_threads};
+use super::runtime::{EngineArgs, stop_flag, with_threads};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
@@ -37,15 +37,8 @@ pub struct Args {
     /// Worker threads, one job each [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
-    /// Engine: ndarray (CPU) or candle (needs a build with --features candle or cuda).
-    #[arg(long, default_value = "ndarray", value_parser = ["ndarray", "candle"])]
-    backend: String,
-    /// Device of the candle engine: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Let CUDA matrix multiplies use TF32 (candle on a GPU only).
-    #[arg(long)]
-    tf32: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Run the grid points that can be built and list the others (a head count that does
     /// not divide a width) before starting, instead of refusing the experiment.
     #[arg(long)]
@@ -157,8 +150,7 @@ pub fn run_sweep(
 pub fn run(a: Args) -> Result<()> {
     let experiment = read_experiment(&a.experiment)?;
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
-    let backend = Backend::parse(&a.backend, &a.device)?;
-    super::train::set_tf32(a.tf32, &backend)?;
+    let backend = a.engine.backend()?;
     let options = SweepOptions { skip_invalid: a.skip_invalid, keep_other_settings: a.keep_other_settings };
     let summary = run_sweep(&experiment, &a.out, shard, options, a.threads, &backend)?;
     if summary.left > 0 {

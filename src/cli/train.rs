@@ -3,7 +3,7 @@
 
 use super::model_args::ModelArgs;
 use super::outln;
-use crate::engine::Backend;
+use super::runtime::{EngineArgs, stop_flag, with_threads};
 use crate::error::{Error, Result};
 use crate::optim::{Decay, OptimConfig, OptimizerKind};
 use crate::theory::{Floor, TargetKind};
@@ -12,8 +12,6 @@ use crate::train::{
 };
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Train a model on a target; writes DIR/model.safetensors and DIR/metrics.json.
@@ -105,15 +103,8 @@ pub struct Args {
     /// Worker threads [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
-    /// Engine: ndarray (CPU) or candle (needs a build with --features candle or cuda).
-    #[arg(long, default_value = "ndarray", value_parser = ["ndarray", "candle"])]
-    backend: String,
-    /// Device of the candle engine: cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Let CUDA matrix multiplies use TF32 (candle on a GPU only).
-    #[arg(long)]
-    tf32: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
@@ -172,19 +163,6 @@ fn run_config(a: &Args) -> Result<TrainConfig> {
     Ok(TrainConfig::try_from(spec)?)
 }
 
-/// Runs `work` on a pool of `threads` workers (default: one per core). The calling thread
-/// waits, so the pool's workers are the only busy threads.
-pub fn with_threads<T: Send>(threads: Option<usize>, work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    if threads == Some(0) {
-        return Err(Error::Input("--threads must be at least 1".into()));
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.unwrap_or(0))
-        .build()
-        .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
-    pool.install(work)
-}
-
 /// One line summary of a set's metrics.
 pub fn describe(m: &SetMetrics) -> String {
     match m {
@@ -222,37 +200,6 @@ fn progress_line(r: &StepReport, start: Instant) -> String {
     )
 }
 
-/// Lets CUDA matrix multiplies use TF32 (`--tf32`); an error off the candle engine on a GPU.
-pub fn set_tf32(tf32: bool, backend: &Backend) -> Result<()> {
-    if !tf32 {
-        return Ok(());
-    }
-    match backend {
-        Backend::Candle(device) if device.starts_with("cuda") && cfg!(feature = "cuda") => {
-            #[cfg(feature = "cuda")]
-            candle_core::cuda::set_gemm_reduced_precision_f32(true);
-            Ok(())
-        }
-        _ => Err(Error::Input(
-            "--tf32 applies to the candle backend on a CUDA device (a build with --features cuda)".into(),
-        )),
-    }
-}
-
-/// Installs a Ctrl-C / SIGTERM handler that sets the returned flag.
-pub fn stop_flag() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after this step (Ctrl-C again to abort at once)");
-    })
-    .map_err(|e| Error::Internal(format!("signal handler: {e}")))?;
-    Ok(stop)
-}
-
 /// Writes the checkpoint and the metrics of a finished (or stopped) run into `out`.
 pub fn save_run(out: &Path, trainer: &Trainer, record: &RunRecord) -> Result<()> {
     crate::checkpoint::save(&trainer.model()?, &out.join("model.safetensors"))?;
@@ -283,8 +230,7 @@ fn report(record: &RunRecord, metrics: Option<&Metrics>) -> Result<()> {
 pub fn run(a: Args) -> Result<()> {
     let metrics_path = a.out.join("metrics.json");
     let state_path = a.out.join("state.safetensors");
-    let backend = Backend::parse(&a.backend, &a.device)?;
-    set_tf32(a.tf32, &backend)?;
+    let backend = a.engine.backend()?;
     let mut trainer = if a.resume {
         if !state_path.exists() {
             return Err(Error::file(
