@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     /// A configuration value or combination is invalid.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigError),
     /// A file the user gave is unreadable, malformed or does not fit the model.
     #[error("{}: {message}", path.display())]
     File {
@@ -66,3 +66,22 @@ impl Error {
 
 /// Result with the toolkit's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A rejected configuration value: names the field, the value and what is allowed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid configuration: `{field}` = {value}: {allowed}")]
+pub struct ConfigError {
+    /// The field, as spelled in the configuration file.
+    pub field: String,
+    /// The rejected value, as written.
+    pub value: String,
+    /// What is allowed instead.
+    pub allowed: String,
+}
+
+impl ConfigError {
+    /// Builds an error for `field` holding `value`.
+    pub fn new(field: &str, value: impl std::fmt::Display, allowed: impl Into<String>) -> Self {
+        ConfigError { field: field.to_string(), value: value.to_string(), allowed: allowed.into() }
+    }
+}

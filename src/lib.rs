@@ -4,10 +4,13 @@
 //! The modules read top down; each uses only those listed before it (`tests/layering.rs`
 //! checks it):
 //!
-//! - [`config`], [`float`], [`error`], [`io`], [`optim`]: configuration (model, variant,
-//!   optimiser), the float types, errors and file writing.
-//! - [`nn`]: the model definition (tensor layout, position families) and the CPU engine on
-//!   ndarray with hand-written backward passes; [`npy`] arrays.
+//! - [`error`], [`float`]; [`params`]: errors, the float types; named tensors in one flat
+//!   buffer.
+//! - [`family`]: position families and the arithmetic they share.
+//! - [`config`]: model configuration and variants; [`io`]: file writing; [`npy`] arrays;
+//!   [`optim`]: the optimiser.
+//! - [`nn`]: the model's tensor layout and the CPU engine on ndarray with hand-written
+//!   backward passes.
 //! - [`theory`]: target functions, their exact floors, the URPE witness; [`checkpoint`]:
 //!   safetensors save and load.
 //! - [`analysis`]: linear-algebra probes (stochasticity, positional rank, spectra);
@@ -19,16 +22,19 @@
 //! - [`export`], [`plot`], [`report`]: tables, figures and the report from a store.
 //! - [`cli`]: the `urpe` command line.
 
-pub mod config;
-pub mod float;
-
 pub mod error;
+pub mod float;
+pub mod params;
 
+pub mod family;
+
+pub mod config;
 pub mod io;
+
+pub mod npy;
 pub mod optim;
 
 pub mod nn;
-pub mod npy;
 
 pub mod checkpoint;
 pub mod theory;

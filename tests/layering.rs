@@ -7,10 +7,12 @@ use std::path::Path;
 
 /// Top-level modules, lowest layer first; a module may use only modules of lower layers.
 const LAYERS: &[&[&str]] = &[
-    &["config", "float"],
-    &["error"],
-    &["io", "optim"],
-    &["npy", "nn"],
+    &["error", "float"],
+    &["params"],
+    &["family"],
+    &["config", "io"],
+    &["npy", "optim"],
+    &["nn"],
     &["theory", "checkpoint"],
     &["analysis", "candle", "run"],
     &["engine", "train_state"],

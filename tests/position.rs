@@ -5,8 +5,8 @@ use ndarray::{Array2, Array3};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use urpe::config::{Family, InputKind, ModelSpec, Norm, OutputKind};
+use urpe::family::kernels::{alibi, rope::RopeTables, t5};
 use urpe::nn::layout::FamilyTensors;
-use urpe::nn::position::{alibi, rope::RopeTables, t5};
 use urpe::nn::{Model, ModelInput};
 
 #[test]

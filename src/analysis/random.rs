@@ -5,7 +5,7 @@
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::nn::Model;
-use crate::nn::params::Init;
+use crate::params::Init;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};

@@ -4,10 +4,10 @@
 
 use super::linalg::singular_values;
 use crate::error::Result;
+use crate::family::kernels::t5::expand_buckets;
+use crate::family::kernels::toeplitz::dense;
 use crate::nn::Model;
 use crate::nn::layout::FamilyTensors;
-use crate::nn::position::t5::expand_buckets;
-use crate::nn::position::toeplitz::dense;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 

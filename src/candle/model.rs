@@ -7,7 +7,7 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::nn::layout::{InputIds, ModelLayout};
-use crate::nn::position::PositionTables;
+use crate::nn::tables::PositionTables;
 use crate::nn::{Model, Params, TensorId};
 use crate::optim::{AdamMoments, OptimConfig, OptimizerKind};
 use candle_core::{DType, Device, Tensor, Var};

@@ -4,11 +4,10 @@
 //! is accepted as shorthand); [`ModelSpec::resolve`] turns it into a complete, validated
 //! [`ModelConfig`], the form stored in checkpoints.
 
-mod error;
 mod family;
 mod variant;
 
-pub use error::ConfigError;
+pub use crate::error::ConfigError;
 pub use family::Family;
 pub use variant::Variant;
 

@@ -6,7 +6,8 @@
 //! adds the gate; `urpe` alone is the paper's URPE, t5 with the gate, and is how t5 + gate
 //! prints. `urpe` is input sugar, never a family.
 
-use super::{ConfigError, Family};
+use super::Family;
+use crate::error::ConfigError;
 use std::fmt;
 use std::str::FromStr;
 

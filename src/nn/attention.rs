@@ -5,16 +5,17 @@
 //! S = Q_h K_hᵀ/√d_h + position term, A = row_softmax(S), G = A ⊙ C_h[o] (URPE) or A,
 //! out_h = G V_h (+ Σ_j G_ij a^V_o for shaw-value); out = concat_h(out_h)·W_O + b_O.
 //! Sequences of a batch run in parallel; per head every product is one matrix multiply
-//! and every Toeplitz term a row-slice operation ([`super::position::toeplitz`]).
+//! and every Toeplitz term a row-slice operation ([`crate::family::kernels::toeplitz`]).
 
 use super::layout::{AttentionIds, FamilyTensors};
 use super::linear::{linear_backward, linear_forward};
-use super::params::Params;
-use super::position::relative::{self, window, window_mut};
-use super::position::{PositionTables, t5, toeplitz};
 use super::softmax::{softmax_row_backward, softmax_row_forward};
+use super::tables::PositionTables;
 use crate::config::{Family, ModelConfig};
+use crate::family::kernels::relative::{self, window, window_mut};
+use crate::family::kernels::{t5, toeplitz};
 use crate::float::Float;
+use crate::params::Params;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, Axis, s};
 use rayon::prelude::*;

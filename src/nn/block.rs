@@ -9,10 +9,10 @@ use super::attention::{AttentionCache, AttentionGrads, attention_backward, atten
 use super::ffn::{FfnCache, ffn_backward, ffn_forward};
 use super::layernorm::{NormCache, layernorm_backward, layernorm_forward};
 use super::layout::{LayerIds, NormIds};
-use super::params::Params;
-use super::position::PositionTables;
+use super::tables::PositionTables;
 use crate::config::{ModelConfig, Norm};
 use crate::float::Float;
+use crate::params::Params;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
 
 /// Activations of one block.

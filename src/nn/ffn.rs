@@ -3,9 +3,9 @@
 use super::activation::{activation_backward, activation_forward};
 use super::layout::LayerIds;
 use super::linear::{linear_backward, linear_forward};
-use super::params::Params;
 use crate::config::{Activation, ModelConfig};
 use crate::float::Float;
+use crate::params::Params;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 /// Activations of one feed-forward layer.

@@ -1,8 +1,8 @@
 //! LayerNorm over the features of each row.
 
 use super::layout::NormIds;
-use super::params::Params;
 use crate::float::Float;
+use crate::params::Params;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
 /// LayerNorm epsilon (PyTorch's default).

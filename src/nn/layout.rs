@@ -1,8 +1,8 @@
 //! Which tensors a configuration has, under which checkpoint names (README, "Checkpoint format"),
 //! and typed handles to them for the forward and backward passes.
 
-use super::params::{Init, ParamLayout, TensorId};
 use crate::config::{Family, InputKind, ModelConfig, Norm};
+use crate::params::{Init, ParamLayout, TensorId};
 
 /// Standard deviation of the official normal initialisation.
 pub const INIT_STD: f64 = 0.02;

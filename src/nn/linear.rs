@@ -2,8 +2,8 @@
 
 use super::gemm::matmul;
 use super::layout::LinearIds;
-use super::params::Params;
 use crate::float::Float;
+use crate::params::Params;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 /// y = x·W + b for every row: x [rows, in], W [in, out], b [out], y [rows, out].

@@ -11,10 +11,9 @@ pub mod layout;
 pub mod linear;
 pub mod loss;
 pub mod model;
-pub mod params;
-pub mod position;
 pub mod softmax;
+pub mod tables;
 
+pub use crate::params::{ParamLayout, Params, TensorId, TensorSpec};
 pub use layout::ModelLayout;
 pub use model::{BackwardWorkspace, ForwardCache, Model, ModelInput};
-pub use params::{ParamLayout, Params, TensorId, TensorSpec};

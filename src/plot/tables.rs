@@ -4,7 +4,7 @@
 use super::{Area, Axis, Draw, Drawn, Figure, chart, frame, number, save};
 use crate::error::Result;
 use crate::experiment::StoredRun;
-use crate::nn::position::toeplitz::dense;
+use crate::family::kernels::toeplitz::dense;
 use crate::theory::TargetKind;
 use plotters::prelude::*;
 use std::path::Path;

@@ -1,16 +1,7 @@
-//! Position-encoding families: the fixed tables each family needs and the terms it adds
-//! to attention scores, values or input rows (docs/theory.md §2).
-//!
-//! Toeplitz tables store offset j − i at index (j − i) + n_max − 1 (see [`toeplitz`]).
-
-pub mod alibi;
-pub mod relative;
-pub mod rope;
-pub mod sinusoid;
-pub mod t5;
-pub mod toeplitz;
+//! Fixed (not learned) position tables of a configuration, computed once per model.
 
 use crate::config::{Family, ModelConfig};
+use crate::family::kernels::{alibi, rope, sinusoid, t5};
 use crate::float::Float;
 use ndarray::Array2;
 

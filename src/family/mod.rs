@@ -1,0 +1,3 @@
+//! Position families: the arithmetic they share ([`kernels`]).
+
+pub mod kernels;
