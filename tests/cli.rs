@@ -195,7 +195,7 @@ fn bad_inputs_exit_2_with_one_clear_message_and_write_nothing() {
     usage_error(&["init", "--family", "fourier", "--out", &path("a.safetensors")], "invalid value 'fourier'");
     fails_with(&["init", "--family", "t5", "--out", &path("a.safetensors")], "--depth is required");
     std::fs::write(path("bad.toml"), "family = \"fourier\"\ndepth = 1\nwidth = 8\nheads = 2\nn_max = 4\ninput = { kind = \"real\", d_in = 2 }\noutput = { kind = \"real\", d_out = 2 }\n").unwrap();
-    fails_with(&["init", "--config", &path("bad.toml"), "--out", &path("a.safetensors")], "unknown variant `fourier`");
+    fails_with(&["init", "--config", &path("bad.toml"), "--out", &path("a.safetensors")], "unknown family `fourier`");
     std::fs::write(path("odd.toml"), "family = \"rope\"\ndepth = 1\nwidth = 6\nheads = 2\nn_max = 4\ninput = { kind = \"real\", d_in = 2 }\noutput = { kind = \"real\", d_out = 2 }\n").unwrap();
     fails_with(
         &["init", "--config", &path("odd.toml"), "--out", &path("a.safetensors")],

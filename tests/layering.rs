@@ -176,7 +176,7 @@ fn the_checks_find_a_planted_cycle_and_upward_import() {
     let found = paths(&modules["nn::attention"], "nn::attention");
     let joined: Vec<String> = found.iter().map(|p| p.join("::")).collect();
     assert!(joined.contains(&"nn::softmax::softmax_row_forward".to_string()), "{joined:?}");
-    assert!(joined.contains(&"config::Family".to_string()), "{joined:?}");
+    assert!(joined.contains(&"config::ModelConfig".to_string()), "{joined:?}");
     // a graph with engine → train → engine is caught twice
     let mut planted = graph();
     assert!(planted["nn::attention"].contains("nn::softmax") && planted["nn::attention"].contains("config"));

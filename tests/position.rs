@@ -6,7 +6,6 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use urpe::config::{Family, InputKind, ModelSpec, Norm, OutputKind};
 use urpe::family::kernels::{alibi, rope::RopeTables, t5};
-use urpe::nn::layout::FamilyTensors;
 use urpe::nn::{Model, ModelInput};
 
 #[test]
@@ -117,28 +116,29 @@ fn naive_attention(m: &Model<f64>, h: &Array2<f64>) -> (Array3<f64>, Array2<f64>
         for i in 0..n {
             for j in 0..n {
                 let (qi, kj) = (row(&q, i), row(&k, j));
-                let s = match (c.family, ids.pos.family) {
-                    (Family::Rope, _) => scale * dot(&rotate(&qi, i, c.rope_base), &rotate(&kj, j, c.rope_base)),
-                    (_, FamilyTensors::T5(t)) => scale * dot(&qi, &kj) + p.mat(t)[[hd, idx(i, j)]],
-                    (_, FamilyTensors::T5Bucketed(t)) => {
-                        scale * dot(&qi, &kj)
-                            + p.mat(t)
-                                [[hd, t5::bucket(j as i64 - i as i64, !c.causal, c.t5_buckets, c.t5_max_distance)]]
-                    }
-                    (Family::Alibi, _) => scale * dot(&qi, &kj) - alibi::slopes(heads)[hd] * (i.abs_diff(j) as f64),
-                    (_, FamilyTensors::ShawKey(t)) => {
-                        scale * (dot(&qi, &kj) + dot(&qi, p.mat(t).row(idx(i, j)).as_slice().unwrap()))
-                    }
-                    (_, FamilyTensors::Xl { u, v: vb, r }) => {
-                        // R_{i−j} projected by W_R, this head's columns
-                        let rel = sinusoid(i as f64 - j as f64, d);
-                        let w = p.mat(r);
-                        let proj: Vec<f64> = cols.clone().map(|o| (0..d).map(|f| rel[f] * w[[f, o]]).sum()).collect();
-                        let qu: Vec<f64> = qi.iter().zip(p.mat(u).row(hd)).map(|(a, b)| a + b).collect();
-                        let qv: Vec<f64> = qi.iter().zip(p.mat(vb).row(hd)).map(|(a, b)| a + b).collect();
-                        scale * (dot(&qu, &kj) + dot(&qv, &proj))
-                    }
-                    _ => scale * dot(&qi, &kj),
+                let (f, t) = (c.family, |i: usize| ids.pos.family.get(i));
+                let s = if f == Family::Rope {
+                    scale * dot(&rotate(&qi, i, c.rope_base), &rotate(&kj, j, c.rope_base))
+                } else if f == Family::T5 {
+                    scale * dot(&qi, &kj) + p.mat(t(0))[[hd, idx(i, j)]]
+                } else if f == Family::T5Bucketed {
+                    scale * dot(&qi, &kj)
+                        + p.mat(t(0))[[hd, t5::bucket(j as i64 - i as i64, !c.causal, c.t5_buckets, c.t5_max_distance)]]
+                } else if f == Family::Alibi {
+                    scale * dot(&qi, &kj) - alibi::slopes(heads)[hd] * (i.abs_diff(j) as f64)
+                } else if f == Family::ShawKey {
+                    scale * (dot(&qi, &kj) + dot(&qi, p.mat(t(0)).row(idx(i, j)).as_slice().unwrap()))
+                } else if f == Family::Xl {
+                    let (u, vb, r) = (t(0), t(1), t(2));
+                    // R_{i−j} projected by W_R, this head's columns
+                    let rel = sinusoid(i as f64 - j as f64, d);
+                    let w = p.mat(r);
+                    let proj: Vec<f64> = cols.clone().map(|o| (0..d).map(|f| rel[f] * w[[f, o]]).sum()).collect();
+                    let qu: Vec<f64> = qi.iter().zip(p.mat(u).row(hd)).map(|(a, b)| a + b).collect();
+                    let qv: Vec<f64> = qi.iter().zip(p.mat(vb).row(hd)).map(|(a, b)| a + b).collect();
+                    scale * (dot(&qu, &kj) + dot(&qv, &proj))
+                } else {
+                    scale * dot(&qi, &kj)
                 };
                 scores[[hd, i, j]] = if c.causal && j > i { f64::NEG_INFINITY } else { s };
             }
@@ -150,10 +150,8 @@ fn naive_attention(m: &Model<f64>, h: &Array2<f64>) -> (Array3<f64>, Array2<f64>
                     a *= p.mat(g)[[hd, idx(i, j)]];
                 }
                 for (o, col) in cols.clone().enumerate() {
-                    let shaw = match ids.pos.family {
-                        FamilyTensors::ShawValue(t) => p.mat(t)[[idx(i, j), o]],
-                        _ => 0.0,
-                    };
+                    let shaw =
+                        if c.family == Family::ShawValue { p.mat(ids.pos.family.get(0))[[idx(i, j), o]] } else { 0.0 };
                     heads_out[[i, col]] += a * (v[[j, col]] + shaw);
                 }
             }
@@ -213,7 +211,7 @@ fn absolute_positions_are_added_to_the_input_rows() {
         let urpe::nn::layout::InputIds::Linear(lin) = m.layout.input else { unreachable!() };
         let bias = m.params.vec(lin.bias);
         for i in 0..5 {
-            let pos: Vec<f64> = match m.layout.ape {
+            let pos: Vec<f64> = match m.layout.input_pos.all().next() {
                 Some(ape) => m.params.mat(ape).row(i).to_vec(),
                 None => sinusoid(i as f64, 8),
             };

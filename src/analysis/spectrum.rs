@@ -4,10 +4,8 @@
 
 use super::linalg::singular_values;
 use crate::error::Result;
-use crate::family::kernels::t5::expand_buckets;
 use crate::family::kernels::toeplitz::dense;
 use crate::nn::Model;
-use crate::nn::layout::FamilyTensors;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
@@ -27,14 +25,12 @@ pub struct ToeplitzSpectrum {
     pub distance_from_ones: Option<f64>,
 }
 
-/// One offset table per head: name, role, rows [heads][2·n_max − 1].
+/// One offset table per head: name, role, rows [heads][2·n_max − 1]: the family's score
+/// bias where it is one (B), the gate (C).
 fn tables(model: &Model<f64>) -> Vec<(String, &'static str, Array2<f64>)> {
-    let (c, p) = (&model.config, &model.params);
+    let p = &model.params;
     let name = |id| p.layout.spec(id).name.clone();
     let mut out: Vec<(String, &'static str, Array2<f64>)> = Vec::new();
-    if let Some(alibi) = &model.tables.alibi {
-        out.push(("alibi (fixed)".into(), "B", alibi.clone()));
-    }
     for layer in &model.layout.layers {
         let pos = layer.attn.pos;
         let mut push = |tensor: String, role, table: Array2<f64>| {
@@ -42,17 +38,9 @@ fn tables(model: &Model<f64>) -> Vec<(String, &'static str, Array2<f64>)> {
                 out.push((tensor, role, table));
             }
         };
-        match pos.family {
-            FamilyTensors::T5(b) => push(name(b), "B", p.mat(b).to_owned()),
-            FamilyTensors::T5Bucketed(b) => {
-                let buckets = model.tables.t5_bucket.as_ref().expect("t5-bucketed has its bucket table");
-                let mut e = Array2::zeros((c.heads, c.offsets()));
-                for (row, bucket_biases) in e.rows_mut().into_iter().zip(p.mat(b).rows()) {
-                    expand_buckets(row, bucket_biases, buckets);
-                }
-                push(name(b), "B", e);
-            }
-            _ => {}
+        if let Some(bias) = model.terms.offset_bias(p, &pos.family) {
+            let tensor = pos.family.all().next().map_or_else(|| format!("{} (fixed)", model.config.family), name);
+            push(tensor, "B", bias);
         }
         if let Some(gate) = pos.gate {
             push(name(gate), "C", p.mat(gate).to_owned());

@@ -1,14 +1,15 @@
 //! Model-configuration flags shared by the commands that build a model.
 
-use crate::config::{Activation, Family, InputKind, ModelConfig, ModelSpec, Norm, OutputKind};
+use crate::config::{Activation, InputKind, ModelConfig, ModelSpec, Norm, OutputKind, Variant};
 use crate::error::{Error, Result};
 
 /// A model given by flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// Position family (`urpe` = t5 with the gate).
-    #[arg(long, value_enum)]
-    pub family: Option<Family>,
+    /// Position family: nope, ape-learned, ape-sin, t5, t5-bucketed, alibi, rope, shaw-key,
+    /// shaw-value, xl; `urpe` = t5 with the gate; FAMILY+urpe adds the gate to any family.
+    #[arg(long, value_parser = parse_variant)]
+    pub family: Option<Variant>,
     /// Add the URPE gate (Toeplitz C after the softmax) to the family.
     #[arg(long)]
     pub urpe: bool,
@@ -130,4 +131,9 @@ impl ModelArgs {
         required(spec.output, "--classes C or --d-out D")?;
         Ok(spec.resolve()?)
     }
+}
+
+/// `--family`: a variant label (see [`Variant::parse`]).
+fn parse_variant(label: &str) -> std::result::Result<Variant, String> {
+    Variant::parse(label).map_err(|e| e.allowed)
 }

@@ -4,11 +4,11 @@
 //! is accepted as shorthand); [`ModelSpec::resolve`] turns it into a complete, validated
 //! [`ModelConfig`], the form stored in checkpoints.
 
-mod family;
 mod variant;
 
 pub use crate::error::ConfigError;
-pub use family::Family;
+pub use crate::family::Family;
+use crate::family::FamilyDims;
 pub use variant::Variant;
 
 use serde::{Deserialize, Serialize};
@@ -91,8 +91,9 @@ impl OutputKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// Position family; `urpe` means t5 with the gate.
-    pub family: Family,
+    /// Position family, as a variant label: a family, `urpe` (t5 with the gate) or
+    /// `FAMILY+urpe`.
+    pub family: Variant,
     /// URPE gate: multiply the attention probabilities by a learned Toeplitz C.
     #[serde(default)]
     pub urpe: bool,
@@ -195,7 +196,7 @@ impl ModelSpec {
         output: OutputKind,
     ) -> Self {
         ModelSpec {
-            family,
+            family: Variant::new(family, false),
             urpe: false,
             depth,
             width,
@@ -230,7 +231,8 @@ impl ModelSpec {
         let n_max = self.n_max.ok_or_else(|| missing("n_max", "n_max = 16"))?;
         let input = self.input.ok_or_else(|| missing("input", "input = { kind = \"real\", d_in = 8 }"))?;
         let output = self.output.ok_or_else(|| missing("output", "output = { kind = \"real\", d_out = 8 }"))?;
-        let Variant { family, gate: urpe } = Variant::new(self.family, self.urpe);
+        let Variant { family, gate } = self.family;
+        let urpe = gate || self.urpe;
         let config = ModelConfig {
             family,
             urpe,
@@ -279,6 +281,20 @@ impl ModelConfig {
         serde_json::to_string(self).expect("a model configuration always serialises")
     }
 
+    /// The sizes the position family's tensors and tables depend on.
+    pub fn family_dims(&self) -> FamilyDims {
+        FamilyDims {
+            heads: self.heads,
+            head_dim: self.head_dim(),
+            width: self.width,
+            n_max: self.n_max,
+            causal: self.causal,
+            t5_buckets: self.t5_buckets,
+            t5_max_distance: self.t5_max_distance,
+            rope_base: self.rope_base,
+        }
+    }
+
     /// Width of one head, d / heads.
     pub fn head_dim(&self) -> usize {
         self.width / self.heads
@@ -306,13 +322,6 @@ impl ModelConfig {
 
     /// Checks every value and combination; the error names the field and what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.family == Family::Urpe {
-            return Err(ConfigError::new(
-                "family",
-                "urpe",
-                "a resolved configuration spells it family = \"t5\" with urpe = true",
-            ));
-        }
         positive("depth", self.depth)?;
         positive("width", self.width)?;
         positive("heads", self.heads)?;
@@ -335,58 +344,10 @@ impl ModelConfig {
             OutputKind::Classes { classes } => positive("output.classes", classes)?,
             OutputKind::Real { d_out } => positive("output.d_out", d_out)?,
         }
-        if self.family == Family::Rope && !self.head_dim().is_multiple_of(2) {
-            return Err(ConfigError::new(
-                "heads",
-                self.heads,
-                format!(
-                    "rope rotates pairs of features, so width / heads must be even (now {} / {} = {})",
-                    self.width,
-                    self.heads,
-                    self.head_dim()
-                ),
-            ));
-        }
-        if self.family == Family::ApeSin && !self.width.is_multiple_of(2) {
-            return Err(ConfigError::new(
-                "width",
-                self.width,
-                "ape-sin pairs sine and cosine features, so width must be even",
-            ));
-        }
-        if self.family == Family::Xl && !self.width.is_multiple_of(2) {
-            return Err(ConfigError::new(
-                "width",
-                self.width,
-                "xl pairs sine and cosine features of its relative table, so width must be even",
-            ));
-        }
         if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
             return Err(ConfigError::new("rope_base", self.rope_base, "a finite number above 1"));
         }
-        if self.family == Family::T5Bucketed {
-            // Bidirectional buckets split in two halves, each with an exact part of half its size.
-            let per_side = if self.causal { self.t5_buckets } else { self.t5_buckets / 2 };
-            let min = if self.causal { 2 } else { 4 };
-            if self.t5_buckets < min {
-                return Err(ConfigError::new(
-                    "t5_buckets",
-                    self.t5_buckets,
-                    format!("at least {min} (each direction needs an exact and a log part)"),
-                ));
-            }
-            if self.t5_max_distance <= per_side / 2 {
-                return Err(ConfigError::new(
-                    "t5_max_distance",
-                    self.t5_max_distance,
-                    format!(
-                        "must exceed the exact range t5_buckets/{} = {}",
-                        if self.causal { 2 } else { 4 },
-                        per_side / 2
-                    ),
-                ));
-            }
-        }
+        self.family.def().validate(&self.family_dims())?;
         Ok(())
     }
 

@@ -6,8 +6,8 @@
 //! adds the gate; `urpe` alone is the paper's URPE, t5 with the gate, and is how t5 + gate
 //! prints. `urpe` is input sugar, never a family.
 
-use super::Family;
 use crate::error::ConfigError;
+use crate::family::Family;
 use std::fmt;
 use std::str::FromStr;
 
@@ -27,13 +27,9 @@ impl Variant {
     /// The paper's URPE: t5 with the gate.
     pub const URPE: Variant = Variant { family: Family::T5, gate: true };
 
-    /// The variant of `family` with or without the gate; the `urpe` shorthand means t5
-    /// with the gate whatever `gate` says.
+    /// The variant of `family` with or without the gate.
     pub fn new(family: Family, gate: bool) -> Self {
-        match family {
-            Family::Urpe => Variant::URPE,
-            family => Variant { family, gate },
-        }
+        Variant { family, gate }
     }
 
     /// Parses a label: `FAMILY`, `FAMILY+urpe` or `urpe`.
@@ -52,14 +48,13 @@ impl Variant {
             None => (label, false),
         };
         let unknown = || {
-            let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+            let names: Vec<&str> = Family::all().iter().map(|f| f.name()).collect();
             ConfigError::new("family", label, format!("a family ({}), urpe, or FAMILY+urpe", names.join(", ")))
         };
-        let family = Family::ALL.into_iter().chain([Family::Urpe]).find(|f| f.name() == name).ok_or_else(unknown)?;
-        if family == Family::Urpe && gate {
-            return Err(unknown());
+        if name == "urpe" {
+            return if gate { Err(unknown()) } else { Ok(Variant::URPE) };
         }
-        Ok(Variant::new(family, gate))
+        Ok(Variant::new(Family::by_name(name).ok_or_else(unknown)?, gate))
     }
 
     /// The same family without the gate.
@@ -76,8 +71,7 @@ impl Variant {
     /// The one order of variants in figures and reports: without the gate before with it;
     /// within each, barrier-bound families before the others; then catalogue order.
     pub fn order_key(self) -> (bool, bool, usize) {
-        let index = Family::ALL.iter().position(|&f| f == self.family).unwrap_or(Family::ALL.len());
-        (self.gate, !self.family.inside_softmax_only(), index)
+        (self.gate, !self.family.inside_softmax_only(), self.family.index())
     }
 
     /// Sorts labels in [`Variant::order_key`] order and drops repeats; labels that do not
@@ -99,10 +93,10 @@ impl Variant {
 
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.family, self.gate) {
-            (Family::T5, true) => f.write_str("urpe"),
-            (family, true) => write!(f, "{family}{GATE_SUFFIX}"),
-            (family, false) => f.write_str(family.name()),
+        match self.gate {
+            true if self.family == Family::T5 => f.write_str("urpe"),
+            true => write!(f, "{}{GATE_SUFFIX}", self.family),
+            false => f.write_str(self.family.name()),
         }
     }
 }
@@ -112,5 +106,19 @@ impl FromStr for Variant {
 
     fn from_str(label: &str) -> Result<Self, ConfigError> {
         Variant::parse(label)
+    }
+}
+
+impl serde::Serialize for Variant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Variant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let label = String::deserialize(d)?;
+        Variant::parse(&label)
+            .map_err(|e| serde::de::Error::custom(format!("unknown family `{label}`: expected {}", e.allowed)))
     }
 }

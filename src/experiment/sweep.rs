@@ -6,7 +6,6 @@ use super::spec::{Experiment, Job, Skipped};
 use super::store::{Probe, Profile, RANK_PROBE_INPUTS, Store, StoredRun};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
-use crate::nn::layout::FamilyTensors;
 use crate::theory::{Inputs, Outputs};
 use crate::train::{CurvePoint, Outcome, Trainer};
 use rand::SeedableRng;
@@ -82,9 +81,9 @@ fn probe(trainer: &Trainer) -> Result<Probe> {
     };
     let mut tables = Vec::new();
     let layer = &model.layout.layers[0].attn.pos;
-    if let (Some(gate), FamilyTensors::T5(b)) = (layer.gate, layer.family) {
-        for (name, id) in [("B", b), ("C", gate)] {
-            let rows = model.params.mat(id).rows().into_iter().map(|r| r.to_vec()).collect();
+    if let (Some(gate), Some(bias)) = (layer.gate, model.terms.offset_bias(&model.params, &layer.family)) {
+        for (name, table) in [("B", bias.view()), ("C", model.params.mat(gate))] {
+            let rows = table.rows().into_iter().map(|r| r.to_vec()).collect();
             tables.push((name.to_string(), rows));
         }
     }

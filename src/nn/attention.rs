@@ -1,23 +1,22 @@
-//! Multi-head attention with every position family and the URPE gate. Scores,
-//! probabilities and gated probabilities are materialised and kept in the cache.
+//! Multi-head attention: content scores, the family's terms, the normaliser (softmax), the
+//! URPE gate and the product with V. Scores, probabilities and gated probabilities are
+//! materialised and kept in the cache.
 //!
 //! Per head h (columns h·d_h..(h+1)·d_h of Q, K, V), with o = (j − i) + n_max − 1:
-//! S = Q_h K_hᵀ/√d_h + position term, A = row_softmax(S), G = A ⊙ C_h[o] (URPE) or A,
-//! out_h = G V_h (+ Σ_j G_ij a^V_o for shaw-value); out = concat_h(out_h)·W_O + b_O.
-//! Sequences of a batch run in parallel; per head every product is one matrix multiply
-//! and every Toeplitz term a row-slice operation ([`crate::family::kernels::toeplitz`]).
+//! S = Q_h K_hᵀ/√d_h + the family's score term, A = row_softmax(S), G = A ⊙ C_h[o] (URPE)
+//! or A, out_h = G V_h + the family's value term; out = concat_h(out_h)·W_O + b_O. The
+//! family may also transform Q and K first (rope). Sequences of a batch run in parallel;
+//! per head every product is one matrix multiply.
 
-use super::layout::{AttentionIds, FamilyTensors};
+use super::layout::AttentionIds;
 use super::linear::{linear_backward, linear_forward};
 use super::softmax::{softmax_row_backward, softmax_row_forward};
-use super::tables::PositionTables;
-use crate::config::{Family, ModelConfig};
-use crate::family::kernels::relative::{self, window, window_mut};
-use crate::family::kernels::{t5, toeplitz};
+use crate::config::ModelConfig;
+use crate::family::{Head, PositionTerms, Side, Work, gate};
 use crate::float::Float;
 use crate::params::Params;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, Axis, s};
+use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, s};
 use rayon::prelude::*;
 
 /// Activations of one attention layer for a batch of `batch` sequences of length `n`.
@@ -29,11 +28,9 @@ pub struct AttentionCache<F> {
     pub k: Array2<F>,
     /// Values, [batch·n, d].
     pub v: Array2<F>,
-    /// t5-bucketed: the bucket biases expanded to one value per head and offset index,
-    /// [heads, 2·n_max − 1]; empty otherwise.
-    pub offset_bias: Array2<F>,
-    /// xl: projected relative table R·W_R, [2·n_max − 1, d]; empty otherwise.
-    pub rel: Array2<F>,
+    /// The family's per-layer table (t5-bucketed: the expanded buckets; xl: R·W_R); empty
+    /// if it has none.
+    pub derived: Array2<F>,
     /// Scores S including the position term and the mask, [batch, heads, n, n].
     pub scores: Array4<F>,
     /// Probabilities A = row_softmax(S), [batch, heads, n, n].
@@ -56,12 +53,7 @@ impl<F: Float> AttentionCache<F> {
             q: Array2::zeros((rows, d)),
             k: Array2::zeros((rows, d)),
             v: Array2::zeros((rows, d)),
-            offset_bias: Array2::zeros(if config.family == Family::T5Bucketed {
-                (h, config.offsets())
-            } else {
-                (0, 0)
-            }),
-            rel: Array2::zeros(if config.family == Family::Xl { (config.offsets(), d) } else { (0, 0) }),
+            derived: Array2::zeros(config.family.def().derived_shape(&config.family_dims())),
             scores: full(),
             probs: full(),
             gated: if config.urpe { full() } else { Array4::zeros((0, 0, 0, 0)) },
@@ -76,54 +68,24 @@ impl<F: Float> AttentionCache<F> {
     }
 }
 
-/// Position-parameter gradients of one sequence, laid out flat: offset-space biases
-/// (t5, t5-bucketed) [heads, 2·n_max − 1], or a relative table (shaw-key, shaw-value)
-/// [2·n_max − 1, d_h], or xl's u, v [heads, d_h] and the gradient of the projected table
-/// R·W_R [2·n_max − 1, d]; then the gate's C [heads, 2·n_max − 1].
-#[derive(Clone, Copy, Debug, Default)]
+/// The flat per-sequence gradient buffer of the position terms: the family's
+/// ([`crate::family::PositionFamily::grad_len`]) and then the gate's C [heads, 2·n_max − 1].
+#[derive(Clone, Copy, Debug)]
 struct PositionGradLayout {
-    table: (usize, usize, usize),
-    u: (usize, usize, usize),
-    v: (usize, usize, usize),
-    rel: (usize, usize, usize),
-    gate: (usize, usize, usize),
-    len: usize,
+    family: usize,
+    gate: usize,
 }
 
 impl PositionGradLayout {
     fn new(config: &ModelConfig, ids: &AttentionIds) -> Self {
-        let mut at = 0;
-        let mut take = |rows: usize, cols: usize| {
-            let start = at;
-            at += rows * cols;
-            (start, rows, cols)
-        };
-        let (h, dh, offsets) = (config.heads, config.head_dim(), config.offsets());
-        let mut l = PositionGradLayout::default();
-        match ids.pos.family {
-            FamilyTensors::T5(_) | FamilyTensors::T5Bucketed(_) => l.table = take(h, offsets),
-            FamilyTensors::ShawKey(_) | FamilyTensors::ShawValue(_) => l.table = take(offsets, dh),
-            FamilyTensors::Xl { .. } => {
-                l.u = take(h, dh);
-                l.v = take(h, dh);
-                l.rel = take(offsets, config.width);
-            }
-            FamilyTensors::None => {}
-        }
-        if ids.pos.gate.is_some() {
-            l.gate = take(h, offsets);
-        }
-        l.len = at;
-        l
+        let family = config.family.def().grad_len(&config.family_dims());
+        let gate = if ids.pos.gate.is_some() { config.heads * config.offsets() } else { 0 };
+        PositionGradLayout { family, gate }
     }
-}
 
-fn block<F>(flat: &mut [F], (start, rows, cols): (usize, usize, usize)) -> ArrayViewMut2<'_, F> {
-    ArrayViewMut2::from_shape((rows, cols), &mut flat[start..start + rows * cols]).expect("a grad block")
-}
-
-fn block_ref<F>(flat: &[F], (start, rows, cols): (usize, usize, usize)) -> ArrayView2<'_, F> {
-    ArrayView2::from_shape((rows, cols), &flat[start..start + rows * cols]).expect("a grad block")
+    fn len(&self) -> usize {
+        self.family + self.gate
+    }
 }
 
 /// Workspace of the attention backward, allocated once per (batch, n) and reused.
@@ -147,14 +109,14 @@ pub struct AttentionGrads<F> {
 }
 
 fn scratch_len(n: usize, dh: usize) -> usize {
-    n * n + n * (2 * n - 1) + 2 * n * dh
+    n * n + work_len(n, dh)
 }
 
 impl<F: Float> AttentionGrads<F> {
     /// Storage for `batch` sequences of length `n` under `config`.
     pub fn new(config: &ModelConfig, batch: usize, n: usize, ids: &AttentionIds) -> Self {
         let (rows, d) = (batch * n, config.width);
-        let pos_len = PositionGradLayout::new(config, ids).len;
+        let pos_len = PositionGradLayout::new(config, ids).len();
         AttentionGrads {
             dheads: Array2::zeros((rows, d)),
             dq: Array2::zeros((rows, d)),
@@ -171,12 +133,10 @@ impl<F: Float> AttentionGrads<F> {
 struct Shared<'a, F> {
     p: &'a Params<F>,
     ids: &'a AttentionIds,
-    tables: &'a PositionTables<F>,
+    terms: &'a PositionTerms<F>,
     config: &'a ModelConfig,
-    /// xl: R·W_R [2·n_max − 1, d].
-    rel: ArrayView2<'a, F>,
-    /// Additive offset biases [heads, 2·n_max − 1]: t5's table or the expanded buckets.
-    offset_bias: Option<ArrayView2<'a, F>>,
+    /// The family's per-layer table.
+    derived: ArrayView2<'a, F>,
     n: usize,
     scale: F,
 }
@@ -187,26 +147,37 @@ impl<F: Float> Shared<'_, F> {
         h * dh..(h + 1) * dh
     }
 
-    /// Row h of xl's u or v.
-    fn xl_row(&self, pick: impl Fn(FamilyTensors) -> Option<super::TensorId>, h: usize) -> Option<ArrayView1<'_, F>> {
-        pick(self.ids.pos.family).map(|id| self.p.mat(id).index_axis_move(Axis(0), h))
+    /// What the family's terms see of head `h`, with this sequence's q and k.
+    fn head<'b>(&'b self, h: usize, q: ArrayView2<'b, F>, k: ArrayView2<'b, F>) -> Head<'b, F> {
+        Head {
+            h,
+            n: self.n,
+            n_max: self.config.n_max,
+            scale: self.scale,
+            q,
+            k,
+            cols: self.cols(h),
+            params: self.p,
+            ids: &self.ids.pos.family,
+            derived: self.derived,
+        }
     }
 }
 
-/// x = q + b row by row, written into `buf` [n·d_h] and returned as [n, d_h].
-fn shifted<'b, F: Float>(buf: &'b mut [F], q: ArrayView2<F>, b: ArrayView1<F>) -> ArrayViewMut2<'b, F> {
-    let mut x = ArrayViewMut2::from_shape(q.dim(), &mut buf[..q.len()]).expect("scratch");
-    for (mut row, qi) in x.rows_mut().into_iter().zip(q.rows()) {
-        ndarray::Zip::from(&mut row).and(&qi).and(&b).for_each(|x, &q, &b| *x = q + b);
+/// Splits a per-sequence buffer into the workspace of the family's terms.
+fn work<F>(buf: &mut [F], n: usize, dh: usize) -> Work<'_, F> {
+    let (skew, rest) = buf.split_at_mut(n * (2 * n - 1));
+    let (a, rest) = rest.split_at_mut(n * dh);
+    Work {
+        skewed: ArrayViewMut2::from_shape((n, 2 * n - 1), skew).expect("scratch"),
+        a: ArrayViewMut2::from_shape((n, dh), a).expect("scratch"),
+        b: ArrayViewMut2::from_shape((n, dh), &mut rest[..n * dh]).expect("scratch"),
     }
-    x
 }
 
-fn xl_u(t: FamilyTensors) -> Option<super::TensorId> {
-    match t {
-        FamilyTensors::Xl { u, .. } => Some(u),
-        _ => None,
-    }
+/// Length of [`work`]'s buffer.
+fn work_len(n: usize, dh: usize) -> usize {
+    n * (2 * n - 1) + 2 * n * dh
 }
 
 /// Per-sequence views of the forward cache.
@@ -221,37 +192,18 @@ struct SeqForward<'a, F> {
 }
 
 fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]) {
-    let (n, n_max) = (c.n, c.config.n_max);
+    let (n, n_max, dh) = (c.n, c.config.n_max, c.config.head_dim());
     let p = c.p;
-    let (qx_buf, skew_buf) = buf.split_at_mut(n * c.config.head_dim());
-    let mut skewed = ArrayViewMut2::from_shape((n, 2 * n - 1), &mut skew_buf[..n * (2 * n - 1)]).expect("scratch");
+    let mut work = work(buf, n, dh);
     for h in 0..c.config.heads {
         let cols = c.cols(h);
         let (q, k, v) =
             (s.q.slice(s![.., cols.clone()]), s.k.slice(s![.., cols.clone()]), s.v.slice(s![.., cols.clone()]));
+        let head = c.head(h, q, k);
         let mut scores = s.scores.index_axis_mut(Axis(0), h);
-        // content term: S = scale · x·Kᵀ with x = q (+ u_h for xl)
-        match c.xl_row(xl_u, h) {
-            Some(u) => {
-                let x = shifted(qx_buf, q, u);
-                general_mat_mul(c.scale, &x, &k.t(), F::zero(), &mut scores);
-            }
-            None => general_mat_mul(c.scale, &q, &k.t(), F::zero(), &mut scores),
-        }
-        match c.ids.pos.family {
-            FamilyTensors::ShawKey(t) => {
-                relative::relative_scores_forward(scores.view_mut(), q, window(p.mat(t), n), c.scale, skewed.view_mut())
-            }
-            FamilyTensors::Xl { v: vb, .. } => {
-                let x = shifted(qx_buf, q, p.mat(vb).index_axis_move(Axis(0), h));
-                let win = window(c.rel.slice(s![.., cols.clone()]), n);
-                relative::relative_scores_forward(scores.view_mut(), x.view(), win, c.scale, skewed.view_mut());
-            }
-            _ => {}
-        }
-        for bias in [c.offset_bias, c.tables.alibi.as_ref().map(|a| a.view())].into_iter().flatten() {
-            toeplitz::add_offset_rows(scores.view_mut(), bias.row(h), n_max);
-        }
+        // content term S = scale · q·Kᵀ, then the family's term
+        general_mat_mul(c.scale, &q, &k.t(), F::zero(), &mut scores);
+        c.terms.scores(&head, scores.view_mut(), &mut work);
         if c.config.causal {
             for i in 0..n {
                 scores.row_mut(i).slice_mut(s![i + 1..]).fill(F::neg_infinity());
@@ -264,8 +216,8 @@ fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]
                 scores.row(i).to_slice().expect("contiguous"),
             );
         }
-        if let (Some(gated), Some(gate)) = (&mut s.gated, c.ids.pos.gate) {
-            toeplitz::gate_forward(gated.index_axis_mut(Axis(0), h), probs.view(), p.mat(gate).row(h), n_max);
+        if let (Some(gated), Some(c_id)) = (&mut s.gated, c.ids.pos.gate) {
+            gate::forward(gated.index_axis_mut(Axis(0), h), probs.view(), p.mat(c_id).row(h), n_max);
         }
         let mix = match &s.gated {
             Some(gated) => gated.index_axis(Axis(0), h),
@@ -273,9 +225,7 @@ fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]
         };
         let mut out = s.heads.slice_mut(s![.., cols]);
         general_mat_mul(F::one(), &mix, &v, F::zero(), &mut out);
-        if let FamilyTensors::ShawValue(t) = c.ids.pos.family {
-            relative::relative_values_forward(out, mix, window(p.mat(t), n), skewed.view_mut());
-        }
+        c.terms.values(&head, mix, out, &mut work);
     }
 }
 
@@ -285,7 +235,7 @@ pub fn attention_forward<F: Float>(
     x: ArrayView2<F>,
     p: &Params<F>,
     ids: &AttentionIds,
-    tables: &PositionTables<F>,
+    terms: &PositionTerms<F>,
     config: &ModelConfig,
 ) {
     let (batch, n) = (cache.scores.dim().0, cache.scores.dim().2);
@@ -293,29 +243,17 @@ pub fn attention_forward<F: Float>(
     linear_forward(cache.q.view_mut(), x, p.mat(ids.q.weight), p.vec(ids.q.bias));
     linear_forward(cache.k.view_mut(), x, p.mat(ids.k.weight), p.vec(ids.k.bias));
     linear_forward(cache.v.view_mut(), x, p.mat(ids.v.weight), p.vec(ids.v.bias));
-    if let Some(rope) = &tables.rope {
+    if terms.transforms() {
         for (mut q, mut k) in cache.q.axis_chunks_iter_mut(Axis(0), n).zip(cache.k.axis_chunks_iter_mut(Axis(0), n)) {
             for h in 0..config.heads {
-                rope.rotate(q.slice_mut(s![.., h * dh..(h + 1) * dh]), F::one());
-                rope.rotate(k.slice_mut(s![.., h * dh..(h + 1) * dh]), F::one());
+                terms.transform(Side::Query, q.slice_mut(s![.., h * dh..(h + 1) * dh]), false);
+                terms.transform(Side::Key, k.slice_mut(s![.., h * dh..(h + 1) * dh]), false);
             }
         }
     }
-    if let (FamilyTensors::Xl { r, .. }, Some(sinusoid)) = (ids.pos.family, &tables.xl_sinusoid) {
-        general_mat_mul(F::one(), sinusoid, &p.mat(r), F::zero(), &mut cache.rel);
-    }
-    if let (FamilyTensors::T5Bucketed(t), Some(bucket_of)) = (ids.pos.family, &tables.t5_bucket) {
-        for (e, b) in cache.offset_bias.rows_mut().into_iter().zip(p.mat(t).rows()) {
-            t5::expand_buckets(e, b, bucket_of);
-        }
-    }
-    let offset_bias = match ids.pos.family {
-        FamilyTensors::T5(t) => Some(p.mat(t)),
-        FamilyTensors::T5Bucketed(_) => Some(cache.offset_bias.view()),
-        _ => None,
-    };
+    terms.derive(p, &ids.pos.family, cache.derived.view_mut());
     let shared =
-        Shared { p, ids, tables, config, rel: cache.rel.view(), offset_bias, n, scale: F::c(1.0 / (dh as f64).sqrt()) };
+        Shared { p, ids, terms, config, derived: cache.derived.view(), n, scale: F::c(1.0 / (dh as f64).sqrt()) };
     let mut gated = cache.gated.outer_iter_mut();
     let seqs: Vec<SeqForward<F>> = cache
         .q
@@ -336,7 +274,7 @@ pub fn attention_forward<F: Float>(
         .collect();
     debug_assert_eq!(seqs.len(), batch);
     seqs.into_par_iter()
-        .for_each_init(|| vec![F::zero(); n * dh + n * (2 * n - 1)], |buf, seq| sequence_forward(&shared, seq, buf));
+        .for_each_init(|| vec![F::zero(); work_len(n, dh)], |buf, seq| sequence_forward(&shared, seq, buf));
     linear_forward(cache.out.view_mut(), cache.heads.view(), p.mat(ids.o.weight), p.vec(ids.o.bias));
 }
 
@@ -363,28 +301,25 @@ fn sequence_backward<F: Float>(
     let (q_all, k_all, v_all) =
         (cache.q.slice(s![rows.clone(), ..]), cache.k.slice(s![rows.clone(), ..]), cache.v.slice(s![rows, ..]));
     let (dscore_buf, rest) = s.scratch.split_at_mut(n * n);
-    let (skew_buf, rest) = rest.split_at_mut(n * (2 * n - 1));
-    let (qx_buf, dqx_buf) = rest.split_at_mut(n * dh);
-    let mut skewed = ArrayViewMut2::from_shape((n, 2 * n - 1), skew_buf).expect("scratch");
-    let (mut dq, mut dk, mut dv, pos) = (s.dq, s.dk, s.dv, s.pos);
+    let mut work = work(rest, n, dh);
+    let (mut dq, mut dk, mut dv) = (s.dq, s.dk, s.dv);
+    let (family_grad, gate_grad) = s.pos.split_at_mut(layout.family);
     for h in 0..heads {
         let cols = c.cols(h);
         let (q, k, v) =
             (q_all.slice(s![.., cols.clone()]), k_all.slice(s![.., cols.clone()]), v_all.slice(s![.., cols.clone()]));
+        let head = c.head(h, q, k);
         let dout = s.dheads.slice(s![.., cols.clone()]);
         let probs = cache.probs.slice(s![b, h, .., ..]);
         let mix = if cache.gated.is_empty() { probs } else { cache.gated.slice(s![b, h, .., ..]) };
         let mut dg = ArrayViewMut2::from_shape((n, n), &mut *dscore_buf).expect("scratch");
-        // ∂L/∂G = dout·Vᵀ, ∂L/∂V = Gᵀ·dout
+        // ∂L/∂G = dout·Vᵀ (+ the family's value term), ∂L/∂V = Gᵀ·dout
         general_mat_mul(F::one(), &dout, &v.t(), F::zero(), &mut dg);
-        if let FamilyTensors::ShawValue(t) = c.ids.pos.family {
-            let dwin = window_mut(block(pos, layout.table), n);
-            relative::relative_values_backward(dg.view_mut(), dwin, dout, mix, window(p.mat(t), n), skewed.view_mut());
-        }
+        c.terms.values_backward(&head, mix, dout, dg.view_mut(), family_grad, &mut work);
         general_mat_mul(F::one(), &mix.t(), &dout, F::zero(), &mut dv.slice_mut(s![.., cols.clone()]));
-        if let Some(gate) = c.ids.pos.gate {
-            let dc = block(pos, layout.gate).index_axis_move(Axis(0), h);
-            toeplitz::gate_backward(dg.view_mut(), dc, probs, p.mat(gate).row(h), n_max);
+        if let Some(c_id) = c.ids.pos.gate {
+            let mut dc = ArrayViewMut2::from_shape((heads, c.config.offsets()), &mut *gate_grad).expect("gate grads");
+            gate::backward(dg.view_mut(), dc.row_mut(h), probs, p.mat(c_id).row(h), n_max);
         }
         for i in 0..n {
             softmax_row_backward(
@@ -395,61 +330,14 @@ fn sequence_backward<F: Float>(
         let ds = dg.view();
         let mut dq_h = dq.slice_mut(s![.., cols.clone()]);
         let mut dk_h = dk.slice_mut(s![.., cols.clone()]);
-        // content term S = scale · x·Kᵀ, x = q (+ u_h for xl): ∂x = scale·dS·K, ∂K = scale·dSᵀ·x
-        // (written first; the position terms below add to dq)
-        match c.xl_row(xl_u, h) {
-            Some(u) => {
-                let x = shifted(qx_buf, q, u);
-                general_mat_mul(c.scale, &ds.t(), &x, F::zero(), &mut dk_h);
-                let mut dx = ArrayViewMut2::from_shape((n, dh), &mut dqx_buf[..n * dh]).expect("scratch");
-                general_mat_mul(c.scale, &ds, &k, F::zero(), &mut dx);
-                dq_h.assign(&dx);
-                let mut du = block(pos, layout.u).index_axis_move(Axis(0), h);
-                for row in dx.rows() {
-                    du += &row;
-                }
-            }
-            None => {
-                general_mat_mul(c.scale, &ds.t(), &q, F::zero(), &mut dk_h);
-                general_mat_mul(c.scale, &ds, &k, F::zero(), &mut dq_h);
-            }
-        }
-        match c.ids.pos.family {
-            FamilyTensors::T5(_) | FamilyTensors::T5Bucketed(_) => {
-                let db: ArrayViewMut1<F> = block(pos, layout.table).index_axis_move(Axis(0), h);
-                toeplitz::offset_rows_backward(db, ds, n_max);
-            }
-            FamilyTensors::ShawKey(t) => {
-                let dwin = window_mut(block(pos, layout.table), n);
-                relative::relative_scores_backward(
-                    dq_h.view_mut(),
-                    dwin,
-                    ds,
-                    q,
-                    window(p.mat(t), n),
-                    c.scale,
-                    skewed.view_mut(),
-                );
-            }
-            FamilyTensors::Xl { v: vb, .. } => {
-                // position term: x = q + v_h; ∂L/∂x goes to dq and, summed over rows, to v_h
-                let x = shifted(qx_buf, q, p.mat(vb).index_axis_move(Axis(0), h));
-                let mut dx = ArrayViewMut2::from_shape((n, dh), &mut dqx_buf[..n * dh]).expect("scratch");
-                dx.fill(F::zero());
-                let dwin = window_mut(block(pos, layout.rel).slice_move(s![.., cols.clone()]), n);
-                let win = window(c.rel.slice(s![.., cols.clone()]), n);
-                relative::relative_scores_backward(dx.view_mut(), dwin, ds, x.view(), win, c.scale, skewed.view_mut());
-                dq_h += &dx;
-                let mut dvb = block(pos, layout.v).index_axis_move(Axis(0), h);
-                for row in dx.rows() {
-                    dvb += &row;
-                }
-            }
-            FamilyTensors::ShawValue(_) | FamilyTensors::None => {}
-        }
-        if let Some(rope) = &c.tables.rope {
-            rope.rotate(dq_h, -F::one());
-            rope.rotate(dk_h, -F::one());
+        // content term S = scale · q·Kᵀ: ∂q = scale·dS·K, ∂K = scale·dSᵀ·q (written first;
+        // the family's term adds to them)
+        general_mat_mul(c.scale, &ds.t(), &q, F::zero(), &mut dk_h);
+        general_mat_mul(c.scale, &ds, &k, F::zero(), &mut dq_h);
+        c.terms.scores_backward(&head, ds, dq_h.view_mut(), dk_h.view_mut(), family_grad, &mut work);
+        if c.terms.transforms() {
+            c.terms.transform(Side::Query, dq_h, true);
+            c.terms.transform(Side::Key, dk_h, true);
         }
     }
 }
@@ -466,7 +354,7 @@ pub fn attention_backward<F: Float>(
     x: ArrayView2<F>,
     p: &Params<F>,
     ids: &AttentionIds,
-    tables: &PositionTables<F>,
+    terms: &PositionTerms<F>,
     config: &ModelConfig,
 ) {
     let n = cache.scores.dim().2;
@@ -474,16 +362,8 @@ pub fn attention_backward<F: Float>(
     ws.dheads.fill(F::zero());
     linear_backward(Some(ws.dheads.view_mut()), dparams, ids.o, dout, cache.heads.view(), p.mat(ids.o.weight));
     let layout = PositionGradLayout::new(config, ids);
-    let shared = Shared {
-        p,
-        ids,
-        tables,
-        config,
-        rel: cache.rel.view(),
-        offset_bias: None,
-        n,
-        scale: F::c(1.0 / (dh as f64).sqrt()),
-    };
+    let shared =
+        Shared { p, ids, terms, config, derived: cache.derived.view(), n, scale: F::c(1.0 / (dh as f64).sqrt()) };
     let seqs: Vec<SeqBackward<F>> = ws
         .dheads
         .axis_chunks_iter(Axis(0), n)
@@ -505,27 +385,11 @@ pub fn attention_backward<F: Float>(
         ws.pos_total += &row;
     }
     let total = ws.pos_total.as_slice().expect("contiguous");
-    let add = |dparams: &mut Params<F>, id, place: (usize, usize, usize)| {
-        dparams.mat_mut(id).zip_mut_with(&block_ref(total, place), |a, &g| *a += g);
-    };
-    match ids.pos.family {
-        FamilyTensors::T5(t) | FamilyTensors::ShawKey(t) | FamilyTensors::ShawValue(t) => add(dparams, t, layout.table),
-        FamilyTensors::T5Bucketed(t) => {
-            let bucket_of = tables.t5_bucket.as_deref().expect("t5-bucketed tables");
-            for (db, de) in dparams.mat_mut(t).rows_mut().into_iter().zip(block_ref(total, layout.table).rows()) {
-                t5::fold_buckets(db, de, bucket_of);
-            }
-        }
-        FamilyTensors::Xl { u, v, r } => {
-            add(dparams, u, layout.u);
-            add(dparams, v, layout.v);
-            let sinusoid = tables.xl_sinusoid.as_ref().expect("xl tables");
-            general_mat_mul(F::one(), &sinusoid.t(), &block_ref(total, layout.rel), F::one(), &mut dparams.mat_mut(r));
-        }
-        FamilyTensors::None => {}
-    }
-    if let Some(gate) = ids.pos.gate {
-        add(dparams, gate, layout.gate);
+    let (family_total, gate_total) = total.split_at(layout.family);
+    terms.fold_grads(family_total, p, &ids.pos.family, cache.derived.view(), dparams);
+    if let Some(c_id) = ids.pos.gate {
+        let g = ArrayView2::from_shape((config.heads, config.offsets()), gate_total).expect("gate grads");
+        dparams.mat_mut(c_id).zip_mut_with(&g, |a, &g| *a += g);
     }
     linear_backward(Some(dx.view_mut()), dparams, ids.q, ws.dq.view(), x, p.mat(ids.q.weight));
     linear_backward(Some(dx.view_mut()), dparams, ids.k, ws.dk.view(), x, p.mat(ids.k.weight));

@@ -9,8 +9,8 @@ use super::attention::{AttentionCache, AttentionGrads, attention_backward, atten
 use super::ffn::{FfnCache, ffn_backward, ffn_forward};
 use super::layernorm::{NormCache, layernorm_backward, layernorm_forward};
 use super::layout::{LayerIds, NormIds};
-use super::tables::PositionTables;
 use crate::config::{ModelConfig, Norm};
+use crate::family::PositionTerms;
 use crate::float::Float;
 use crate::params::Params;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
@@ -95,7 +95,7 @@ pub fn block_forward<F: Float>(
     x: ArrayView2<F>,
     p: &Params<F>,
     ids: &LayerIds,
-    tables: &PositionTables<F>,
+    terms: &PositionTerms<F>,
     config: &ModelConfig,
 ) {
     let norm = config.norm;
@@ -106,7 +106,7 @@ pub fn block_forward<F: Float>(
         (Norm::Pre, Some(n1)) => n1.out.view(),
         _ => x,
     };
-    attention_forward(&mut cache.attn, a, p, &ids.attn, tables, config);
+    attention_forward(&mut cache.attn, a, p, &ids.attn, terms, config);
     residual(&mut cache.res1, x, cache.attn.out.view());
     if norm == Norm::Post {
         norm_forward(&mut cache.norm1, cache.res1.view(), p, ids.norm1);
@@ -178,7 +178,7 @@ pub fn block_backward<F: Float>(
     x: ArrayView2<F>,
     p: &Params<F>,
     ids: &LayerIds,
-    tables: &PositionTables<F>,
+    terms: &PositionTerms<F>,
     config: &ModelConfig,
 ) {
     let (norm, act) = (config.norm, config.activation);
@@ -239,7 +239,7 @@ pub fn block_backward<F: Float>(
             d_second.fill(F::zero());
             norm_backward(d_second.view_mut(), dparams, d_first.view(), &cache.norm1, p, ids.norm1);
             dx.assign(d_second);
-            attention_backward(dx, dparams, attn, d_second.view(), &cache.attn, a_in, p, &ids.attn, tables, config);
+            attention_backward(dx, dparams, attn, d_second.view(), &cache.attn, a_in, p, &ids.attn, terms, config);
         }
         Norm::Pre => {
             d_second.fill(F::zero());
@@ -252,7 +252,7 @@ pub fn block_backward<F: Float>(
                 a_in,
                 p,
                 &ids.attn,
-                tables,
+                terms,
                 config,
             );
             dx.assign(d_first);
@@ -260,7 +260,7 @@ pub fn block_backward<F: Float>(
         }
         Norm::None => {
             dx.assign(d_first);
-            attention_backward(dx, dparams, attn, d_first.view(), &cache.attn, a_in, p, &ids.attn, tables, config);
+            attention_backward(dx, dparams, attn, d_first.view(), &cache.attn, a_in, p, &ids.attn, terms, config);
         }
     }
 }

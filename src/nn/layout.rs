@@ -1,12 +1,9 @@
 //! Which tensors a configuration has, under which checkpoint names (README, "Checkpoint format"),
 //! and typed handles to them for the forward and backward passes.
 
-use crate::config::{Family, InputKind, ModelConfig, Norm};
+use crate::config::{InputKind, ModelConfig, Norm};
+use crate::family::{FamilyIds, WEIGHT, gate};
 use crate::params::{Init, ParamLayout, TensorId};
-
-/// Standard deviation of the official normal initialisation.
-pub const INIT_STD: f64 = 0.02;
-const WEIGHT: Init = Init::Normal(INIT_STD);
 
 /// Weight [in, out] and bias [out] of a token-wise affine map y = x·W + b.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,36 +23,11 @@ pub struct NormIds {
     pub bias: TensorId,
 }
 
-/// The learned tensors of a position family inside attention.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum FamilyTensors {
-    /// The family has no learned tensor inside attention (nope, ape-*, alibi, rope).
-    None,
-    /// `pos.t5`, [heads, 2·n_max − 1], index (j − i) + n_max − 1.
-    T5(TensorId),
-    /// `pos.t5_bucketed`, [heads, t5_buckets].
-    T5Bucketed(TensorId),
-    /// `pos.shaw_key`, [2·n_max − 1, d/heads], shared by the heads (as Shaw et al.).
-    ShawKey(TensorId),
-    /// `pos.shaw_value`, [2·n_max − 1, d/heads], shared by the heads.
-    ShawValue(TensorId),
-    /// Transformer-XL: `pos.xl_u`, `pos.xl_v` [heads, d/heads] and `pos.xl_r` [d, d],
-    /// the projection of the sinusoidal relative table.
-    Xl {
-        /// Content bias u.
-        u: TensorId,
-        /// Position bias v.
-        v: TensorId,
-        /// W_R, row-vector convention.
-        r: TensorId,
-    },
-}
-
 /// Position tensors one attention layer uses (its own, or the shared set).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PositionIds {
-    /// The family's own tensors.
-    pub family: FamilyTensors,
+    /// The family's own tensors (see its module in [`crate::family`]).
+    pub family: FamilyIds,
     /// `pos.urpe`, the matrix C, [heads, 2·n_max − 1], when the gate is on.
     pub gate: Option<TensorId>,
 }
@@ -106,8 +78,8 @@ pub struct ModelLayout {
     pub tensors: std::sync::Arc<ParamLayout>,
     /// Input map.
     pub input: InputIds,
-    /// `pos.ape`, [n_max, d] (ape-learned only; input-level, never per layer).
-    pub ape: Option<TensorId>,
+    /// The family's tensors at the input (`pos.ape` of ape-learned), never per layer.
+    pub input_pos: FamilyIds,
     /// Blocks.
     pub layers: Vec<LayerIds>,
     /// `final_norm` (pre-norm only).
@@ -130,25 +102,12 @@ fn norm(t: &mut ParamLayout, name: &str, d: usize) -> NormIds {
     }
 }
 
-/// Declares the position tensors of `config` under `prefix` (`pos` or `layers.{l}.pos`).
+/// Declares the position tensors of `config` under `prefix` (`pos` or `layers.{l}.pos`):
+/// the family's, then the gate's.
 fn position(t: &mut ParamLayout, prefix: &str, c: &ModelConfig) -> PositionIds {
-    let (h, dh, offsets) = (c.heads, c.head_dim(), c.offsets());
-    let family = match c.family {
-        Family::T5 => FamilyTensors::T5(t.push(format!("{prefix}.t5"), &[h, offsets], WEIGHT)),
-        Family::T5Bucketed => {
-            FamilyTensors::T5Bucketed(t.push(format!("{prefix}.t5_bucketed"), &[h, c.t5_buckets], WEIGHT))
-        }
-        Family::ShawKey => FamilyTensors::ShawKey(t.push(format!("{prefix}.shaw_key"), &[offsets, dh], WEIGHT)),
-        Family::ShawValue => FamilyTensors::ShawValue(t.push(format!("{prefix}.shaw_value"), &[offsets, dh], WEIGHT)),
-        Family::Xl => FamilyTensors::Xl {
-            u: t.push(format!("{prefix}.xl_u"), &[h, dh], WEIGHT),
-            v: t.push(format!("{prefix}.xl_v"), &[h, dh], WEIGHT),
-            r: t.push(format!("{prefix}.xl_r"), &[c.width, c.width], WEIGHT),
-        },
-        Family::Nope | Family::ApeLearned | Family::ApeSin | Family::Alibi | Family::Rope => FamilyTensors::None,
-        Family::Urpe => unreachable!("a validated configuration has no urpe shorthand"),
-    };
-    let gate = c.urpe.then(|| t.push(format!("{prefix}.urpe"), &[h, offsets], Init::Ones));
+    let dims = c.family_dims();
+    let family = c.family.def().declare(t, prefix, &dims);
+    let gate = c.urpe.then(|| gate::declare(t, prefix, &dims));
     PositionIds { family, gate }
 }
 
@@ -163,7 +122,7 @@ impl ModelLayout {
             InputKind::Tokens { vocab } => InputIds::Embed(t.push("embed.weight", &[vocab, d], WEIGHT)),
             InputKind::Real { d_in } => InputIds::Linear(linear(&mut t, "input", d_in, d)),
         };
-        let ape = (c.family == Family::ApeLearned).then(|| t.push("pos.ape", &[c.n_max, d], WEIGHT));
+        let input_pos = c.family.def().declare_input(&mut t, &c.family_dims());
         let shared = c.share_position.then(|| position(&mut t, "pos", c));
         let has_norm = c.norm != Norm::None;
         let layers = (0..c.depth)
@@ -185,6 +144,6 @@ impl ModelLayout {
             .collect();
         let final_norm = (c.norm == Norm::Pre).then(|| norm(&mut t, "final_norm", d));
         let head = linear(&mut t, "head", d, c.output.size());
-        ModelLayout { tensors: std::sync::Arc::new(t), input, ape, layers, final_norm, head }
+        ModelLayout { tensors: std::sync::Arc::new(t), input, input_pos, layers, final_norm, head }
     }
 }

@@ -12,7 +12,6 @@ pub mod linear;
 pub mod loss;
 pub mod model;
 pub mod softmax;
-pub mod tables;
 
 pub use crate::params::{ParamLayout, Params, TensorId, TensorSpec};
 pub use layout::ModelLayout;

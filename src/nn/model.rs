@@ -5,9 +5,9 @@ use super::block::{BlockCache, BlockGrads, block_backward, block_forward};
 use super::layernorm::{NormCache, layernorm_backward, layernorm_forward};
 use super::layout::{InputIds, ModelLayout};
 use super::linear::{linear_backward, linear_forward};
-use super::tables::PositionTables;
 use crate::config::{InputKind, ModelConfig};
 use crate::error::{Error, Result};
+use crate::family::PositionTerms;
 use crate::float::Float;
 use crate::params::{Init, Params};
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, Zip};
@@ -80,8 +80,8 @@ pub struct Model<F> {
     pub config: ModelConfig,
     /// Tensor names, shapes and typed handles.
     pub layout: Arc<ModelLayout>,
-    /// Fixed tables of the position family.
-    pub tables: PositionTables<F>,
+    /// The position family's terms (with its fixed tables).
+    pub terms: PositionTerms<F>,
     /// Parameter values.
     pub params: Params<F>,
 }
@@ -117,8 +117,8 @@ impl<F: Float> Model<F> {
         config.validate()?;
         let layout = Arc::new(ModelLayout::new(&config));
         let params = Params::zeros(layout.tensors.clone());
-        let tables = PositionTables::new(&config);
-        Ok(Model { config, layout, tables, params })
+        let terms = PositionTerms::new(config.family, &config.family_dims());
+        Ok(Model { config, layout, terms, params })
     }
 
     /// The same model with parameters of another float type.
@@ -126,7 +126,7 @@ impl<F: Float> Model<F> {
         Model {
             config: self.config.clone(),
             layout: self.layout.clone(),
-            tables: PositionTables::new(&self.config),
+            terms: PositionTerms::new(self.config.family, &self.config.family_dims()),
             params: self.params.cast(),
         }
     }
@@ -197,12 +197,7 @@ impl<F: Float> Model<F> {
             }
             _ => unreachable!("check_input matched the input kind"),
         }
-        let absolute = match (&self.layout.ape, &self.tables.ape_sin) {
-            (Some(ape), _) => Some(p.mat(*ape)),
-            (None, Some(table)) => Some(table.view()),
-            (None, None) => None,
-        };
-        if let Some(table) = absolute {
+        if let Some(table) = self.terms.input_rows(p, &self.layout.input_pos) {
             for (r, mut row) in cache.embedded.rows_mut().into_iter().enumerate() {
                 row += &table.row(r % n);
             }
@@ -210,7 +205,7 @@ impl<F: Float> Model<F> {
         for l in 0..self.config.depth {
             let (before, rest) = cache.layers.split_at_mut(l);
             let x = before.last().map_or(cache.embedded.view(), |b| b.output(self.config.norm).view());
-            block_forward(&mut rest[0], x, p, &ids.layers[l], &self.tables, &self.config);
+            block_forward(&mut rest[0], x, p, &ids.layers[l], &self.terms, &self.config);
         }
         if let (Some(fnc), Some(fid)) = (&mut cache.final_norm, ids.final_norm) {
             let last = cache.layers.last().expect("depth ≥ 1").output(self.config.norm);
@@ -266,17 +261,14 @@ impl<F: Float> Model<F> {
                 x,
                 p,
                 &ids.layers[l],
-                &self.tables,
+                &self.terms,
                 &self.config,
             );
             std::mem::swap(d_a, d_b);
         }
         // d_a = ∂L/∂(embedded rows)
-        if let Some(ape) = ids.ape {
-            let mut d_ape = grads.mat_mut(ape);
-            for chunk in d_a.axis_chunks_iter(Axis(0), n) {
-                d_ape.slice_mut(ndarray::s![..n, ..]).zip_mut_with(&chunk, |g, &d| *g += d);
-            }
+        for chunk in d_a.axis_chunks_iter(Axis(0), n) {
+            self.terms.input_rows_backward(chunk, &ids.input_pos, grads);
         }
         match (input, ids.input) {
             (ModelInput::Tokens(tokens), InputIds::Embed(e)) => {

@@ -1,0 +1,28 @@
+//! `nope`: no position information at all.
+
+use super::{FamilyDims, NoTerms, Placement, PositionFamily, Terms};
+
+/// No position information: attention sees content only.
+pub struct Nope;
+
+impl PositionFamily for Nope {
+    fn name(&self) -> &'static str {
+        "nope"
+    }
+
+    fn about(&self) -> &'static str {
+        "no position information at all"
+    }
+
+    fn placement(&self) -> Placement {
+        Placement { inside_softmax_only: true, reason: "nothing distinguishes the rows of a constant input at all" }
+    }
+
+    fn terms_f32(&self, _: &FamilyDims) -> Box<dyn Terms<f32>> {
+        Box::new(NoTerms)
+    }
+
+    fn terms_f64(&self, _: &FamilyDims) -> Box<dyn Terms<f64>> {
+        Box::new(NoTerms)
+    }
+}
