@@ -37,7 +37,7 @@ fn candle_and_ndarray_agree_on_outputs_loss_and_gradients() {
     for family in Family::ALL {
         for urpe in [false, true] {
             for seed in 0..4 {
-                let id = 100 * seed + family as u64;
+                let id = 100 * seed + family.index() as u64;
                 let (gap, at) =
                     compare::<f64>(&random_case(family, urpe, id, 0.7).unwrap(), &Device::Cpu, DType::F64, 1e-2)
                         .unwrap();

@@ -5,9 +5,9 @@
 use super::fused::{AdamUpdate, adam_update, sum_squares_into};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::family::candle::{CandleTerms, one_hot};
 use crate::float::Float;
 use crate::nn::layout::{InputIds, ModelLayout};
-use crate::nn::tables::PositionTables;
 use crate::nn::{Model, Params, TensorId};
 use crate::optim::{AdamMoments, OptimConfig, OptimizerKind};
 use candle_core::{DType, Device, Tensor, Var};
@@ -29,16 +29,10 @@ pub struct Constants {
     pub skew: Tensor,
     /// o + i for every (i, o), [n, 2n − 1]: entry of (i, o) in a row padded by n − 1.
     pub unskew: Tensor,
-    /// t5-bucketed: the one-hot expansion of bucket tables, [t5_buckets, n·n].
-    pub buckets: Option<Tensor>,
-    /// alibi: −m_h·|j − i|, [heads, n, n].
-    pub alibi: Option<Tensor>,
     /// causal: 0 on and below the diagonal, −∞ above, [n, n].
     pub mask: Option<Tensor>,
-    /// ape-sin: [n, d].
-    pub ape_sin: Option<Tensor>,
-    /// rope: cos and sin, each [n, d_h] (halves repeated).
-    pub rope: Option<(Tensor, Tensor)>,
+    /// The position family's own constants ([`CandleTerms::constants`]).
+    pub family: Vec<Tensor>,
     /// Token inputs: the class ids 0..vocab as [1, vocab] (u32), for the one-hot embedding.
     pub vocab_ids: Option<Tensor>,
     /// Zeros [1, n]: the score bias of a family without one.
@@ -64,8 +58,7 @@ pub struct CandleModel {
     /// Floating-point type of the variables (F32 or F64).
     pub dtype: DType,
     vars: Vec<Var>,
-    tables: PositionTables<f64>,
-    xl_sinusoid: Option<Tensor>,
+    family: Box<dyn CandleTerms>,
     constants: Mutex<HashMap<usize, Arc<Constants>>>,
     /// Ones [1, rows] by row count, for column sums as products.
     ones: Mutex<HashMap<usize, Tensor>>,
@@ -98,19 +91,14 @@ impl CandleModel {
                 tensor_from(&values, &s.shape, dtype, device).and_then(|t| Var::from_tensor(&t).map_err(err))
             })
             .collect::<Result<Vec<_>>>()?;
-        let tables = PositionTables::<f64>::new(&model.config);
-        let xl_sinusoid = match &tables.xl_sinusoid {
-            Some(t) => Some(tensor_from(t.as_slice().expect("contiguous"), &[t.nrows(), t.ncols()], dtype, device)?),
-            None => None,
-        };
+        let family = model.config.family.def().candle(&model.config.family_dims());
         Ok(CandleModel {
             config: model.config.clone(),
             layout,
             device: device.clone(),
             dtype,
             vars,
-            tables,
-            xl_sinusoid,
+            family,
             constants: Mutex::new(HashMap::new()),
             ones: Mutex::new(HashMap::new()),
             adam: None,
@@ -137,9 +125,9 @@ impl CandleModel {
         self.vars[id.0].as_tensor()
     }
 
-    /// Transformer-XL's sinusoidal relative table [2·n_max − 1, d] on the device (xl only).
-    pub fn xl_sinusoid(&self) -> Option<&Tensor> {
-        self.xl_sinusoid.as_ref()
+    /// The position family's candle terms.
+    pub fn family(&self) -> &dyn CandleTerms {
+        &*self.family
     }
 
     /// 1ᵀ·x over the rows of x [rows, k] as [k] (a product with a cached ones row: a
@@ -161,23 +149,15 @@ impl CandleModel {
             return Ok(c.clone());
         }
         let c = &self.config;
-        let (n_max, heads, dh) = (c.n_max, c.heads, c.head_dim());
+        let n_max = c.n_max;
         let index = |f: &dyn Fn(usize, usize) -> u32| -> Result<Tensor> {
             let v: Vec<u32> = (0..n * n).map(|k| f(k / n, k % n)).collect();
             Tensor::from_vec(v, n * n, &self.device).map_err(err)
         };
         let offset = |i: usize, j: usize| (j + n_max - 1 - i) as u32;
         let float = |values: Vec<f64>, shape: &[usize]| tensor_from(&values, shape, self.dtype, &self.device);
-        let one_hot = |rows: usize, of: &dyn Fn(usize, usize) -> usize| {
-            let mut e = vec![0.0; rows * n * n];
-            for k in 0..n * n {
-                e[of(k / n, k % n) * n * n + k] = 1.0;
-            }
-            float(e, &[rows, n * n])
-        };
-        let t = &self.tables;
         let made = Constants {
-            offsets: one_hot(c.offsets(), &|i, j| offset(i, j) as usize)?,
+            offsets: one_hot(c.offsets(), n, &|i, j| offset(i, j) as usize, self.dtype, &self.device).map_err(err)?,
             skew: index(&|i, j| (j + n - 1 - i) as u32)?.reshape((n, n)).map_err(err)?,
             unskew: Tensor::from_vec(
                 (0..n * (2 * n - 1)).map(|k| (k % (2 * n - 1) + k / (2 * n - 1)) as u32).collect::<Vec<u32>>(),
@@ -185,35 +165,12 @@ impl CandleModel {
                 &self.device,
             )
             .map_err(err)?,
-            buckets: match &t.t5_bucket {
-                Some(b) => Some(one_hot(c.t5_buckets, &|i, j| b[offset(i, j) as usize])?),
-                None => None,
-            },
-            alibi: match &t.alibi {
-                Some(a) => Some(float(
-                    (0..heads * n * n).map(|k| a[[k / (n * n), offset((k / n) % n, k % n) as usize]]).collect(),
-                    &[heads, n, n],
-                )?),
-                None => None,
-            },
             mask: if c.causal {
                 Some(float((0..n * n).map(|k| if k % n > k / n { f64::NEG_INFINITY } else { 0.0 }).collect(), &[n, n])?)
             } else {
                 None
             },
-            ape_sin: match &t.ape_sin {
-                Some(a) => Some(float(a.slice(ndarray::s![..n, ..]).iter().copied().collect(), &[n, c.width])?),
-                None => None,
-            },
-            rope: match &t.rope {
-                Some(r) => {
-                    let full = |m: &ndarray::Array2<f64>| -> Vec<f64> {
-                        (0..n * dh).map(|k| m[[k / dh, (k % dh) % (dh / 2)]]).collect()
-                    };
-                    Some((float(full(&r.cos), &[n, dh])?, float(full(&r.sin), &[n, dh])?))
-                }
-                None => None,
-            },
+            family: self.family.constants(n, self.dtype, &self.device).map_err(err)?,
             vocab_ids: match self.layout.input {
                 InputIds::Embed(e) => {
                     let vocab = self.layout.tensors.specs()[e.0].shape[0] as u32;

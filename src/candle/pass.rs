@@ -196,23 +196,22 @@ impl CandleModel {
         let scale = 1.0 / (dh as f64).sqrt();
         let g_merged = self.linear_backward(&c.merged, ids.o, g, grads)?;
         let g_o = split_heads(&g_merged, &consts.zero_width, n, h, 1)?.get(0)?;
-        let mut g_a = g_o.matmul(&c.v.t()?)?;
+        let mut g_mix = g_o.matmul(&c.v.t()?)?;
         let g_v = c.mix.t()?.matmul(&g_o)?;
-        if matches!(ids.pos.family, crate::nn::layout::FamilyTensors::ShawValue(_)) {
-            let mix = Var::from_tensor(&c.mix)?;
-            let term = self.value_term(ids, mix.as_tensor(), consts)?.expect("shaw-value term");
+        let mix = Var::from_tensor(&c.mix)?;
+        if let Some(term) = self.value_term(ids, mix.as_tensor(), consts)? {
             if let Some(extra) = self.vjp(&[(&term, &g_o)], &[&mix], grads)?.remove(0) {
-                g_a = (g_a + extra)?;
+                g_mix = (g_mix + extra)?;
             }
         }
         let g_p = match &c.gate {
             Some(gate) => {
                 let flat = |t: &Tensor| t.reshape((b, h * n * n));
-                let g_gate = self.column_sum(&(flat(&g_a)? * flat(&c.p)?)?)?.reshape((h, n, n))?;
+                let g_gate = self.column_sum(&(flat(&g_mix)? * flat(&c.p)?)?)?.reshape((h, n, n))?;
                 self.vjp(&[(gate, &g_gate)], &[], grads)?;
-                mul_rows(&flat(&g_a)?, &gate.detach().flatten_all()?)?.reshape((b, h, n, n))?
+                mul_rows(&flat(&g_mix)?, &gate.detach().flatten_all()?)?.reshape((b, h, n, n))?
             }
-            None => g_a,
+            None => g_mix,
         };
         let ds = softmax_backward(&c.p, &g_p, scale)?; // scale · ∂L/∂(scores)
         if let Some(learned) = &c.bias_learned {
@@ -328,12 +327,7 @@ impl CandleModel {
                 (x2, h)
             }
         };
-        let positions = match (ids.ape, &constants.ape_sin) {
-            (Some(ape), _) => Some(self.w(ape).narrow(0, 0, n)?),
-            (None, Some(table)) => Some(table.clone()),
-            (None, None) => None,
-        };
-        if let Some(table) = positions {
+        if let Some(table) = self.input_rows(&constants, n)?.map(|t| t.detach()) {
             h = add_rows(&h.reshape((batch, n * d))?, &table.flatten_all()?)?.reshape((batch * n, d))?;
         }
         let mut blocks = Vec::with_capacity(ids.layers.len());
@@ -363,10 +357,12 @@ impl CandleModel {
             for (layer, cache) in ids.layers.iter().zip(&c.blocks).rev() {
                 g = self.block_backward(cache, layer, &c.constants, &g, grads)?;
             }
-            if let Some(ape) = ids.ape {
+            if !ids.input_pos.is_empty() {
+                // learned input rows: their gradient is ∂L/∂(input rows) summed over the batch
                 let d = self.config.width;
                 let sum = self.column_sum(&g.reshape((c.batch, c.n * d))?)?.reshape((c.n, d))?;
-                grads.add(ape, sum.pad_with_zeros(0, 0, self.config.n_max - c.n)?)?;
+                let rows = self.input_rows(&c.constants, c.n)?.expect("input rows");
+                self.vjp(&[(&rows, &sum)], &[], grads)?;
             }
             match ids.input {
                 InputIds::Embed(e) => grads.add(e, c.input.t()?.matmul(&g)?),

@@ -1,24 +1,15 @@
-//! The position-specific pieces of attention in candle ops, which the training pass
-//! differentiates with candle's autograd through [`CandleModel::vjp`] (they are small
-//! next to the hot path): the additive score bias (t5 tables, ALiBi, causal mask), the
-//! URPE gate, RoPE, Shaw's key and value terms and Transformer-XL's terms.
+//! The position-specific pieces of attention, which the training pass differentiates with
+//! candle's autograd through [`CandleModel::vjp`] (they are small next to the hot path):
+//! the family's terms (each family's module in [`crate::family`] writes its own), the
+//! causal mask and the URPE gate.
 
 use super::grads::Grads;
 use super::model::{CandleModel, Constants};
-use super::ops::rotate;
-use crate::nn::layout::{AttentionIds, FamilyTensors};
-use crate::nn::{TensorId, layout::PositionIds};
+use crate::family::FamilyIds;
+use crate::family::candle::{CandleCx, ScoreTerms, expand};
+use crate::nn::TensorId;
+use crate::nn::layout::{AttentionIds, PositionIds};
 use candle_core::{D, Result, Tensor, Var};
-
-/// What a family feeds into the scores s = q'·k'ᵀ + E (before the scale and the bias).
-pub struct ScoreTerms {
-    /// q' [b, h, n, d_h].
-    pub q: Tensor,
-    /// k' [b, h, n, d_h].
-    pub k: Tensor,
-    /// E [b, h, n, n], or none.
-    pub extra: Option<Tensor>,
-}
 
 /// The additive score bias of one attention layer.
 pub struct ScoreBias {
@@ -29,48 +20,22 @@ pub struct ScoreBias {
 }
 
 impl CandleModel {
-    /// The window of a relative table [2·n_max − 1, k] (or [heads, 2·n_max − 1, k]) that
-    /// sequences of length n use: offsets −(n − 1)..=n − 1 along axis `dim`.
-    fn window(table: &Tensor, dim: usize, n: usize, n_max: usize) -> Result<Tensor> {
-        table.narrow(dim, n_max - n, 2 * n - 1)
-    }
-
-    /// S[.., i, j] = M[.., i, (j − i) + n − 1]: scores laid out by offset [.., n, 2n − 1]
-    /// back to [.., n, n].
-    fn unskew(m: &Tensor, consts: &Constants) -> Result<Tensor> {
-        let mut shape = m.dims().to_vec();
-        let n = shape[shape.len() - 2];
-        *shape.last_mut().expect("rank ≥ 2") = n;
-        m.contiguous()?.gather(&consts.skew.broadcast_as(shape)?.contiguous()?, D::Minus1)
-    }
-
-    /// W[.., i, (j − i) + n − 1] = P[.., i, j], zeros elsewhere: [.., n, n] to [.., n, 2n − 1].
-    /// With P padded by n − 1 zeros on each side, W[i, o] is its entry o + i (a gather;
-    /// candle's `scatter_add` has a broken backward when its source is narrower).
-    fn skew(p: &Tensor, consts: &Constants) -> Result<Tensor> {
-        let mut shape = p.dims().to_vec();
-        let n = shape[shape.len() - 1];
-        let padded = p.pad_with_zeros(D::Minus1, n - 1, n - 1)?;
-        *shape.last_mut().expect("rank ≥ 2") = 2 * n - 1;
-        padded.gather(&consts.unskew.broadcast_as(shape)?.contiguous()?, D::Minus1)
-    }
-
-    /// A table [heads, m] laid out as [heads, n, n] through its one-hot expansion [m, n·n]
-    /// (a product, whose backward is a product too: candle's index_add on CUDA is serial).
-    fn expand(table: &Tensor, expansion: &Tensor, n: usize) -> Result<Tensor> {
-        let heads = table.dim(0)?;
-        table.matmul(expansion)?.reshape((heads, n, n))
-    }
-
-    /// x [b, h, n, k] times the rows of `t` ([2n − 1, k], shared by the heads) as
-    /// [b, h, n, 2n − 1].
-    fn against_shared(x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        let (b, h, n, k) = x.dims4()?;
-        x.contiguous()?.reshape((b * h * n, k))?.matmul(&t.t()?)?.reshape((b, h, n, t.dim(0)?))
+    /// What the family's candle terms see of the tensors `ids` at length n.
+    fn family_cx<'a>(&'a self, ids: &'a FamilyIds, consts: &'a Constants, n: usize) -> CandleCx<'a> {
+        CandleCx {
+            vars: self.variables(),
+            ids,
+            dims: self.config.family_dims(),
+            n,
+            offsets: &consts.offsets,
+            skew: &consts.skew,
+            unskew: &consts.unskew,
+            constants: &consts.family,
+        }
     }
 
     /// q', k' and E of the layer's family from q and k [b, h, n, d_h]; none where the
-    /// family scores q·kᵀ alone (nope, APE, t5, ALiBi).
+    /// family scores q·kᵀ alone.
     pub fn score_terms(
         &self,
         ids: &AttentionIds,
@@ -78,46 +43,17 @@ impl CandleModel {
         k: &Tensor,
         consts: &Constants,
     ) -> Result<Option<ScoreTerms>> {
-        let c = &self.config;
-        let (b, h, n, dh) = q.dims4()?;
-        if let Some((cos, sin)) = &consts.rope {
-            return Ok(Some(ScoreTerms { q: rotate(q, cos, sin)?, k: rotate(k, cos, sin)?, extra: None }));
-        }
-        Ok(match ids.pos.family {
-            FamilyTensors::ShawKey(t) => {
-                let m = Self::against_shared(q, &Self::window(self.var(t), 0, n, c.n_max)?)?;
-                Some(ScoreTerms { q: q.clone(), k: k.clone(), extra: Some(Self::unskew(&m, consts)?) })
-            }
-            FamilyTensors::Xl { u, v, r } => {
-                let head = |t: &Tensor| t.reshape((1, h, 1, dh));
-                let rel = self.xl_sinusoid().expect("xl tables").matmul(self.var(r))?;
-                let rel = rel.reshape((c.offsets(), h, dh))?.transpose(0, 1)?; // [h, offsets, dh]
-                let win = Self::window(&rel, 1, n, c.n_max)?.contiguous()?;
-                let x = q.broadcast_add(&head(self.var(v))?)?.transpose(0, 1)?.contiguous()?.reshape((h, b * n, dh))?;
-                let m =
-                    x.matmul(&win.transpose(1, 2)?.contiguous()?)?.reshape((h, b, n, 2 * n - 1))?.transpose(0, 1)?;
-                Some(ScoreTerms {
-                    q: q.broadcast_add(&head(self.var(u))?)?,
-                    k: k.clone(),
-                    extra: Some(Self::unskew(&m, consts)?),
-                })
-            }
-            _ => None,
-        })
+        let n = q.dim(2)?;
+        self.family().score_terms(&self.family_cx(&ids.pos.family, consts, n), q, k)
     }
 
-    /// The score bias: the learned t5 table laid out [h, n, n], ALiBi's and the causal
-    /// mask's constants; zeros [1, n] where there is none.
+    /// The score bias: the family's learned part laid out [h, n, n], its fixed part and the
+    /// causal mask; zeros [1, n] where there is none.
     pub fn score_bias(&self, pos: &PositionIds, consts: &Constants, n: usize) -> Result<ScoreBias> {
-        let learned = match pos.family {
-            FamilyTensors::T5(t) => Some(Self::expand(self.var(t), &consts.offsets, n)?),
-            FamilyTensors::T5Bucketed(t) => {
-                Some(Self::expand(self.var(t), consts.buckets.as_ref().expect("bucket table"), n)?)
-            }
-            _ => None,
-        };
+        let cx = self.family_cx(&pos.family, consts, n);
+        let learned = self.family().learned_bias(&cx)?;
         let mut rows: Option<Tensor> = learned.as_ref().map(|t| t.detach());
-        for constant in [&consts.alibi, &consts.mask].into_iter().flatten() {
+        for constant in [&self.family().fixed_bias(&cx), &consts.mask].into_iter().flatten() {
             rows = Some(match rows {
                 Some(r) => r.broadcast_add(constant)?,
                 None => constant.clone(),
@@ -135,16 +71,18 @@ impl CandleModel {
 
     /// The URPE gate C laid out [h, n, n] (a graph over the model's variables), if on.
     pub fn gate(&self, pos: &PositionIds, consts: &Constants, n: usize) -> Result<Option<Tensor>> {
-        pos.gate.map(|g| Self::expand(self.var(g), &consts.offsets, n)).transpose()
+        pos.gate.map(|g| expand(self.var(g), &consts.offsets, n)).transpose()
     }
 
-    /// Shaw's value term skew(G)·R [b, h, n, d_h] from the weights G [b, h, n, n] that multiply V.
+    /// The family's value term [b, h, n, d_h] from the weights G [b, h, n, n] that multiply V.
     pub fn value_term(&self, ids: &AttentionIds, mix: &Tensor, consts: &Constants) -> Result<Option<Tensor>> {
-        let FamilyTensors::ShawValue(t) = ids.pos.family else { return Ok(None) };
-        let (b, h, n, _) = mix.dims4()?;
-        let w = Self::skew(mix, consts)?.reshape((b * h * n, 2 * n - 1))?;
-        let win = Self::window(self.var(t), 0, n, self.config.n_max)?;
-        Ok(Some(w.matmul(&win)?.reshape((b, h, n, self.config.head_dim()))?))
+        let n = mix.dim(2)?;
+        self.family().value_term(&self.family_cx(&ids.pos.family, consts, n), mix)
+    }
+
+    /// The family's input rows [n, d] (a graph over the model's variables), if any.
+    pub fn input_rows(&self, consts: &Constants, n: usize) -> Result<Option<Tensor>> {
+        self.family().input_rows(&self.family_cx(&self.layout.input_pos, consts, n))
     }
 
     /// Backpropagates Σᵢ ⟨outputsᵢ, seedsᵢ⟩ through candle's graph: adds the gradient of

@@ -25,6 +25,12 @@ impl PositionFamily for ApeLearned {
         FamilyIds::new(&[t.push("pos.ape", &[dims.n_max, dims.width], WEIGHT)])
     }
 
+    #[cfg(feature = "candle")]
+    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
+        let _ = dims;
+        Box::new(on_candle::LearnedRows)
+    }
+
     fn terms_f32(&self, _: &FamilyDims) -> Box<dyn Terms<f32>> {
         Box::new(LearnedRows)
     }
@@ -45,5 +51,20 @@ impl<F: Float> Terms<F> for LearnedRows {
     fn input_rows_backward(&self, d: ArrayView2<F>, ids: &FamilyIds, grads: &mut Params<F>) {
         let n = d.nrows();
         grads.mat_mut(ids.get(0)).slice_mut(s![..n, ..]).zip_mut_with(&d, |g, &d| *g += d);
+    }
+}
+
+#[cfg(feature = "candle")]
+mod on_candle {
+    use crate::family::candle::{CandleCx, CandleTerms};
+    use candle_core::{Result, Tensor};
+
+    /// `pos.ape` rows 0..n.
+    pub struct LearnedRows;
+
+    impl CandleTerms for LearnedRows {
+        fn input_rows(&self, cx: &CandleCx) -> Result<Option<Tensor>> {
+            Ok(Some(cx.tensor(0).narrow(0, 0, cx.n)?))
+        }
     }
 }

@@ -33,6 +33,11 @@ impl PositionFamily for ApeSin {
         Ok(())
     }
 
+    #[cfg(feature = "candle")]
+    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
+        Box::new(on_candle::SinRows(*dims))
+    }
+
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {
         Box::new(SinRows::new(dims))
     }
@@ -54,5 +59,27 @@ impl<F: Float> SinRows<F> {
 impl<F: Float> Terms<F> for SinRows<F> {
     fn input_rows<'a>(&'a self, _p: &'a Params<F>, _ids: &FamilyIds) -> Option<ArrayView2<'a, F>> {
         Some(self.0.view())
+    }
+}
+
+#[cfg(feature = "candle")]
+mod on_candle {
+    use crate::family::FamilyDims;
+    use crate::family::candle::{CandleCx, CandleTerms, tensor_from};
+    use crate::family::kernels::sinusoid;
+    use candle_core::{DType, Device, Result, Tensor};
+
+    /// The sinusoid rows [n, d] as a constant.
+    pub struct SinRows(pub FamilyDims);
+
+    impl CandleTerms for SinRows {
+        fn constants(&self, n: usize, dtype: DType, device: &Device) -> Result<Vec<Tensor>> {
+            let t = sinusoid::position_table::<f64>(n, self.0.width);
+            Ok(vec![tensor_from(t.as_slice().expect("contiguous"), &[n, self.0.width], dtype, device)?])
+        }
+
+        fn input_rows(&self, cx: &CandleCx) -> Result<Option<Tensor>> {
+            Ok(Some(cx.constants[0].clone()))
+        }
     }
 }

@@ -11,6 +11,8 @@
 //! A family of one's own is a type implementing [`PositionFamily`] and one call to
 //! [`register`]; the built-in ones are listed in [`Family::ALL`].
 
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod gate;
 pub mod kernels;
 
@@ -265,6 +267,12 @@ pub trait PositionFamily: Send + Sync + 'static {
     /// Length of the per-sequence gradient buffer of the score and value terms.
     fn grad_len(&self, _dims: &FamilyDims) -> usize {
         0
+    }
+
+    /// The terms in the candle engine.
+    #[cfg(feature = "candle")]
+    fn candle(&self, _dims: &FamilyDims) -> Box<dyn candle::CandleTerms> {
+        Box::new(candle::NoCandleTerms)
     }
 
     /// The terms in f32.

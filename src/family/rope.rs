@@ -36,6 +36,11 @@ impl PositionFamily for Rope {
         Ok(())
     }
 
+    #[cfg(feature = "candle")]
+    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
+        Box::new(on_candle::Rotation(*dims))
+    }
+
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {
         Box::new(Rotation(RopeTables::new(dims.n_max, dims.head_dim, dims.rope_base)))
     }
@@ -55,5 +60,44 @@ impl<F: Float> Terms<F> for Rotation<F> {
 
     fn transform(&self, _side: Side, x: ArrayViewMut2<F>, transpose: bool) {
         self.0.rotate(x, if transpose { -F::one() } else { F::one() });
+    }
+}
+
+#[cfg(feature = "candle")]
+mod on_candle {
+    use crate::family::FamilyDims;
+    use crate::family::candle::{CandleCx, CandleTerms, ScoreTerms, tensor_from};
+    use crate::family::kernels::rope::RopeTables;
+    use candle_core::{D, DType, Device, Result, Tensor};
+
+    /// cos and sin [n, d_h] (each half repeated) as constants.
+    pub struct Rotation(pub FamilyDims);
+
+    /// Half-split rotation of the last axis: x·cos + rotate_half(x)·sin, with
+    /// rotate_half(a, b) = (−b, a).
+    fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let half = x.dim(D::Minus1)? / 2;
+        let (a, b) = (x.narrow(D::Minus1, 0, half)?, x.narrow(D::Minus1, half, half)?);
+        let turned = Tensor::cat(&[&b.neg()?, &a], D::Minus1)?;
+        x.broadcast_mul(cos)?.broadcast_add(&turned.broadcast_mul(sin)?)
+    }
+
+    impl CandleTerms for Rotation {
+        fn constants(&self, n: usize, dtype: DType, device: &Device) -> Result<Vec<Tensor>> {
+            let dh = self.0.head_dim;
+            let t = RopeTables::<f64>::new(n, dh, self.0.rope_base);
+            let full = |m: &ndarray::Array2<f64>| -> Vec<f64> {
+                (0..n * dh).map(|k| m[[k / dh, (k % dh) % (dh / 2)]]).collect()
+            };
+            Ok(vec![
+                tensor_from(&full(&t.cos), &[n, dh], dtype, device)?,
+                tensor_from(&full(&t.sin), &[n, dh], dtype, device)?,
+            ])
+        }
+
+        fn score_terms(&self, cx: &CandleCx, q: &Tensor, k: &Tensor) -> Result<Option<ScoreTerms>> {
+            let (cos, sin) = (&cx.constants[0], &cx.constants[1]);
+            Ok(Some(ScoreTerms { q: rotate(q, cos, sin)?, k: rotate(k, cos, sin)?, extra: None }))
+        }
     }
 }

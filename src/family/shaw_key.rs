@@ -31,6 +31,12 @@ impl PositionFamily for ShawKey {
         dims.offsets() * dims.head_dim
     }
 
+    #[cfg(feature = "candle")]
+    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
+        let _ = dims;
+        Box::new(on_candle::KeyTable)
+    }
+
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {
         Box::new(KeyTable { offsets: dims.offsets(), head_dim: dims.head_dim })
     }
@@ -69,5 +75,21 @@ impl<F: Float> Terms<F> for KeyTable {
     fn fold_grads(&self, total: &[F], _p: &Params<F>, ids: &FamilyIds, _derived: ArrayView2<F>, grads: &mut Params<F>) {
         let g = grad_block_ref(total, 0, self.offsets, self.head_dim);
         grads.mat_mut(ids.get(0)).zip_mut_with(&g, |a, &g| *a += g);
+    }
+}
+
+#[cfg(feature = "candle")]
+mod on_candle {
+    use crate::family::candle::{CandleCx, CandleTerms, ScoreTerms, against_shared};
+    use candle_core::{Result, Tensor};
+
+    /// E = unskew(q · tableᵀ).
+    pub struct KeyTable;
+
+    impl CandleTerms for KeyTable {
+        fn score_terms(&self, cx: &CandleCx, q: &Tensor, k: &Tensor) -> Result<Option<ScoreTerms>> {
+            let m = against_shared(q, &cx.window(cx.tensor(0), 0)?)?;
+            Ok(Some(ScoreTerms { q: q.clone(), k: k.clone(), extra: Some(cx.unskew(&m)?) }))
+        }
     }
 }

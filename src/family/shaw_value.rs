@@ -31,6 +31,11 @@ impl PositionFamily for ShawValue {
         dims.offsets() * dims.head_dim
     }
 
+    #[cfg(feature = "candle")]
+    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
+        Box::new(on_candle::ValueTable(dims.head_dim))
+    }
+
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {
         Box::new(ValueTable { offsets: dims.offsets(), head_dim: dims.head_dim })
     }
@@ -69,5 +74,23 @@ impl<F: Float> Terms<F> for ValueTable {
     fn fold_grads(&self, total: &[F], _p: &Params<F>, ids: &FamilyIds, _derived: ArrayView2<F>, grads: &mut Params<F>) {
         let g = grad_block_ref(total, 0, self.offsets, self.head_dim);
         grads.mat_mut(ids.get(0)).zip_mut_with(&g, |a, &g| *a += g);
+    }
+}
+
+#[cfg(feature = "candle")]
+mod on_candle {
+    use crate::family::candle::{CandleCx, CandleTerms};
+    use candle_core::{Result, Tensor};
+
+    /// skew(G)·table [b, h, n, d_h].
+    pub struct ValueTable(pub usize);
+
+    impl CandleTerms for ValueTable {
+        fn value_term(&self, cx: &CandleCx, mix: &Tensor) -> Result<Option<Tensor>> {
+            let (b, h, n, _) = mix.dims4()?;
+            let w = cx.skew(mix)?.reshape((b * h * n, 2 * n - 1))?;
+            let win = cx.window(cx.tensor(0), 0)?;
+            Ok(Some(w.matmul(&win)?.reshape((b, h, n, self.0))?))
+        }
     }
 }

@@ -31,6 +31,12 @@ impl PositionFamily for T5 {
         dims.heads * dims.offsets()
     }
 
+    #[cfg(feature = "candle")]
+    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
+        let _ = dims;
+        Box::new(on_candle::LearnedBias)
+    }
+
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {
         Box::new(LearnedOffsetBias { heads: dims.heads, offsets: dims.offsets() })
     }
@@ -72,5 +78,20 @@ impl<F: Float> Terms<F> for LearnedOffsetBias {
     fn fold_grads(&self, total: &[F], _p: &Params<F>, ids: &FamilyIds, _derived: ArrayView2<F>, grads: &mut Params<F>) {
         let g = grad_block_ref(total, 0, self.heads, self.offsets);
         grads.mat_mut(ids.get(0)).zip_mut_with(&g, |a, &g| *a += g);
+    }
+}
+
+#[cfg(feature = "candle")]
+mod on_candle {
+    use crate::family::candle::{CandleCx, CandleTerms, expand};
+    use candle_core::{Result, Tensor};
+
+    /// The t5 table laid out [h, n, n].
+    pub struct LearnedBias;
+
+    impl CandleTerms for LearnedBias {
+        fn learned_bias(&self, cx: &CandleCx) -> Result<Option<Tensor>> {
+            Ok(Some(expand(cx.tensor(0), cx.offsets, cx.n)?))
+        }
     }
 }

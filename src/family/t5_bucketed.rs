@@ -64,6 +64,11 @@ impl PositionFamily for T5Bucketed {
         dims.heads * dims.offsets()
     }
 
+    #[cfg(feature = "candle")]
+    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
+        Box::new(on_candle::BucketBias(BucketBias::new(dims), dims.t5_buckets, dims.n_max))
+    }
+
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {
         Box::new(BucketBias::new(dims))
     }
@@ -125,6 +130,26 @@ impl<F: Float> Terms<F> for BucketBias {
         let g = grad_block_ref(total, 0, self.heads, self.bucket_of.len());
         for (db, de) in grads.mat_mut(ids.get(0)).rows_mut().into_iter().zip(g.rows()) {
             t5::fold_buckets(db, de, &self.bucket_of);
+        }
+    }
+}
+
+#[cfg(feature = "candle")]
+mod on_candle {
+    use crate::family::candle::{CandleCx, CandleTerms, expand, one_hot};
+    use candle_core::{DType, Device, Result, Tensor};
+
+    /// The bucket table laid out [h, n, n] through the one-hot expansion of buckets.
+    pub struct BucketBias(pub(super) super::BucketBias, pub(super) usize, pub(super) usize);
+
+    impl CandleTerms for BucketBias {
+        fn constants(&self, n: usize, dtype: DType, device: &Device) -> Result<Vec<Tensor>> {
+            let (bucket_of, n_max) = (&self.0.bucket_of, self.2);
+            Ok(vec![one_hot(self.1, n, &|i, j| bucket_of[j + n_max - 1 - i], dtype, device)?])
+        }
+
+        fn learned_bias(&self, cx: &CandleCx) -> Result<Option<Tensor>> {
+            Ok(Some(expand(cx.tensor(0), &cx.constants[0], cx.n)?))
         }
     }
 }

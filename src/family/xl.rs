@@ -57,6 +57,11 @@ impl PositionFamily for Xl {
         2 * dims.heads * dims.head_dim + dims.offsets() * dims.width
     }
 
+    #[cfg(feature = "candle")]
+    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
+        Box::new(on_candle::XlTerms(*dims))
+    }
+
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {
         Box::new(XlTerms::new(dims))
     }
@@ -179,5 +184,35 @@ impl<F: Float> Terms<F> for XlTerms<F> {
         let (rows, cols) = self.sinusoid.dim();
         let drel = grad_block_ref(total, 2 * uv, rows, cols);
         general_mat_mul(F::one(), &self.sinusoid.t(), &drel, F::one(), &mut grads.mat_mut(ids.get(R)));
+    }
+}
+
+#[cfg(feature = "candle")]
+mod on_candle {
+    use crate::family::FamilyDims;
+    use crate::family::candle::{CandleCx, CandleTerms, ScoreTerms, tensor_from};
+    use crate::family::kernels::sinusoid;
+    use candle_core::{DType, Device, Result, Tensor};
+
+    /// The sinusoid of distances [2·n_max − 1, d] as a constant.
+    pub struct XlTerms(pub FamilyDims);
+
+    impl CandleTerms for XlTerms {
+        fn constants(&self, _n: usize, dtype: DType, device: &Device) -> Result<Vec<Tensor>> {
+            let t = sinusoid::distance_table::<f64>(self.0.n_max, self.0.width);
+            Ok(vec![tensor_from(t.as_slice().expect("contiguous"), &[t.nrows(), t.ncols()], dtype, device)?])
+        }
+
+        fn score_terms(&self, cx: &CandleCx, q: &Tensor, k: &Tensor) -> Result<Option<ScoreTerms>> {
+            let (b, h, n, dh) = q.dims4()?;
+            let head = |t: &Tensor| t.reshape((1, h, 1, dh));
+            let (u, v, r) = (cx.tensor(super::U), cx.tensor(super::V), cx.tensor(super::R));
+            let rel = cx.constants[0].matmul(r)?;
+            let rel = rel.reshape((self.0.offsets(), h, dh))?.transpose(0, 1)?; // [h, offsets, dh]
+            let win = cx.window(&rel, 1)?.contiguous()?;
+            let x = q.broadcast_add(&head(v)?)?.transpose(0, 1)?.contiguous()?.reshape((h, b * n, dh))?;
+            let m = x.matmul(&win.transpose(1, 2)?.contiguous()?)?.reshape((h, b, n, 2 * n - 1))?.transpose(0, 1)?;
+            Ok(Some(ScoreTerms { q: q.broadcast_add(&head(u)?)?, k: k.clone(), extra: Some(cx.unskew(&m)?) }))
+        }
     }
 }
