@@ -6,7 +6,8 @@
 //!
 //! - [`error`], [`float`]; [`params`]: errors, the float types; named tensors in one flat
 //!   buffer.
-//! - [`family`]: position families and the arithmetic they share.
+//! - [`family`]: position families and the arithmetic they share; [`normaliser`]:
+//!   attention normalisers (softmax).
 //! - [`config`]: model configuration and variants; [`io`]: file writing; [`npy`] arrays;
 //!   [`optim`]: the optimiser.
 //! - [`nn`]: the model's tensor layout and the CPU engine on ndarray with hand-written
@@ -27,6 +28,7 @@ pub mod float;
 pub mod params;
 
 pub mod family;
+pub mod normaliser;
 
 pub mod config;
 pub mod io;

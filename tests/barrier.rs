@@ -27,6 +27,17 @@ use urpe::theory::witness::witness_model;
 use urpe::theory::{Floor, Inputs, Outputs, Target, TargetKind};
 use urpe::{Float, ModelConfig, ModelSpec};
 
+#[path = "../examples/own_family.rs"]
+#[allow(dead_code)]
+mod own_family;
+
+/// Every family: the built-in ones and a family of one's own (`examples/own_family.rs`),
+/// registered the way a user registers theirs.
+fn families() -> Vec<Family> {
+    own_family::family();
+    Family::all()
+}
+
 /// Where proptest saves failing cases. Its default, `SourceParallel("proptest-regressions")`,
 /// looks for a `lib.rs` or `main.rs` in a directory above this file, finds none (they sit in
 /// `src/`, beside `tests/`), warns, and falls back to `tests/barrier.proptest-regressions`;
@@ -300,7 +311,7 @@ fn per_type<F: Float>(for_f32: f64, for_f64: f64) -> f64 {
 
 /// The families of Proposition 1 (the bound families of docs/theory.md §2).
 fn barrier_families() -> impl Iterator<Item = Family> {
-    Family::ALL.into_iter().filter(|f| f.inside_softmax_only())
+    families().into_iter().filter(|f| f.inside_softmax_only())
 }
 
 /// a. Every row of every layer's probabilities is ≥ 0 (0 above the diagonal when causal)
@@ -309,7 +320,7 @@ fn check_stochastic<F: Float>(case: &Case) -> Result<(), TestCaseError> {
     let mut rng = case.rng();
     let x = inputs::<F>(&case.arch, 2, false, &mut rng);
     let tol = per_type::<F>(1e-6, 1e-12);
-    for family in Family::ALL {
+    for family in families() {
         for urpe in [false, true] {
             let model = random_model::<F>(case.arch.config(family, urpe), case.scale, &mut rng);
             let (cache, _) = forward(&model, &x);
@@ -382,7 +393,7 @@ fn separating_models() -> impl Iterator<Item = (Family, bool)> {
     [Family::ApeLearned, Family::ApeSin, Family::ShawValue]
         .into_iter()
         .map(|f| (f, false))
-        .chain(Family::ALL.into_iter().map(|f| (f, true)))
+        .chain(families().into_iter().map(|f| (f, true)))
 }
 
 /// c. Every model of [`separating_models`] separates constant rows by more than
@@ -407,7 +418,7 @@ fn check_separates(case: &Case) -> Result<(), TestCaseError> {
 fn check_gate_of_ones<F: Float>(case: &Case) -> Result<(), TestCaseError> {
     let mut rng = case.rng();
     let x = inputs::<F>(&case.arch, 2, false, &mut rng);
-    for family in Family::ALL {
+    for family in families() {
         let mut gated = random_model::<F>(case.arch.config(family, true), case.scale, &mut rng);
         gate_ids(&gated).into_iter().for_each(|id| gated.params.slice_mut(id).fill(F::one()));
         let mut base = Model::<F>::zeros(case.arch.config(family, false)).expect("a valid configuration");
@@ -584,7 +595,7 @@ fn shaw_value_separates_rows() {
 /// more than 1e-3 relative, for every family.
 #[test]
 fn urpe_gate_separates_rows() {
-    for family in Family::ALL {
+    for family in families() {
         assert!(small_separation(family, true) > SEPARATION, "{family}");
     }
 }

@@ -217,3 +217,19 @@ fn fused_heads_and_sum_of_squares_match_their_definitions() {
         .unwrap();
     assert!((sum - want).abs() <= 1e-12 * want, "sum of squares {sum} against {want}");
 }
+
+#[path = "../examples/own_family.rs"]
+#[allow(dead_code)]
+mod own_family;
+
+/// A family without candle terms (`examples/own_family.rs` writes only the ndarray ones)
+/// is refused by the candle engine with a message naming it, never run without its term.
+#[test]
+fn a_family_without_candle_terms_is_refused_by_name() {
+    let case = random_case(own_family::family(), false, 3, 0.3).unwrap();
+    let Err(e) = CandleModel::from_model(&case.model, &Device::Cpu, DType::F32) else {
+        panic!("the candle engine took a family without candle terms");
+    };
+    let msg = e.to_string();
+    assert!(msg.contains("`learned-slope` has no candle terms") && msg.contains("--backend ndarray"), "{msg}");
+}

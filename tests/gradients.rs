@@ -253,7 +253,12 @@ family_tests! {
     shaw_key => Family::ShawKey,
     shaw_value => Family::ShawValue,
     xl => Family::Xl,
+    own_family_learned_slope => own_family::family(),
 }
+
+#[path = "../examples/own_family.rs"]
+#[allow(dead_code)]
+mod own_family;
 
 /// The comparison is not vacuous: scaling the analytic gradient of one tensor by
 /// 1 + 1e-5 is reported as an error above the tolerance.

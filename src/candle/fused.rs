@@ -9,7 +9,7 @@ use crate::config::Activation;
 use crate::float::Float;
 use crate::nn::activation::normal_cdf;
 use crate::nn::layernorm::LN_EPS;
-use crate::nn::softmax::{softmax_row_backward, softmax_row_forward};
+use crate::normaliser;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
 /// One fused operation; the output has the shape of the first input, whose last axis
@@ -145,13 +145,13 @@ impl Fused {
                 for (r, (y, x)) in rows.enumerate() {
                     let bias = &inputs[1][(r % period) * k..][..k];
                     z.iter_mut().zip(x).zip(bias).for_each(|((z, &x), &b)| *z = T::c(scale) * x + b);
-                    softmax_row_forward(y, &z);
+                    normaliser::rows::<T>(normaliser::SOFTMAX).forward(y, &z);
                 }
             }
             Fused::SoftmaxBackward { scale } => {
                 for (r, (y, a)) in rows.enumerate() {
                     y.copy_from_slice(&inputs[1][r * k..][..k]);
-                    softmax_row_backward(y, a);
+                    normaliser::rows::<T>(normaliser::SOFTMAX).backward(y, a);
                     y.iter_mut().for_each(|v| *v *= T::c(scale));
                 }
             }

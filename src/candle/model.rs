@@ -91,7 +91,12 @@ impl CandleModel {
                 tensor_from(&values, &s.shape, dtype, device).and_then(|t| Var::from_tensor(&t).map_err(err))
             })
             .collect::<Result<Vec<_>>>()?;
-        let family = model.config.family.def().candle(&model.config.family_dims());
+        let family = model.config.family.def().candle(&model.config.family_dims()).ok_or_else(|| {
+            Error::Input(format!(
+                "family `{}` has no candle terms (its module does not write them): use --backend ndarray",
+                model.config.family
+            ))
+        })?;
         Ok(CandleModel {
             config: model.config.clone(),
             layout,

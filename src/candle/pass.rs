@@ -199,10 +199,10 @@ impl CandleModel {
         let mut g_mix = g_o.matmul(&c.v.t()?)?;
         let g_v = c.mix.t()?.matmul(&g_o)?;
         let mix = Var::from_tensor(&c.mix)?;
-        if let Some(term) = self.value_term(ids, mix.as_tensor(), consts)? {
-            if let Some(extra) = self.vjp(&[(&term, &g_o)], &[&mix], grads)?.remove(0) {
-                g_mix = (g_mix + extra)?;
-            }
+        if let Some(term) = self.value_term(ids, mix.as_tensor(), consts)?
+            && let Some(extra) = self.vjp(&[(&term, &g_o)], &[&mix], grads)?.remove(0)
+        {
+            g_mix = (g_mix + extra)?;
         }
         let g_p = match &c.gate {
             Some(gate) => {

@@ -26,9 +26,8 @@ impl PositionFamily for ApeLearned {
     }
 
     #[cfg(feature = "candle")]
-    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
-        let _ = dims;
-        Box::new(on_candle::LearnedRows)
+    fn candle(&self, _dims: &FamilyDims) -> Option<Box<dyn super::candle::CandleTerms>> {
+        Some(Box::new(on_candle::LearnedRows))
     }
 
     fn terms_f32(&self, _: &FamilyDims) -> Box<dyn Terms<f32>> {

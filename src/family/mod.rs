@@ -269,10 +269,11 @@ pub trait PositionFamily: Send + Sync + 'static {
         0
     }
 
-    /// The terms in the candle engine.
+    /// The terms in the candle engine; `None` (the default) when the family has none, and
+    /// the candle engine then refuses it with a message naming the family.
     #[cfg(feature = "candle")]
-    fn candle(&self, _dims: &FamilyDims) -> Box<dyn candle::CandleTerms> {
-        Box::new(candle::NoCandleTerms)
+    fn candle(&self, _dims: &FamilyDims) -> Option<Box<dyn candle::CandleTerms>> {
+        None
     }
 
     /// The terms in f32.

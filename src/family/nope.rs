@@ -18,6 +18,11 @@ impl PositionFamily for Nope {
         Placement { inside_softmax_only: true, reason: "nothing distinguishes the rows of a constant input at all" }
     }
 
+    #[cfg(feature = "candle")]
+    fn candle(&self, _dims: &FamilyDims) -> Option<Box<dyn super::candle::CandleTerms>> {
+        Some(Box::new(super::candle::NoCandleTerms))
+    }
+
     fn terms_f32(&self, _: &FamilyDims) -> Box<dyn Terms<f32>> {
         Box::new(NoTerms)
     }

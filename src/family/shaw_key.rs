@@ -32,9 +32,8 @@ impl PositionFamily for ShawKey {
     }
 
     #[cfg(feature = "candle")]
-    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
-        let _ = dims;
-        Box::new(on_candle::KeyTable)
+    fn candle(&self, _dims: &FamilyDims) -> Option<Box<dyn super::candle::CandleTerms>> {
+        Some(Box::new(on_candle::KeyTable))
     }
 
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {

@@ -32,8 +32,8 @@ impl PositionFamily for ShawValue {
     }
 
     #[cfg(feature = "candle")]
-    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
-        Box::new(on_candle::ValueTable(dims.head_dim))
+    fn candle(&self, dims: &FamilyDims) -> Option<Box<dyn super::candle::CandleTerms>> {
+        Some(Box::new(on_candle::ValueTable(dims.head_dim)))
     }
 
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {

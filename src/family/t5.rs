@@ -32,9 +32,8 @@ impl PositionFamily for T5 {
     }
 
     #[cfg(feature = "candle")]
-    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
-        let _ = dims;
-        Box::new(on_candle::LearnedBias)
+    fn candle(&self, _dims: &FamilyDims) -> Option<Box<dyn super::candle::CandleTerms>> {
+        Some(Box::new(on_candle::LearnedBias))
     }
 
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {

@@ -65,8 +65,8 @@ impl PositionFamily for T5Bucketed {
     }
 
     #[cfg(feature = "candle")]
-    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
-        Box::new(on_candle::BucketBias(BucketBias::new(dims), dims.t5_buckets, dims.n_max))
+    fn candle(&self, dims: &FamilyDims) -> Option<Box<dyn super::candle::CandleTerms>> {
+        Some(Box::new(on_candle::BucketBias(BucketBias::new(dims), dims.t5_buckets, dims.n_max)))
     }
 
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {

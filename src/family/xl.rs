@@ -58,8 +58,8 @@ impl PositionFamily for Xl {
     }
 
     #[cfg(feature = "candle")]
-    fn candle(&self, dims: &FamilyDims) -> Box<dyn super::candle::CandleTerms> {
-        Box::new(on_candle::XlTerms(*dims))
+    fn candle(&self, dims: &FamilyDims) -> Option<Box<dyn super::candle::CandleTerms>> {
+        Some(Box::new(on_candle::XlTerms(*dims)))
     }
 
     fn terms_f32(&self, dims: &FamilyDims) -> Box<dyn Terms<f32>> {

@@ -1,6 +1,6 @@
-//! Multi-head attention: content scores, the family's terms, the normaliser (softmax), the
-//! URPE gate and the product with V. Scores, probabilities and gated probabilities are
-//! materialised and kept in the cache.
+//! Multi-head attention: content scores, the family's terms, the normaliser (softmax, see
+//! [`crate::normaliser`]), the URPE gate and the product with V. Scores, probabilities and
+//! gated probabilities are materialised and kept in the cache.
 //!
 //! Per head h (columns h·d_h..(h+1)·d_h of Q, K, V), with o = (j − i) + n_max − 1:
 //! S = Q_h K_hᵀ/√d_h + the family's score term, A = row_softmax(S), G = A ⊙ C_h[o] (URPE)
@@ -10,10 +10,10 @@
 
 use super::layout::AttentionIds;
 use super::linear::{linear_backward, linear_forward};
-use super::softmax::{softmax_row_backward, softmax_row_forward};
 use crate::config::ModelConfig;
 use crate::family::{Head, PositionTerms, Side, Work, gate};
 use crate::float::Float;
+use crate::normaliser::{self, Rows};
 use crate::params::Params;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, s};
@@ -134,6 +134,7 @@ struct Shared<'a, F> {
     p: &'a Params<F>,
     ids: &'a AttentionIds,
     terms: &'a PositionTerms<F>,
+    normaliser: &'a dyn Rows<F>,
     config: &'a ModelConfig,
     /// The family's per-layer table.
     derived: ArrayView2<'a, F>,
@@ -211,7 +212,7 @@ fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]
         }
         let mut probs = s.probs.index_axis_mut(Axis(0), h);
         for i in 0..n {
-            softmax_row_forward(
+            c.normaliser.forward(
                 probs.row_mut(i).into_slice().expect("contiguous"),
                 scores.row(i).to_slice().expect("contiguous"),
             );
@@ -252,8 +253,16 @@ pub fn attention_forward<F: Float>(
         }
     }
     terms.derive(p, &ids.pos.family, cache.derived.view_mut());
-    let shared =
-        Shared { p, ids, terms, config, derived: cache.derived.view(), n, scale: F::c(1.0 / (dh as f64).sqrt()) };
+    let shared = Shared {
+        p,
+        ids,
+        terms,
+        normaliser: normaliser::rows::<F>(normaliser::SOFTMAX),
+        config,
+        derived: cache.derived.view(),
+        n,
+        scale: F::c(1.0 / (dh as f64).sqrt()),
+    };
     let mut gated = cache.gated.outer_iter_mut();
     let seqs: Vec<SeqForward<F>> = cache
         .q
@@ -322,7 +331,7 @@ fn sequence_backward<F: Float>(
             gate::backward(dg.view_mut(), dc.row_mut(h), probs, p.mat(c_id).row(h), n_max);
         }
         for i in 0..n {
-            softmax_row_backward(
+            c.normaliser.backward(
                 dg.row_mut(i).into_slice().expect("contiguous"),
                 probs.row(i).to_slice().expect("contiguous"),
             );
@@ -362,8 +371,16 @@ pub fn attention_backward<F: Float>(
     ws.dheads.fill(F::zero());
     linear_backward(Some(ws.dheads.view_mut()), dparams, ids.o, dout, cache.heads.view(), p.mat(ids.o.weight));
     let layout = PositionGradLayout::new(config, ids);
-    let shared =
-        Shared { p, ids, terms, config, derived: cache.derived.view(), n, scale: F::c(1.0 / (dh as f64).sqrt()) };
+    let shared = Shared {
+        p,
+        ids,
+        terms,
+        normaliser: normaliser::rows::<F>(normaliser::SOFTMAX),
+        config,
+        derived: cache.derived.view(),
+        n,
+        scale: F::c(1.0 / (dh as f64).sqrt()),
+    };
     let seqs: Vec<SeqBackward<F>> = ws
         .dheads
         .axis_chunks_iter(Axis(0), n)

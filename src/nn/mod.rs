@@ -5,13 +5,11 @@ pub mod attention;
 pub mod block;
 pub mod ffn;
 pub mod gemm;
-pub mod kernels;
 pub mod layernorm;
 pub mod layout;
 pub mod linear;
 pub mod loss;
 pub mod model;
-pub mod softmax;
 
 pub use crate::params::{ParamLayout, Params, TensorId, TensorSpec};
 pub use layout::ModelLayout;
