@@ -467,3 +467,10 @@ pub fn grad_block<F>(buf: &mut [F], start: usize, rows: usize, cols: usize) -> A
 pub fn grad_block_ref<F>(buf: &[F], start: usize, rows: usize, cols: usize) -> ArrayView2<'_, F> {
     ArrayView2::from_shape((rows, cols), &buf[start..start + rows * cols]).expect("a gradient block")
 }
+
+/// grads[id] += the block of `total` from `start` with the tensor's shape [rows, cols].
+pub fn add_grad_block<F: Float>(grads: &mut Params<F>, id: TensorId, total: &[F], start: usize) {
+    let mut g = grads.mat_mut(id);
+    let (rows, cols) = g.dim();
+    g.zip_mut_with(&grad_block_ref(total, start, rows, cols), |a, &b| *a += b);
+}

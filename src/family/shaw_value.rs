@@ -2,7 +2,7 @@
 //! `{prefix}.shaw_value` [2·n_max − 1, d_h] shared by the heads.
 
 use super::kernels::relative::{self, window, window_mut};
-use super::{FamilyDims, FamilyIds, Head, Placement, PositionFamily, Terms, WEIGHT, Work, grad_block, grad_block_ref};
+use super::{FamilyDims, FamilyIds, Head, Placement, PositionFamily, Terms, WEIGHT, Work, add_grad_block, grad_block};
 use crate::float::Float;
 use crate::params::{ParamLayout, Params};
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -72,8 +72,7 @@ impl<F: Float> Terms<F> for ValueTable {
     }
 
     fn fold_grads(&self, total: &[F], _p: &Params<F>, ids: &FamilyIds, _derived: ArrayView2<F>, grads: &mut Params<F>) {
-        let g = grad_block_ref(total, 0, self.offsets, self.head_dim);
-        grads.mat_mut(ids.get(0)).zip_mut_with(&g, |a, &g| *a += g);
+        add_grad_block(grads, ids.get(0), total, 0);
     }
 }
 

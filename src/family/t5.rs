@@ -2,7 +2,7 @@
 //! [heads, 2·n_max − 1], offset j − i at index (j − i) + n_max − 1).
 
 use super::kernels::toeplitz;
-use super::{FamilyDims, FamilyIds, Head, Placement, PositionFamily, Terms, WEIGHT, Work, grad_block, grad_block_ref};
+use super::{FamilyDims, FamilyIds, Head, Placement, PositionFamily, Terms, WEIGHT, Work, add_grad_block, grad_block};
 use crate::float::Float;
 use crate::params::{ParamLayout, Params};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
@@ -75,8 +75,7 @@ impl<F: Float> Terms<F> for LearnedOffsetBias {
     }
 
     fn fold_grads(&self, total: &[F], _p: &Params<F>, ids: &FamilyIds, _derived: ArrayView2<F>, grads: &mut Params<F>) {
-        let g = grad_block_ref(total, 0, self.heads, self.offsets);
-        grads.mat_mut(ids.get(0)).zip_mut_with(&g, |a, &g| *a += g);
+        add_grad_block(grads, ids.get(0), total, 0);
     }
 }
 

@@ -5,8 +5,8 @@
 use super::kernels::relative::{self, window, window_mut};
 use super::kernels::sinusoid;
 use super::{
-    ConfigError, FamilyDims, FamilyIds, Head, Placement, PositionFamily, Terms, WEIGHT, Work, grad_block,
-    grad_block_ref,
+    ConfigError, FamilyDims, FamilyIds, Head, Placement, PositionFamily, Terms, WEIGHT, Work, add_grad_block,
+    grad_block, grad_block_ref,
 };
 use crate::float::Float;
 use crate::params::{ParamLayout, Params};
@@ -177,10 +177,8 @@ impl<F: Float> Terms<F> for XlTerms<F> {
 
     fn fold_grads(&self, total: &[F], _p: &Params<F>, ids: &FamilyIds, _derived: ArrayView2<F>, grads: &mut Params<F>) {
         let uv = self.uv_len();
-        for (which, start) in [(U, 0), (V, uv)] {
-            let g = grad_block_ref(total, start, self.heads, self.head_dim);
-            grads.mat_mut(ids.get(which)).zip_mut_with(&g, |a, &g| *a += g);
-        }
+        add_grad_block(grads, ids.get(U), total, 0);
+        add_grad_block(grads, ids.get(V), total, uv);
         let (rows, cols) = self.sinusoid.dim();
         let drel = grad_block_ref(total, 2 * uv, rows, cols);
         general_mat_mul(F::one(), &self.sinusoid.t(), &drel, F::one(), &mut grads.mat_mut(ids.get(R)));

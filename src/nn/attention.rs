@@ -11,7 +11,7 @@
 use super::layout::AttentionIds;
 use super::linear::{linear_backward, linear_forward};
 use crate::config::ModelConfig;
-use crate::family::{Head, PositionTerms, Side, Work, gate};
+use crate::family::{Head, PositionTerms, Side, Work, add_grad_block, gate};
 use crate::float::Float;
 use crate::normaliser::{self, Rows};
 use crate::params::Params;
@@ -142,7 +142,20 @@ struct Shared<'a, F> {
     scale: F,
 }
 
-impl<F: Float> Shared<'_, F> {
+impl<'a, F: Float> Shared<'a, F> {
+    fn new(
+        p: &'a Params<F>,
+        ids: &'a AttentionIds,
+        terms: &'a PositionTerms<F>,
+        config: &'a ModelConfig,
+        derived: ArrayView2<'a, F>,
+        n: usize,
+    ) -> Self {
+        let scale = F::c(1.0 / (config.head_dim() as f64).sqrt());
+        let normaliser = normaliser::rows::<F>(normaliser::SOFTMAX);
+        Shared { p, ids, terms, normaliser, config, derived, n, scale }
+    }
+
     fn cols(&self, h: usize) -> std::ops::Range<usize> {
         let dh = self.config.head_dim();
         h * dh..(h + 1) * dh
@@ -253,16 +266,7 @@ pub fn attention_forward<F: Float>(
         }
     }
     terms.derive(p, &ids.pos.family, cache.derived.view_mut());
-    let shared = Shared {
-        p,
-        ids,
-        terms,
-        normaliser: normaliser::rows::<F>(normaliser::SOFTMAX),
-        config,
-        derived: cache.derived.view(),
-        n,
-        scale: F::c(1.0 / (dh as f64).sqrt()),
-    };
+    let shared = Shared::new(p, ids, terms, config, cache.derived.view(), n);
     let mut gated = cache.gated.outer_iter_mut();
     let seqs: Vec<SeqForward<F>> = cache
         .q
@@ -367,20 +371,10 @@ pub fn attention_backward<F: Float>(
     config: &ModelConfig,
 ) {
     let n = cache.scores.dim().2;
-    let dh = config.head_dim();
     ws.dheads.fill(F::zero());
     linear_backward(Some(ws.dheads.view_mut()), dparams, ids.o, dout, cache.heads.view(), p.mat(ids.o.weight));
     let layout = PositionGradLayout::new(config, ids);
-    let shared = Shared {
-        p,
-        ids,
-        terms,
-        normaliser: normaliser::rows::<F>(normaliser::SOFTMAX),
-        config,
-        derived: cache.derived.view(),
-        n,
-        scale: F::c(1.0 / (dh as f64).sqrt()),
-    };
+    let shared = Shared::new(p, ids, terms, config, cache.derived.view(), n);
     let seqs: Vec<SeqBackward<F>> = ws
         .dheads
         .axis_chunks_iter(Axis(0), n)
@@ -405,8 +399,7 @@ pub fn attention_backward<F: Float>(
     let (family_total, gate_total) = total.split_at(layout.family);
     terms.fold_grads(family_total, p, &ids.pos.family, cache.derived.view(), dparams);
     if let Some(c_id) = ids.pos.gate {
-        let g = ArrayView2::from_shape((config.heads, config.offsets()), gate_total).expect("gate grads");
-        dparams.mat_mut(c_id).zip_mut_with(&g, |a, &g| *a += g);
+        add_grad_block(dparams, c_id, gate_total, 0);
     }
     linear_backward(Some(dx.view_mut()), dparams, ids.q, ws.dq.view(), x, p.mat(ids.q.weight));
     linear_backward(Some(dx.view_mut()), dparams, ids.k, ws.dk.view(), x, p.mat(ids.k.weight));
