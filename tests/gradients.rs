@@ -253,6 +253,7 @@ family_tests! {
     shaw_key => Family::ShawKey,
     shaw_value => Family::ShawValue,
     xl => Family::Xl,
+    kerple => Family::Kerple,
     own_family_learned_slope => own_family::family(),
 }
 

@@ -128,6 +128,11 @@ fn naive_attention(m: &Model<f64>, h: &Array2<f64>) -> (Array3<f64>, Array2<f64>
                     scale * dot(&qi, &kj) - alibi::slopes(heads)[hd] * (i.abs_diff(j) as f64)
                 } else if f == Family::ShawKey {
                     scale * (dot(&qi, &kj) + dot(&qi, p.mat(t(0)).row(idx(i, j)).as_slice().unwrap()))
+                } else if f == Family::Kerple {
+                    // r = softplus(ρ) per head
+                    let rho = p.mat(t(0));
+                    let (r1, r2) = ((1.0 + rho[[hd, 0]].exp()).ln(), (1.0 + rho[[hd, 1]].exp()).ln());
+                    scale * dot(&qi, &kj) - r1 * (1.0 + r2 * i.abs_diff(j) as f64).ln()
                 } else if f == Family::Xl {
                     let (u, vb, r) = (t(0), t(1), t(2));
                     // R_{i−j} projected by W_R, this head's columns

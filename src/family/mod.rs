@@ -19,6 +19,7 @@ pub mod kernels;
 mod alibi;
 mod ape_learned;
 mod ape_sin;
+mod kerple;
 mod nope;
 mod rope;
 mod shaw_key;
@@ -349,9 +350,11 @@ impl Family {
     pub const ShawValue: Family = Family(&shaw_value::ShawValue);
     /// Transformer-XL: content, content-position and the u, v bias terms in the logits.
     pub const Xl: Family = Family(&xl::Xl);
+    /// KERPLE, logarithmic: scores − r₁·log(1 + r₂·|j − i|) with learned r₁, r₂ > 0.
+    pub const Kerple: Family = Family(&kerple::Kerple);
 
     /// The built-in families, in catalogue order.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Nope,
         Family::ApeLearned,
         Family::ApeSin,
@@ -362,6 +365,7 @@ impl Family {
         Family::ShawKey,
         Family::ShawValue,
         Family::Xl,
+        Family::Kerple,
     ];
 
     /// The family's definition.
