@@ -141,17 +141,19 @@ impl Fused {
                 rows.for_each(|(y, x)| y.iter_mut().zip(x).zip(inputs[1]).for_each(|((y, &x), &v)| *y = x * v))
             }
             Fused::Softmax { scale, period } => {
+                let softmax = normaliser::rows::<T>(normaliser::SOFTMAX);
                 let mut z = vec![T::zero(); k];
                 for (r, (y, x)) in rows.enumerate() {
                     let bias = &inputs[1][(r % period) * k..][..k];
                     z.iter_mut().zip(x).zip(bias).for_each(|((z, &x), &b)| *z = T::c(scale) * x + b);
-                    normaliser::rows::<T>(normaliser::SOFTMAX).forward(y, &z);
+                    softmax.forward(y, &z);
                 }
             }
             Fused::SoftmaxBackward { scale } => {
+                let softmax = normaliser::rows::<T>(normaliser::SOFTMAX);
                 for (r, (y, a)) in rows.enumerate() {
                     y.copy_from_slice(&inputs[1][r * k..][..k]);
-                    normaliser::rows::<T>(normaliser::SOFTMAX).backward(y, a);
+                    softmax.backward(y, a);
                     y.iter_mut().for_each(|v| *v *= T::c(scale));
                 }
             }

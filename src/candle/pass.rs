@@ -31,6 +31,8 @@ struct AttentionCache {
     qs: Tensor,
     ks: Tensor,
     has_terms: bool,
+    /// The family adds a value term (then backward differentiates it through G).
+    has_value_term: bool,
     bias_learned: Option<Tensor>,
     gate: Option<Tensor>,
     /// The softmax output A.
@@ -160,7 +162,9 @@ impl CandleModel {
             None => p.clone(),
         };
         let mut o = mix.matmul(&v)?;
-        if let Some(e) = self.value_term(ids, &mix, consts)? {
+        let value_term = self.value_term(ids, &mix, consts)?;
+        let has_value_term = value_term.is_some();
+        if let Some(e) = value_term {
             o = (o + e.detach())?;
         }
         let merged = merge_heads(&[&o])?;
@@ -174,6 +178,7 @@ impl CandleModel {
             qs,
             ks,
             has_terms,
+            has_value_term,
             bias_learned: bias.learned,
             gate,
             p,
@@ -198,11 +203,13 @@ impl CandleModel {
         let g_o = split_heads(&g_merged, &consts.zero_width, n, h, 1)?.get(0)?;
         let mut g_mix = g_o.matmul(&c.v.t()?)?;
         let g_v = c.mix.t()?.matmul(&g_o)?;
-        let mix = Var::from_tensor(&c.mix)?;
-        if let Some(term) = self.value_term(ids, mix.as_tensor(), consts)?
-            && let Some(extra) = self.vjp(&[(&term, &g_o)], &[&mix], grads)?.remove(0)
-        {
-            g_mix = (g_mix + extra)?;
+        if c.has_value_term {
+            // a leaf copy of G only for families with a value term (it is [b, h, n, n])
+            let mix = Var::from_tensor(&c.mix)?;
+            let term = self.value_term(ids, mix.as_tensor(), consts)?.expect("the forward pass had a value term");
+            if let Some(extra) = self.vjp(&[(&term, &g_o)], &[&mix], grads)?.remove(0) {
+                g_mix = (g_mix + extra)?;
+            }
         }
         let g_p = match &c.gate {
             Some(gate) => {

@@ -139,7 +139,8 @@ pub struct Head<'a, F> {
     pub derived: ArrayView2<'a, F>,
 }
 
-/// Workspace a term may use: a skewed [n, 2n − 1] matrix and two [n, d_h] matrices.
+/// Workspace a term may use (allocated once per call, not per head): a skewed
+/// [n, 2n − 1] matrix, two [n, d_h] matrices and a vector [n].
 pub struct Work<'a, F> {
     /// [n, 2n − 1].
     pub skewed: ArrayViewMut2<'a, F>,
@@ -147,6 +148,8 @@ pub struct Work<'a, F> {
     pub a: ArrayViewMut2<'a, F>,
     /// [n, d_h].
     pub b: ArrayViewMut2<'a, F>,
+    /// [n].
+    pub v: ndarray::ArrayViewMut1<'a, F>,
 }
 
 /// Queries or keys, for a family's transform of them.

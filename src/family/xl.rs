@@ -10,7 +10,7 @@ use super::{
 };
 use crate::float::Float;
 use crate::params::{ParamLayout, Params};
-use ndarray::linalg::general_mat_mul;
+use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip, s};
 
 /// Transformer-XL's relative position terms.
@@ -115,9 +115,9 @@ impl<F: Float> Terms<F> for XlTerms<F> {
 
     fn scores(&self, head: &Head<F>, mut s: ArrayViewMut2<F>, work: &mut Work<F>) {
         // u term: S_ij += scale · u_h·k_j, the same for every row i
-        let uk = head.k.dot(&self.row(head, U));
+        general_mat_vec_mul(F::one(), &head.k, &self.row(head, U), F::zero(), &mut work.v);
         for mut row in s.rows_mut() {
-            row.zip_mut_with(&uk, |s, &w| *s += head.scale * w);
+            row.zip_mut_with(&work.v, |s, &w| *s += head.scale * w);
         }
         // position term: S_ij += scale · (q_i + v_h)·(R W_R)_{j−i}
         shifted(work.a.view_mut(), head.q, self.row(head, V));
@@ -136,8 +136,12 @@ impl<F: Float> Terms<F> for XlTerms<F> {
     ) {
         let (h, dh, uv) = (head.h, self.head_dim, self.uv_len());
         // u term: du_h += scale · Σ_j (Σ_i dS_ij) k_j; dk_j += scale · (Σ_i dS_ij) u_h
-        let col_sums = ds.sum_axis(Axis(0));
-        let u = self.row(head, U);
+        // column sums of dS, in row order (as a sum over rows would give them)
+        work.v.fill(F::zero());
+        for row in ds.rows() {
+            work.v += &row;
+        }
+        let (col_sums, u) = (&work.v, self.row(head, U));
         {
             let mut du = grad_block(grad, 0, self.heads, dh);
             let mut du = du.row_mut(h);

@@ -182,16 +182,18 @@ impl<'a, F: Float> Shared<'a, F> {
 fn work<F>(buf: &mut [F], n: usize, dh: usize) -> Work<'_, F> {
     let (skew, rest) = buf.split_at_mut(n * (2 * n - 1));
     let (a, rest) = rest.split_at_mut(n * dh);
+    let (b, rest) = rest.split_at_mut(n * dh);
     Work {
         skewed: ArrayViewMut2::from_shape((n, 2 * n - 1), skew).expect("scratch"),
         a: ArrayViewMut2::from_shape((n, dh), a).expect("scratch"),
-        b: ArrayViewMut2::from_shape((n, dh), &mut rest[..n * dh]).expect("scratch"),
+        b: ArrayViewMut2::from_shape((n, dh), b).expect("scratch"),
+        v: ndarray::ArrayViewMut1::from(&mut rest[..n]),
     }
 }
 
 /// Length of [`work`]'s buffer.
 fn work_len(n: usize, dh: usize) -> usize {
-    n * (2 * n - 1) + 2 * n * dh
+    n * (2 * n - 1) + 2 * n * dh + n
 }
 
 /// Per-sequence views of the forward cache.
