@@ -5,7 +5,8 @@
 #
 # usage: bash scripts/gpu_run.sh check|bench|paper SECONDS
 #   check  the candle CUDA engine against the ndarray CPU engine for every family (f32)
-#   bench  step time of the paper model, ours and PyTorch eager, TF32 and FP32
+#   bench  step time of the paper model, ours and PyTorch eager, in bf16, TF32 and FP32
+#   (check also runs the bf16 engine against the f32 CPU engine)
 #   paper  experiments/paper.toml into $PAPER_DIR (default /tmp/urpe-paper, outside the copied
 #          tree, so it stays on the host while it is held), the shards of PAPER_JOBS one
 #          after another (or at once with PAPER_PARALLEL=1), for at most SECONDS, then
@@ -28,11 +29,12 @@ log=results/gpu/$mode.log
   case $mode in
     check) "$bin" check-device --device cuda:0 ;;
     bench)
-      for tf in --tf32 ""; do
-        "$bin" bench --shape paper --backend candle --device cuda:0 $tf
-        python3 scripts/torch_bench.py --device cuda --shapes paper $tf
+      for precision in bf16 tf32 fp32; do
+        "$bin" bench --shape paper --backend candle --device cuda:0 --precision $precision
+        python3 scripts/torch_bench.py --device cuda --shapes paper --precision $precision
       done ;;
     paper)
+      # PAPER_PRECISION: tf32 (default, the runs so far) or bf16.
       # PAPER_JOBS: shards K/N on cuda:${GPU:-0}, each until it is done or the SECONDS run
       # out (default 0/1: every job, in file order). One after another by default; with
       # PAPER_PARALLEL=1 all at once on the same GPU (two processes on one H200 ran at 28 ms
@@ -46,7 +48,8 @@ log=results/gpu/$mode.log
         local tag=${shard/\//-of-}
         [ "$left" -gt 10 ] || return 124
         timeout -s INT "$left" "$bin" sweep experiments/paper.toml --out "$store" --backend candle \
-          --device "cuda:${GPU:-0}" --tf32 --threads 1 --shard "$shard" >> "results/gpu/paper-$tag.log" 2>&1 || status=$?
+          --device "cuda:${GPU:-0}" --precision "${PAPER_PRECISION:-tf32}" --threads 1 --shard "$shard" \
+          >> "results/gpu/paper-$tag.log" 2>&1 || status=$?
         tail -2 "results/gpu/paper-$tag.log"
         case $status in 0 | 2 | 124 | 130) ;; *) echo "shard $shard failed with exit $status" >&2 ;; esac
         return "$status"

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""The same training step as benches/train_step.rs in PyTorch (eager, float32, CPU or CUDA).
+"""The same training step as benches/train_step.rs in PyTorch (eager, CPU or CUDA; float32,
+TF32 matmuls or bf16 autocast).
 
 Model: t5 (one bias per offset) and t5 + URPE, post-norm, GELU, FFN 4d, position-id task
 (token input, class output), Adam, for shapes A/B/C. Prints median ms per step and a line
 `RESULT shape model ms` per case for the Rust benchmark to read.
 
-Usage: python3 scripts/torch_bench.py [--threads 2] [--device cpu] [--shapes A,B,C] [--tf32]
-       python3 scripts/torch_bench.py --device cuda --shapes paper --tf32   # on the GPU host
+Usage: python3 scripts/torch_bench.py [--threads 2] [--device cpu] [--shapes A,B,C] [--precision fp32]
+       python3 scripts/torch_bench.py --device cuda --shapes paper --precision tf32   # on the GPU host
+       python3 scripts/torch_bench.py --device cuda --shapes paper --precision bf16   # autocast
 """
 import argparse
 import math
@@ -69,7 +71,7 @@ class Model(nn.Module):
         return self.head(x)
 
 
-def bench(n, d, h, layers, batch, vocab, urpe, device):
+def bench(n, d, h, layers, batch, vocab, urpe, device, bf16):
     model = Model(n, d, h, layers, urpe, vocab).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
@@ -77,7 +79,10 @@ def bench(n, d, h, layers, batch, vocab, urpe, device):
 
     def step():
         tokens = torch.randint(0, vocab, (batch, n), generator=gen).to(device)
-        loss = F.cross_entropy(model(tokens).reshape(-1, n), labels.reshape(-1))
+        # bf16: autocast's products in bf16, softmax, layer norm and the loss in f32
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            logits = model(tokens)
+        loss = F.cross_entropy(logits.float().reshape(-1, n), labels.reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -104,19 +109,22 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--shapes", default="A,B,C", help="comma-separated: A, B, C, paper")
-    parser.add_argument("--tf32", action="store_true", help="TF32 matrix multiplies (CUDA)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                        help="fp32; tf32 (TF32 matrix multiplies, CUDA); bf16 (autocast)")
+    parser.add_argument("--tf32", action="store_true", help="same as --precision tf32")
     args = parser.parse_args()
+    precision = "tf32" if args.tf32 else args.precision
     torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    torch.backends.cudnn.allow_tf32 = args.tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
     wanted = args.shapes.split(",")
-    precision = "TF32 matmuls" if args.tf32 else "float32"
-    print(f"PyTorch {torch.__version__}, {args.threads} threads, {args.device}, {precision}")
+    label = {"fp32": "float32", "tf32": "TF32 matmuls", "bf16": "bf16 autocast"}[precision]
+    print(f"PyTorch {torch.__version__}, {args.threads} threads, {args.device}, {label}")
     for name, n, d, h, layers, batch, vocab in SHAPES:
         if name not in wanted:
             continue
         for urpe in (False, True):
-            ms = bench(n, d, h, layers, batch, vocab, urpe, args.device)
+            ms = bench(n, d, h, layers, batch, vocab, urpe, args.device, precision == "bf16")
             print(f"RESULT {name} {'urpe' if urpe else 't5'} {ms:.3f}")
 
 

@@ -6,7 +6,7 @@ use crate::config::Variant;
 use crate::experiment::StoredRun;
 use crate::experiment::stats::{self, Cell, Certificate, GateComparison, MeanCi};
 use crate::theory::{Floor, TargetKind};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// A figure as the report shows it.
@@ -354,6 +354,12 @@ pub fn report(runs: &[StoredRun], figures: &[FigureEntry], ctx: &ReportContext) 
         revisions.into_iter().collect::<Vec<_>>().join(", "),
         versions.into_iter().collect::<Vec<_>>().join(", ")
     );
+    let mut engines: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in runs {
+        *engines.entry(r.record.engine.as_deref().unwrap_or("not recorded")).or_default() += 1;
+    }
+    let engines: Vec<String> = engines.into_iter().map(|(e, k)| format!("{e} ({k} runs)")).collect();
+    let _ = writeln!(out, "- Engine: {}.", engines.join(", "));
     let trained: f64 = runs.iter().map(|r| r.record.wall_seconds).sum();
     match (ctx.logged_seconds, ctx.sweep_seconds) {
         (Some(s), _) => {

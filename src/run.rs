@@ -326,6 +326,10 @@ pub struct RunRecord {
     pub wall_seconds: f64,
     /// Crate version that ran it.
     pub version: String,
+    /// The engine that finished it (`Backend::label` of the engine layer: `ndarray`, or
+    /// `candle DEVICE PRECISION`); absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 impl RunRecord {

@@ -101,6 +101,8 @@ pub struct Trainer {
     curve: Vec<CurvePoint>,
     /// Seconds trained before this process took the run over (from a saved state).
     earlier_seconds: f64,
+    /// The engine's label for the run record.
+    engine_label: String,
 }
 
 impl Trainer {
@@ -134,6 +136,7 @@ impl Trainer {
             step: 0,
             curve: Vec::new(),
             earlier_seconds: 0.0,
+            engine_label: backend.label(),
         })
     }
 
@@ -244,6 +247,7 @@ impl Trainer {
             floor: self.config.target().floor(),
             wall_seconds: self.earlier_seconds,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            engine: Some(self.engine_label.clone()),
         })
     }
 }

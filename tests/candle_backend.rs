@@ -39,13 +39,13 @@ fn candle_and_ndarray_agree_on_outputs_loss_and_gradients() {
             for seed in 0..4 {
                 let id = 100 * seed + family.index() as u64;
                 let (gap, at) =
-                    compare::<f64>(&random_case(family, urpe, id, 0.7).unwrap(), &Device::Cpu, DType::F64, 1e-2)
+                    compare::<f64>(&random_case(family, urpe, id, 0.7).unwrap(), &Device::Cpu, DType::F64, DType::F64, 1e-2)
                         .unwrap();
                 if gap > 1e-10 {
                     failures.push(format!("f64 {}: {at}: {gap:e}", label(family, urpe, seed)));
                 }
                 let (gap, at) =
-                    compare::<f32>(&random_case(family, urpe, id, 0.3).unwrap(), &Device::Cpu, DType::F32, 1.0)
+                    compare::<f32>(&random_case(family, urpe, id, 0.3).unwrap(), &Device::Cpu, DType::F32, DType::F32, 1.0)
                         .unwrap();
                 if gap > 1e-5 {
                     failures.push(format!("f32 {}: {at}: {gap:e}", label(family, urpe, seed)));
@@ -149,10 +149,10 @@ fn the_same_loop_trains_on_both_engines_and_checkpoints_move_between_them() {
     };
     let losses = |r: &urpe::train::RunRecord| r.curve.iter().map(|p| p.loss).collect::<Vec<f64>>();
     let (nd, nd_model) = run(&Backend::Ndarray);
-    let (cd, cd_model) = run(&Backend::Candle("cpu".into()));
+    let (cd, cd_model) = run(&Backend::candle_cpu());
     // a run stopped on candle continues on candle exactly, and on ndarray within rounding
     let stop = AtomicBool::new(false);
-    let mut first = Trainer::with_backend(config.clone(), &Backend::Candle("cpu".into())).unwrap();
+    let mut first = Trainer::with_backend(config.clone(), &Backend::candle_cpu()).unwrap();
     first
         .run(&stop, |r| {
             if r.step == 12 {
@@ -162,7 +162,7 @@ fn the_same_loop_trains_on_both_engines_and_checkpoints_move_between_them() {
         .unwrap();
     let state = first.state().unwrap();
     assert_eq!(state.moments.t, 12);
-    for (backend, tol) in [(Backend::Candle("cpu".into()), 0.0), (Backend::Ndarray, 1e-4)] {
+    for (backend, tol) in [(Backend::candle_cpu(), 0.0), (Backend::Ndarray, 1e-4)] {
         let mut second = Trainer::resume(state.clone(), &backend).unwrap();
         let resumed = second.run(&AtomicBool::new(false), |_| {}).unwrap();
         assert_eq!(resumed.steps_done, 30);

@@ -20,7 +20,7 @@ impl CandleModel {
             }
             ModelInput::Real(x) => {
                 let values: Vec<f64> = x.iter().map(|v| v.f64()).collect();
-                tensor_from(&values, &[x.dim().0, x.dim().1, x.dim().2], self.dtype, &self.device)
+                tensor_from(&values, &[x.dim().0, x.dim().1, x.dim().2], self.compute, &self.device)
             }
         }
     }
@@ -42,9 +42,11 @@ impl CandleModel {
     }
 
     /// The batch loss of `output` against `targets`: mean squared error over all entries,
-    /// or mean cross-entropy over all positions.
+    /// or mean cross-entropy over all positions (in the variables' type, whatever the
+    /// compute type).
     pub fn loss<F: Float>(&self, output: &Tensor, targets: &Outputs<F>) -> Result<Tensor> {
         let run = || -> candle_core::Result<Tensor> {
+            let output = &output.to_dtype(self.dtype)?;
             match targets {
                 Outputs::Real(y) => {
                     let values: Vec<f64> = y.iter().map(|v| v.f64()).collect();

@@ -1,7 +1,10 @@
 // Fused kernels of the candle engine's hot path (see fused.rs, which also holds the CPU
 // versions and the formulas). Built to PTX by build.rs when the `cuda` feature is on.
-// Every kernel exists for float and double; inputs are contiguous, row-major.
+// Every row kernel exists for float, double and bfloat16 storage (suffixes _f32, _f64,
+// _bf16); bfloat16 is loaded into float, computed in float and rounded once on the store
+// (Acc<S> is the type of the arithmetic). Inputs are contiguous, row-major.
 #include <stdint.h>
+#include <cuda_bf16.h>
 
 __device__ __forceinline__ float k_exp(float x) { return expf(x); }
 __device__ __forceinline__ double k_exp(double x) { return exp(x); }
@@ -9,6 +12,14 @@ __device__ __forceinline__ float k_erf(float x) { return erff(x); }
 __device__ __forceinline__ double k_erf(double x) { return erf(x); }
 __device__ __forceinline__ float k_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double k_sqrt(double x) { return sqrt(x); }
+
+// The arithmetic type of a storage type, and loads and stores between them.
+template <typename S> struct Acc { typedef S T; };
+template <> struct Acc<__nv_bfloat16> { typedef float T; };
+template <typename S> __device__ __forceinline__ typename Acc<S>::T ld(const S *p, uint64_t i) { return p[i]; }
+template <> __device__ __forceinline__ float ld(const __nv_bfloat16 *p, uint64_t i) { return __bfloat162float(p[i]); }
+template <typename S> __device__ __forceinline__ void st(S *p, uint64_t i, typename Acc<S>::T v) { p[i] = v; }
+template <> __device__ __forceinline__ void st(__nv_bfloat16 *p, uint64_t i, float v) { p[i] = __float2bfloat16(v); }
 
 template <typename T> __device__ __forceinline__ T warp_sum(T v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
@@ -20,113 +31,120 @@ template <typename T> __device__ __forceinline__ T warp_max(T v) {
 }
 
 // y[i] = x[i] + v[i % k] (mul = 0) or x[i] * v[i % k] (mul = 1)
-template <typename T>
-__device__ void rows_op(const T *x, const T *v, T *y, uint64_t n, uint64_t k, int mul) {
+template <typename S>
+__device__ void rows_op(const S *x, const S *v, S *y, uint64_t n, uint64_t k, int mul) {
+  typedef typename Acc<S>::T T;
   for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x) {
-    T b = v[i % k];
-    y[i] = mul ? x[i] * b : x[i] + b;
+    T b = ld(v, i % k), xi = ld(x, i);
+    st(y, i, mul ? xi * b : xi + b);
   }
 }
 
-// One warp per row (blockDim = 32 × 8): y = softmax(scale·x + bias[row % period]).
-template <typename T>
-__device__ void softmax_fwd(const T *x, const T *bias, T *y, uint64_t rows, uint64_t n, uint64_t period, T scale) {
+// One warp per row (blockDim = 32 × 8): y = softmax(scale·x + bias[row % period]). The
+// exponentials are recomputed in the last pass rather than stored and rescaled, so that a
+// bfloat16 output is rounded once.
+template <typename S>
+__device__ void softmax_fwd(const S *x, const S *bias, S *y, uint64_t rows, uint64_t n, uint64_t period,
+                            typename Acc<S>::T scale) {
+  typedef typename Acc<S>::T T;
   uint64_t row = blockIdx.x * (uint64_t)blockDim.y + threadIdx.y;
   if (row >= rows) return;
-  const T *xr = x + row * n;
-  const T *br = bias + (row % period) * n;
-  T *yr = y + row * n;
+  const S *xr = x + row * n;
+  const S *br = bias + (row % period) * n;
+  S *yr = y + row * n;
   T m = -INFINITY;
-  for (uint64_t j = threadIdx.x; j < n; j += 32) m = max(m, scale * xr[j] + br[j]);
+  for (uint64_t j = threadIdx.x; j < n; j += 32) m = max(m, scale * ld(xr, j) + ld(br, j));
   m = warp_max(m);
   T s = 0;
-  for (uint64_t j = threadIdx.x; j < n; j += 32) {
-    T e = k_exp(scale * xr[j] + br[j] - m);
-    yr[j] = e;
-    s += e;
-  }
+  for (uint64_t j = threadIdx.x; j < n; j += 32) s += k_exp(scale * ld(xr, j) + ld(br, j) - m);
   s = warp_sum(s);
   T inv = T(1) / s;
-  for (uint64_t j = threadIdx.x; j < n; j += 32) yr[j] *= inv;
+  for (uint64_t j = threadIdx.x; j < n; j += 32) st(yr, j, k_exp(scale * ld(xr, j) + ld(br, j) - m) * inv);
 }
 
 // dx = scale·y ⊙ (g − ⟨g, y⟩) per row.
-template <typename T>
-__device__ void softmax_bwd(const T *y, const T *g, T *dx, uint64_t rows, uint64_t n, T scale) {
+template <typename S>
+__device__ void softmax_bwd(const S *y, const S *g, S *dx, uint64_t rows, uint64_t n, typename Acc<S>::T scale) {
+  typedef typename Acc<S>::T T;
   uint64_t row = blockIdx.x * (uint64_t)blockDim.y + threadIdx.y;
   if (row >= rows) return;
-  const T *yr = y + row * n;
-  const T *gr = g + row * n;
+  const S *yr = y + row * n;
+  const S *gr = g + row * n;
   T dot = 0;
-  for (uint64_t j = threadIdx.x; j < n; j += 32) dot += yr[j] * gr[j];
+  for (uint64_t j = threadIdx.x; j < n; j += 32) dot += ld(yr, j) * ld(gr, j);
   dot = warp_sum(dot);
-  for (uint64_t j = threadIdx.x; j < n; j += 32) dx[row * n + j] = scale * yr[j] * (gr[j] - dot);
+  for (uint64_t j = threadIdx.x; j < n; j += 32) st(dx, row * n + j, scale * ld(yr, j) * (ld(gr, j) - dot));
 }
 
 // Mean and 1/√(σ² + ε) of one row (biased variance, two passes), reduced over the warp.
-template <typename T> __device__ __forceinline__ void row_stats(const T *xr, uint64_t d, T eps, T &mean, T &rstd) {
+template <typename S, typename T>
+__device__ __forceinline__ void row_stats(const S *xr, uint64_t d, T eps, T &mean, T &rstd) {
   T s = 0;
-  for (uint64_t j = threadIdx.x; j < d; j += 32) s += xr[j];
+  for (uint64_t j = threadIdx.x; j < d; j += 32) s += ld(xr, j);
   mean = warp_sum(s) / T(d);
   T v = 0;
   for (uint64_t j = threadIdx.x; j < d; j += 32) {
-    T c = xr[j] - mean;
+    T c = ld(xr, j) - mean;
     v += c * c;
   }
   rstd = T(1) / k_sqrt(warp_sum(v) / T(d) + eps);
 }
 
 // mode 0: y = x̂ ⊙ w + b; mode 1: y = g ⊙ x̂ (for ∂w); with x̂ = (x − μ)·ρ. One warp per row.
-template <typename T>
-__device__ void ln_rows(const T *x, const T *a, const T *b, T *y, uint64_t rows, uint64_t d, T eps, int mode) {
+template <typename S>
+__device__ void ln_rows(const S *x, const S *a, const S *b, S *y, uint64_t rows, uint64_t d, typename Acc<S>::T eps,
+                        int mode) {
+  typedef typename Acc<S>::T T;
   uint64_t row = blockIdx.x * (uint64_t)blockDim.y + threadIdx.y;
   if (row >= rows) return;
-  const T *xr = x + row * d;
+  const S *xr = x + row * d;
   T mean, rstd;
   row_stats(xr, d, eps, mean, rstd);
   for (uint64_t j = threadIdx.x; j < d; j += 32) {
-    T xh = (xr[j] - mean) * rstd;
-    y[row * d + j] = mode == 0 ? xh * a[j] + b[j] : a[row * d + j] * xh;
+    T xh = (ld(xr, j) - mean) * rstd;
+    st(y, row * d + j, mode == 0 ? xh * ld(a, j) + ld(b, j) : ld(a, row * d + j) * xh);
   }
 }
 
 // dx = ρ·(g⊙w − mean(g⊙w) − x̂·mean(g⊙w⊙x̂)). One warp per row.
-template <typename T>
-__device__ void ln_bwd(const T *x, const T *w, const T *g, T *dx, uint64_t rows, uint64_t d, T eps) {
+template <typename S>
+__device__ void ln_bwd(const S *x, const S *w, const S *g, S *dx, uint64_t rows, uint64_t d, typename Acc<S>::T eps) {
+  typedef typename Acc<S>::T T;
   uint64_t row = blockIdx.x * (uint64_t)blockDim.y + threadIdx.y;
   if (row >= rows) return;
-  const T *xr = x + row * d;
-  const T *gr = g + row * d;
+  const S *xr = x + row * d;
+  const S *gr = g + row * d;
   T mean, rstd;
   row_stats(xr, d, eps, mean, rstd);
   T mg = 0, mgx = 0;
   for (uint64_t j = threadIdx.x; j < d; j += 32) {
-    T gw = gr[j] * w[j];
+    T gw = ld(gr, j) * ld(w, j);
     mg += gw;
-    mgx += gw * (xr[j] - mean) * rstd;
+    mgx += gw * (ld(xr, j) - mean) * rstd;
   }
   mg = warp_sum(mg) / T(d);
   mgx = warp_sum(mgx) / T(d);
   for (uint64_t j = threadIdx.x; j < d; j += 32) {
-    T xh = (xr[j] - mean) * rstd;
-    dx[row * d + j] = rstd * (gr[j] * w[j] - mg - xh * mgx);
+    T xh = (ld(xr, j) - mean) * rstd;
+    st(dx, row * d + j, rstd * (ld(gr, j) * ld(w, j) - mg - xh * mgx));
   }
 }
 
 // act(u), u = m[i] + b[i % k]; act 0 = GELU x·Φ(x), 1 = ReLU. With grad = 1: g ⊙ act'(u).
-template <typename T>
-__device__ void bias_act(const T *m, const T *b, const T *g, T *y, uint64_t n, uint64_t k, int act, int grad) {
+template <typename S>
+__device__ void bias_act(const S *m, const S *b, const S *g, S *y, uint64_t n, uint64_t k, int act, int grad) {
+  typedef typename Acc<S>::T T;
   const T inv_sqrt2 = T(0.70710678118654752440), inv_sqrt_2pi = T(0.39894228040143267794);
   for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x) {
-    T u = m[i] + b[i % k];
+    T u = ld(m, i) + ld(b, i % k);
     T out;
     if (act == 0) {
       T cdf = T(0.5) * (T(1) + k_erf(u * inv_sqrt2));
-      out = grad ? g[i] * (cdf + u * inv_sqrt_2pi * k_exp(T(-0.5) * u * u)) : u * cdf;
+      out = grad ? ld(g, i) * (cdf + u * inv_sqrt_2pi * k_exp(T(-0.5) * u * u)) : u * cdf;
     } else {
-      out = grad ? (u > T(0) ? g[i] : T(0)) : (u > T(0) ? u : T(0));
+      out = grad ? (u > T(0) ? ld(g, i) : T(0)) : (u > T(0) ? u : T(0));
     }
-    y[i] = out;
+    st(y, i, out);
   }
 }
 
@@ -150,8 +168,8 @@ __device__ void adam(const T *p, const T *g, const T *mv, T *out, uint64_t n, T 
 // thread per (row, column), so both sides are read and written in runs of d_h.
 // merge = 0: dst (c heads tensors, one after the other) = src0 + bias[column];
 // merge = 1: dst rows = the heads tensors src0, src1, src2 (c ≤ 3).
-template <typename T>
-__device__ void heads(const T *src0, const T *src1, const T *src2, const T *bias, T *dst, uint32_t rows, uint32_t n,
+template <typename S>
+__device__ void heads(const S *src0, const S *src1, const S *src2, const S *bias, S *dst, uint32_t rows, uint32_t n,
                       uint32_t h, uint32_t dh, uint32_t c, int merge) {
   uint32_t d = h * dh, cols = c * d;
   uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
@@ -163,10 +181,10 @@ __device__ void heads(const T *src0, const T *src1, const T *src2, const T *bias
     uint64_t headed = (((uint64_t)bb * h + hh) * n + i) * dh + e;
     uint64_t flat = (uint64_t)row * cols + j;
     if (merge) {
-      const T *src = s == 0 ? src0 : (s == 1 ? src1 : src2);
+      const S *src = s == 0 ? src0 : (s == 1 ? src1 : src2);
       dst[flat] = src[headed];
     } else {
-      dst[s * part + headed] = src0[flat] + bias[j];
+      st(dst, s * part + headed, ld(src0, flat) + ld(bias, j));
     }
   }
 }
@@ -192,26 +210,30 @@ template <typename T> __device__ void sum_squares(const T *g, double *out, uint6
 }
 
 #define BOTH(name, params, args)                                                                    \
-  extern "C" __global__ void name##_f32 params(float) { name<float> args; }                        \
-  extern "C" __global__ void name##_f64 params(double) { name<double> args; }
+  extern "C" __global__ void name##_f32 params(float, float) { name<float> args; }                 \
+  extern "C" __global__ void name##_f64 params(double, double) { name<double> args; }
+#define ALL3(name, params, args)                                                                    \
+  BOTH(name, params, args)                                                                          \
+  extern "C" __global__ void name##_bf16 params(__nv_bfloat16, float) { name<__nv_bfloat16> args; }
 
-#define P_ROWS(T) (const T *x, const T *v, T *y, uint64_t n, uint64_t k, int mul)
-BOTH(rows_op, P_ROWS, (x, v, y, n, k, mul))
-#define P_SMF(T) (const T *x, const T *bias, T *y, uint64_t rows, uint64_t n, uint64_t period, T scale)
-BOTH(softmax_fwd, P_SMF, (x, bias, y, rows, n, period, scale))
-#define P_SMB(T) (const T *y, const T *g, T *dx, uint64_t rows, uint64_t n, T scale)
-BOTH(softmax_bwd, P_SMB, (y, g, dx, rows, n, scale))
-#define P_LNR(T) (const T *x, const T *a, const T *b, T *y, uint64_t rows, uint64_t d, T eps, int mode)
-BOTH(ln_rows, P_LNR, (x, a, b, y, rows, d, eps, mode))
-#define P_LNB(T) (const T *x, const T *w, const T *g, T *dx, uint64_t rows, uint64_t d, T eps)
-BOTH(ln_bwd, P_LNB, (x, w, g, dx, rows, d, eps))
-#define P_ACT(T) (const T *m, const T *b, const T *g, T *y, uint64_t n, uint64_t k, int act, int grad)
-BOTH(bias_act, P_ACT, (m, b, g, y, n, k, act, grad))
-#define P_ADAM(T) (const T *p, const T *g, const T *mv, T *out, uint64_t n, T clip, T wd, T decay, int decoupled, \
-                    T b1, T b2, T step_size, T bias2_sqrt, T eps)
+// Parameter lists by (S, C): S the storage type of the tensors, C of the scalars.
+#define P_ROWS(S, C) (const S *x, const S *v, S *y, uint64_t n, uint64_t k, int mul)
+ALL3(rows_op, P_ROWS, (x, v, y, n, k, mul))
+#define P_SMF(S, C) (const S *x, const S *bias, S *y, uint64_t rows, uint64_t n, uint64_t period, C scale)
+ALL3(softmax_fwd, P_SMF, (x, bias, y, rows, n, period, scale))
+#define P_SMB(S, C) (const S *y, const S *g, S *dx, uint64_t rows, uint64_t n, C scale)
+ALL3(softmax_bwd, P_SMB, (y, g, dx, rows, n, scale))
+#define P_LNR(S, C) (const S *x, const S *a, const S *b, S *y, uint64_t rows, uint64_t d, C eps, int mode)
+ALL3(ln_rows, P_LNR, (x, a, b, y, rows, d, eps, mode))
+#define P_LNB(S, C) (const S *x, const S *w, const S *g, S *dx, uint64_t rows, uint64_t d, C eps)
+ALL3(ln_bwd, P_LNB, (x, w, g, dx, rows, d, eps))
+#define P_ACT(S, C) (const S *m, const S *b, const S *g, S *y, uint64_t n, uint64_t k, int act, int grad)
+ALL3(bias_act, P_ACT, (m, b, g, y, n, k, act, grad))
+#define P_ADAM(S, C) (const S *p, const S *g, const S *mv, S *out, uint64_t n, C clip, C wd, C decay, int decoupled, \
+                       C b1, C b2, C step_size, C bias2_sqrt, C eps)
 BOTH(adam, P_ADAM, (p, g, mv, out, n, clip, wd, decay, decoupled, b1, b2, step_size, bias2_sqrt, eps))
-#define P_HEADS(T) (const T *src0, const T *src1, const T *src2, const T *bias, T *dst, uint32_t rows, uint32_t n, \
-                     uint32_t h, uint32_t dh, uint32_t c, int merge)
-BOTH(heads, P_HEADS, (src0, src1, src2, bias, dst, rows, n, h, dh, c, merge))
+#define P_HEADS(S, C) (const S *src0, const S *src1, const S *src2, const S *bias, S *dst, uint32_t rows, uint32_t n, \
+                        uint32_t h, uint32_t dh, uint32_t c, int merge)
+ALL3(heads, P_HEADS, (src0, src1, src2, bias, dst, rows, n, h, dh, c, merge))
 extern "C" __global__ void sum_squares_f32(const float *g, double *out, uint64_t n) { sum_squares<float>(g, out, n); }
 extern "C" __global__ void sum_squares_f64(const double *g, double *out, uint64_t n) { sum_squares<double>(g, out, n); }

@@ -278,31 +278,41 @@ impl Fused {
         let k = inputs[0].1.shape().dims().last().copied().unwrap_or(1).max(1);
         let heads = matches!(self, Fused::SplitHeads { .. } | Fused::MergeHeads)
             .then(|| self.heads_geometry(inputs[0].1.shape(), inputs.len()));
-        fn run<T: Float + candle_core::WithDType>(
-            op: &Fused,
-            inputs: &[(&CpuStorage, &Layout)],
-            k: usize,
-            heads: Option<(usize, usize, usize, usize, usize)>,
-        ) -> Result<Vec<T>> {
-            let x = inputs
-                .iter()
-                .map(|(s, l)| match l.contiguous_offsets() {
-                    Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-                    None => bail!("fused op: input is not contiguous"),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(match heads {
-                Some(g) => op.heads_cpu(&x, g),
-                None => op.cpu(&x, k),
-            })
-        }
         let out = match inputs[0].0 {
-            CpuStorage::F32(_) => CpuStorage::F32(run(self, inputs, k, heads)?),
-            CpuStorage::F64(_) => CpuStorage::F64(run(self, inputs, k, heads)?),
-            _ => bail!("fused op {}: f32 or f64 only", self.name()),
+            CpuStorage::F32(_) => CpuStorage::F32(self.cpu_on(&contiguous_slices::<f32>(inputs)?, k, heads)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.cpu_on(&contiguous_slices::<f64>(inputs)?, k, heads)),
+            CpuStorage::BF16(_) => {
+                // as on the GPU: loaded into f32, computed in f32, rounded once on the store
+                let wide = contiguous_slices::<half::bf16>(inputs)?
+                    .iter()
+                    .map(|x| x.iter().map(|v| v.to_f32()).collect::<Vec<f32>>())
+                    .collect::<Vec<_>>();
+                let out = self.cpu_on(&wide.iter().map(Vec::as_slice).collect::<Vec<_>>(), k, heads);
+                CpuStorage::BF16(out.into_iter().map(half::bf16::from_f32).collect())
+            }
+            _ => bail!("fused op {}: f32, f64 or bf16 only", self.name()),
         };
         Ok((out, shape))
     }
+
+    /// The CPU version on contiguous inputs: a heads op with its geometry, or a row op.
+    fn cpu_on<T: Float>(&self, x: &[&[T]], k: usize, heads: Option<(usize, usize, usize, usize, usize)>) -> Vec<T> {
+        match heads {
+            Some(g) => self.heads_cpu(x, g),
+            None => self.cpu(x, k),
+        }
+    }
+}
+
+/// The contiguous slices of CPU storages of element type T.
+fn contiguous_slices<'a, T: candle_core::WithDType>(inputs: &[(&'a CpuStorage, &Layout)]) -> Result<Vec<&'a [T]>> {
+    inputs
+        .iter()
+        .map(|(s, l)| match l.contiguous_offsets() {
+            Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+            None => bail!("fused op: input is not contiguous"),
+        })
+        .collect()
 }
 
 /// [`AdamUpdate`] on the CPU: θ, g [len] and mv = [m, v] to [θ', m', v'].
@@ -352,7 +362,9 @@ mod gpu {
         LaunchConfig { grid_dim: (rows.div_ceil(8).max(1) as u32, 1, 1), block_dim: (32, 8, 1), shared_mem_bytes: 0 }
     }
 
-    fn launch<T: CudaDType + DeviceRepr + WithDType>(
+    /// Launches `op` on storages of element type S with scalars of type C (the type of the
+    /// kernel's arithmetic: S itself, or f32 for bf16).
+    fn launch<S: CudaDType + DeviceRepr, C: DeviceRepr + WithDType>(
         op: Fused,
         inputs: &[(&CudaStorage, &Layout)],
         suffix: &str,
@@ -361,7 +373,7 @@ mod gpu {
         let views = inputs
             .iter()
             .map(|(s, l)| match l.contiguous_offsets() {
-                Some((a, b)) => Ok(s.as_cuda_slice::<T>()?.slice(a..b)),
+                Some((a, b)) => Ok(s.as_cuda_slice::<S>()?.slice(a..b)),
                 None => bail!("fused op: input is not contiguous"),
             })
             .collect::<Result<Vec<_>>>()?;
@@ -370,7 +382,7 @@ mod gpu {
         let (n64, k64, rows) = (n as u64, k as u64, (n / k) as u64);
         let out_len = op.out_shape(inputs[0].1.shape(), inputs.len()).elem_count();
         // SAFETY: every element is written by the kernel below.
-        let out = unsafe { dev.alloc::<T>(out_len.max(1)) }?;
+        let out = unsafe { dev.alloc::<S>(out_len.max(1)) }?;
         let (kernel, cfg) = match op {
             Fused::AddRows | Fused::MulRows => ("rows_op", flat(n)),
             Fused::Softmax { .. } => ("softmax_fwd", by_rows(n / k)),
@@ -392,10 +404,10 @@ mod gpu {
         };
         let func = dev.get_or_load_custom_func(&format!("{kernel}_{suffix}"), "urpe_fused", PTX)?;
         let mut b = func.builder();
-        let eps = T::from_f64(LN_EPS);
+        let eps = C::from_f64(LN_EPS);
         let scale = match op {
-            Fused::Softmax { scale, .. } | Fused::SoftmaxBackward { scale } => T::from_f64(scale),
-            _ => T::from_f64(1.0),
+            Fused::Softmax { scale, .. } | Fused::SoftmaxBackward { scale } => C::from_f64(scale),
+            _ => C::from_f64(1.0),
         };
         let (period, flag, act) = match op {
             Fused::Softmax { period, .. } => (period as u64, 0i32, 0i32),
@@ -409,7 +421,7 @@ mod gpu {
             Fused::Adam(a) => [a.clip, a.wd, a.decay, a.beta1, a.beta2, a.step_size, a.bias2_sqrt, a.eps],
             _ => [0.0; 8],
         }
-        .map(T::from_f64);
+        .map(C::from_f64);
         let heads_op = matches!(op, Fused::SplitHeads { .. } | Fused::MergeHeads);
         let merge = matches!(op, Fused::MergeHeads) as i32;
         let geometry = match heads_op {
@@ -463,14 +475,16 @@ mod gpu {
     }
 
     impl Fused {
-        /// Runs on CUDA storages (every input contiguous, of one float type).
+        /// Runs on CUDA storages (every input contiguous, of one float type: f32, f64, or
+        /// bf16 for every op but Adam).
         pub(super) fn cuda_storage(&self, inputs: &[(&CudaStorage, &Layout)]) -> Result<(CudaStorage, Shape)> {
             self.check_layouts(&inputs.iter().map(|(_, l)| *l).collect::<Vec<_>>())?;
             let shape = self.out_shape(inputs[0].1.shape(), inputs.len());
             let out = match inputs[0].0.dtype() {
-                DType::F32 => launch::<f32>(*self, inputs, "f32")?,
-                DType::F64 => launch::<f64>(*self, inputs, "f64")?,
-                other => bail!("fused op {}: f32 or f64 only, not {other:?}", self.name()),
+                DType::F32 => launch::<f32, f32>(*self, inputs, "f32")?,
+                DType::F64 => launch::<f64, f64>(*self, inputs, "f64")?,
+                DType::BF16 if !matches!(self, Fused::Adam(_)) => launch::<half::bf16, f32>(*self, inputs, "bf16")?,
+                other => bail!("fused op {}: no kernel for {other:?}", self.name()),
             };
             Ok((out, shape))
         }
@@ -554,12 +568,19 @@ impl CustomOp3 for Fused {
 /// A named operand of a fused op.
 type Operand<'a> = (&'a str, &'a Tensor);
 
-/// The float operands of `op` share one dtype, f32 or f64, and one device; returns the dtype.
+/// The float operands of `op` share one dtype, f32, f64 or bf16, and one device; returns
+/// the dtype.
 fn expect_float(op: &str, operands: &[Operand]) -> Result<DType> {
+    expect_dtype(op, operands, &[DType::F32, DType::F64, DType::BF16])
+}
+
+/// The operands of `op` share one dtype, one of `allowed`, and one device; returns the dtype.
+fn expect_dtype(op: &str, operands: &[Operand], allowed: &[DType]) -> Result<DType> {
     let (first, t0) = operands[0];
     let dtype = t0.dtype();
-    if !matches!(dtype, DType::F32 | DType::F64) {
-        bail!("{op}: operand {first} has dtype {dtype:?}, expected f32 or f64");
+    if !allowed.contains(&dtype) {
+        let names: Vec<&str> = allowed.iter().map(|d| d.as_str()).collect();
+        bail!("{op}: operand {first} has dtype {dtype:?}, expected one of {}", names.join(", "));
     }
     for &(name, t) in &operands[1..] {
         if t.dtype() != dtype {
@@ -721,7 +742,7 @@ pub fn bias_activation_backward(m: &Tensor, b: &Tensor, g: &Tensor, act: Activat
 /// elementwise ops).
 pub fn adam_update(theta: &Tensor, g: &Tensor, mv: &Tensor, update: AdamUpdate) -> Result<Tensor> {
     const OP: &str = "adam_update";
-    expect_float(OP, &[("theta", theta), ("g", g), ("mv", mv)])?;
+    expect_dtype(OP, &[("theta", theta), ("g", g), ("mv", mv)], &[DType::F32, DType::F64])?;
     expect_same_shape(OP, ("g", g), ("theta", theta))?;
     expect_dims(OP, ("mv", mv), &[2, theta.elem_count()])?;
     apply3(Fused::Adam(update), &theta.flatten_all()?, &g.flatten_all()?, &mv.flatten_all()?)
@@ -853,7 +874,7 @@ pub fn sum_squares_into(tensors: &[Tensor]) -> Result<Tensor> {
     let Some(first) = tensors.first() else { bail!("{OP}: no tensors, expected at least one") };
     let names: Vec<String> = (0..tensors.len()).map(|i| format!("tensors[{i}]")).collect();
     let operands: Vec<Operand> = names.iter().map(String::as_str).zip(tensors).collect();
-    expect_float(OP, &operands)?;
+    expect_dtype(OP, &operands, &[DType::F32, DType::F64])?;
     let parts = Tensor::zeros(tensors.len() * SUM_SQUARES_PARTS, candle_core::DType::F64, first.device())?;
     for (i, t) in tensors.iter().enumerate() {
         parts.narrow(0, i * SUM_SQUARES_PARTS, SUM_SQUARES_PARTS)?.inplace_op2(&t.contiguous()?, &SumSquares)?;

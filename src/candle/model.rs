@@ -35,9 +35,9 @@ pub struct Constants {
     pub family: Vec<Tensor>,
     /// Token inputs: the class ids 0..vocab as [1, vocab] (u32), for the one-hot embedding.
     pub vocab_ids: Option<Tensor>,
-    /// Zeros [1, n]: the score bias of a family without one.
+    /// Zeros [1, n] of the compute type: the score bias of a family without one.
     pub no_bias: Tensor,
-    /// Zeros [d]: the bias of a heads split that adds none.
+    /// Zeros [d] of the compute type: the bias of a heads split that adds none.
     pub zero_width: Tensor,
 }
 
@@ -55,8 +55,11 @@ pub struct CandleModel {
     pub layout: Arc<ModelLayout>,
     /// Device.
     pub device: Device,
-    /// Floating-point type of the variables (F32 or F64).
+    /// Floating-point type of the variables, their gradients and Adam's moments (F32 or F64).
     pub dtype: DType,
+    /// Floating-point type of the activations and matrix products: `dtype`, or BF16 for
+    /// mixed precision (see [`Self::with_compute`]).
+    pub compute: DType,
     vars: Vec<Var>,
     family: Box<dyn CandleTerms>,
     constants: Mutex<HashMap<usize, Arc<Constants>>>,
@@ -102,12 +105,30 @@ impl CandleModel {
             layout,
             device: device.clone(),
             dtype,
+            compute: dtype,
             vars,
             family,
             constants: Mutex::new(HashMap::new()),
             ones: Mutex::new(HashMap::new()),
             adam: None,
         })
+    }
+
+    /// The same model computing its activations and matrix products in `compute`: the
+    /// variables' own type, or BF16 over F32 variables (mixed precision as PyTorch's
+    /// autocast: bf16 products and stored activations; f32 master weights, gradients, loss
+    /// and Adam; the fused kernels load bf16, compute in f32 and round once on the store).
+    pub fn with_compute(mut self, compute: DType) -> Result<Self> {
+        if compute != self.dtype && !(compute == DType::BF16 && self.dtype == DType::F32) {
+            return Err(Error::Input(format!(
+                "candle: compute type {compute:?} over {:?} variables: expected the variables' type, or bf16 over f32",
+                self.dtype
+            )));
+        }
+        self.compute = compute;
+        self.constants.lock().expect("constants lock").clear();
+        self.ones.lock().expect("ones lock").clear();
+        Ok(self)
     }
 
     /// The parameters copied back to the host as a model of float type F.
@@ -135,14 +156,14 @@ impl CandleModel {
         &*self.family
     }
 
-    /// 1ᵀ·x over the rows of x [rows, k] as [k] (a product with a cached ones row: a
-    /// strided column sum is slow on a GPU).
+    /// 1ᵀ·x over the rows of x [rows, k] (of the compute type) as [k] (a product with a
+    /// cached ones row: a strided column sum is slow on a GPU).
     pub(super) fn column_sum(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (rows, k) = x.dims2()?;
         let ones = match self.ones.lock().expect("ones lock").entry(rows) {
             std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(Tensor::ones((1, rows), self.dtype, &self.device)?).clone()
+                e.insert(Tensor::ones((1, rows), self.compute, &self.device)?).clone()
             }
         };
         ones.matmul(x)?.reshape(k)
@@ -183,8 +204,8 @@ impl CandleModel {
                 }
                 InputIds::Linear(_) => None,
             },
-            no_bias: Tensor::zeros((1, n), self.dtype, &self.device).map_err(err)?,
-            zero_width: Tensor::zeros(c.width, self.dtype, &self.device).map_err(err)?,
+            no_bias: Tensor::zeros((1, n), self.compute, &self.device).map_err(err)?,
+            zero_width: Tensor::zeros(c.width, self.compute, &self.device).map_err(err)?,
         };
         let made = Arc::new(made);
         cache.insert(n, made.clone());

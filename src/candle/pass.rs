@@ -70,14 +70,24 @@ pub struct PassCache {
 }
 
 impl CandleModel {
-    /// A parameter as a plain tensor (no graph).
-    fn w(&self, id: TensorId) -> Tensor {
-        self.var(id).detach()
+    /// A parameter as a plain tensor (no graph) of the compute type.
+    fn w(&self, id: TensorId) -> candle_core::Result<Tensor> {
+        self.var(id).detach().to_dtype(self.compute)
+    }
+
+    /// Parameters `ids` of the compute type, concatenated along `dim`.
+    fn w_cat(&self, ids: [TensorId; 3], dim: usize) -> candle_core::Result<Tensor> {
+        Tensor::cat(&ids.map(|id| self.w(id)).into_iter().collect::<candle_core::Result<Vec<_>>>()?, dim)
+    }
+
+    /// A graph tensor (the gate) as a flat plain tensor of the compute type.
+    fn flat_compute(&self, t: &Tensor) -> candle_core::Result<Tensor> {
+        t.detach().to_dtype(self.compute)?.flatten_all()
     }
 
     /// y = x·W + b, x [rows, in].
     fn linear_forward(&self, x: &Tensor, ids: LinearIds) -> candle_core::Result<Tensor> {
-        add_rows(&x.matmul(&self.w(ids.weight))?, &self.w(ids.bias))
+        add_rows(&x.matmul(&self.w(ids.weight)?)?, &self.w(ids.bias)?)
     }
 
     /// ∂W += xᵀ·g, ∂b += 1ᵀ·g.
@@ -95,12 +105,12 @@ impl CandleModel {
         grads: &mut Grads,
     ) -> candle_core::Result<Tensor> {
         self.linear_param_grads(x, ids, g, grads)?;
-        g.matmul(&self.w(ids.weight).t()?)
+        g.matmul(&self.w(ids.weight)?.t()?)
     }
 
     fn norm_forward(&self, x: &Tensor, ids: Option<NormIds>) -> candle_core::Result<Tensor> {
         let ids = ids.expect("norm tensors");
-        layer_norm(x, &self.w(ids.weight), &self.w(ids.bias))
+        layer_norm(x, &self.w(ids.weight)?, &self.w(ids.bias)?)
     }
 
     /// ∂w += 1ᵀ·(g ⊙ x̂), ∂b += 1ᵀ·g; returns ∂L/∂x.
@@ -114,19 +124,19 @@ impl CandleModel {
         let ids = ids.expect("norm tensors");
         grads.add(ids.weight, self.column_sum(&layer_norm_xhat_product(x, g)?)?)?;
         grads.add(ids.bias, self.column_sum(g)?)?;
-        layer_norm_backward(x, &self.w(ids.weight), g)
+        layer_norm_backward(x, &self.w(ids.weight)?, g)
     }
 
     fn ffn_forward(&self, x: &Tensor, ids: &LayerIds) -> candle_core::Result<(Tensor, FfnCache)> {
-        let m = x.matmul(&self.w(ids.up.weight))?;
-        let hidden = bias_activation(&m, &self.w(ids.up.bias), self.config.activation)?;
+        let m = x.matmul(&self.w(ids.up.weight)?)?;
+        let hidden = bias_activation(&m, &self.w(ids.up.bias)?, self.config.activation)?;
         let y = self.linear_forward(&hidden, ids.down)?;
         Ok((y, FfnCache { x: x.clone(), m, hidden }))
     }
 
     fn ffn_backward(&self, c: &FfnCache, ids: &LayerIds, g: &Tensor, grads: &mut Grads) -> candle_core::Result<Tensor> {
         let g_hidden = self.linear_backward(&c.hidden, ids.down, g, grads)?;
-        let g_u = bias_activation_backward(&c.m, &self.w(ids.up.bias), &g_hidden, self.config.activation)?;
+        let g_u = bias_activation_backward(&c.m, &self.w(ids.up.bias)?, &g_hidden, self.config.activation)?;
         self.linear_backward(&c.x, ids.up, &g_u, grads)
     }
 
@@ -140,14 +150,17 @@ impl CandleModel {
         let c = &self.config;
         let rows = x.dims2()?.0;
         let (b, n, h, dh) = (batch, rows / batch, c.heads, c.head_dim());
-        let (w, lin) = (|id| self.w(id), [ids.q, ids.k, ids.v]);
-        let w_qkv = Tensor::cat(&lin.map(|l| w(l.weight)), 1)?;
-        let qkv = split_heads(&x.matmul(&w_qkv)?, &Tensor::cat(&lin.map(|l| w(l.bias)), 0)?, n, h, 3)?;
+        let lin = [ids.q, ids.k, ids.v];
+        let (w_qkv, b_qkv) = (self.w_cat(lin.map(|l| l.weight), 1)?, self.w_cat(lin.map(|l| l.bias), 0)?);
+        let qkv = split_heads(&x.matmul(&w_qkv)?, &b_qkv, n, h, 3)?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
         let terms = self.score_terms(ids, &q, &k, consts)?;
         let has_terms = terms.is_some();
         let (qs, ks, extra) = match terms {
-            Some(t) => (t.q.detach().contiguous()?, t.k.detach().contiguous()?, t.extra.map(|e| e.detach())),
+            Some(t) => {
+                let compute = |t: Tensor| t.detach().to_dtype(self.compute)?.contiguous();
+                (compute(t.q)?, compute(t.k)?, t.extra.map(compute).transpose()?)
+            }
             None => (q.clone(), k.clone(), None),
         };
         let mut s = qs.matmul(&ks.t()?)?;
@@ -158,14 +171,14 @@ impl CandleModel {
         let p = softmax(&s, &bias.rows, 1.0 / (dh as f64).sqrt())?;
         let gate = self.gate(&ids.pos, consts, n)?;
         let mix = match &gate {
-            Some(g) => mul_rows(&p.reshape((b, h * n * n))?, &g.detach().flatten_all()?)?.reshape((b, h, n, n))?,
+            Some(g) => mul_rows(&p.reshape((b, h * n * n))?, &self.flat_compute(g)?)?.reshape((b, h, n, n))?,
             None => p.clone(),
         };
         let mut o = mix.matmul(&v)?;
         let value_term = self.value_term(ids, &mix, consts)?;
         let has_value_term = value_term.is_some();
         if let Some(e) = value_term {
-            o = (o + e.detach())?;
+            o = (o + e.detach().to_dtype(self.compute)?)?;
         }
         let merged = merge_heads(&[&o])?;
         let out = self.linear_forward(&merged, ids.o)?;
@@ -216,7 +229,7 @@ impl CandleModel {
                 let flat = |t: &Tensor| t.reshape((b, h * n * n));
                 let g_gate = self.column_sum(&(flat(&g_mix)? * flat(&c.p)?)?)?.reshape((h, n, n))?;
                 self.vjp(&[(gate, &g_gate)], &[], grads)?;
-                mul_rows(&flat(&g_mix)?, &gate.detach().flatten_all()?)?.reshape((b, h, n, n))?
+                mul_rows(&flat(&g_mix)?, &self.flat_compute(gate)?)?.reshape((b, h, n, n))?
             }
             None => g_mix,
         };
@@ -322,9 +335,9 @@ impl CandleModel {
         let (ids, d) = (&*self.layout, self.config.width);
         let (input, mut h) = match ids.input {
             InputIds::Embed(e) => {
-                let table = self.w(e);
+                let table = self.w(e)?;
                 let classes = constants.vocab_ids.as_ref().expect("token input");
-                let one_hot = x.unsqueeze(1)?.broadcast_eq(classes)?.to_dtype(self.dtype)?;
+                let one_hot = x.unsqueeze(1)?.broadcast_eq(classes)?.to_dtype(self.compute)?;
                 let h = one_hot.matmul(&table)?;
                 (one_hot, h)
             }
@@ -334,7 +347,7 @@ impl CandleModel {
                 (x2, h)
             }
         };
-        if let Some(table) = self.input_rows(&constants, n)?.map(|t| t.detach()) {
+        if let Some(table) = self.input_rows(&constants, n)?.map(|t| t.detach().to_dtype(self.compute)).transpose()? {
             h = add_rows(&h.reshape((batch, n * d))?, &table.flatten_all()?)?.reshape((batch * n, d))?;
         }
         let mut blocks = Vec::with_capacity(ids.layers.len());
@@ -355,7 +368,7 @@ impl CandleModel {
     /// layout's order (a parameter the pass did not reach is an error naming it).
     pub fn backward_pass(&self, c: &PassCache, g_out: &Tensor) -> Result<Vec<Tensor>> {
         let ids = &*self.layout;
-        let mut grads = Grads::new(self.variables().len());
+        let mut grads = Grads::new(self.variables().len(), self.dtype);
         let run = |grads: &mut Grads| -> candle_core::Result<()> {
             let mut g = self.linear_backward(&c.head_in, ids.head, g_out, grads)?;
             if ids.final_norm.is_some() {

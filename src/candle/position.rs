@@ -34,8 +34,9 @@ impl CandleModel {
         }
     }
 
-    /// q', k' and E of the layer's family from q and k [b, h, n, d_h]; none where the
-    /// family scores q·kᵀ alone.
+    /// q', k' and E of the layer's family from q and k [b, h, n, d_h] (in the variables'
+    /// type: a bf16 q or k is widened inside the graph); none where the family scores q·kᵀ
+    /// alone.
     pub fn score_terms(
         &self,
         ids: &AttentionIds,
@@ -44,11 +45,12 @@ impl CandleModel {
         consts: &Constants,
     ) -> Result<Option<ScoreTerms>> {
         let n = q.dim(2)?;
-        self.family().score_terms(&self.family_cx(&ids.pos.family, consts, n), q, k)
+        let (q, k) = (q.to_dtype(self.dtype)?, k.to_dtype(self.dtype)?);
+        self.family().score_terms(&self.family_cx(&ids.pos.family, consts, n), &q, &k)
     }
 
     /// The score bias: the family's learned part laid out [h, n, n], its fixed part and the
-    /// causal mask; zeros [1, n] where there is none.
+    /// causal mask, as rows of the compute type; zeros [1, n] where there is none.
     pub fn score_bias(&self, pos: &PositionIds, consts: &Constants, n: usize) -> Result<ScoreBias> {
         let cx = self.family_cx(&pos.family, consts, n);
         let learned = self.family().learned_bias(&cx)?;
@@ -62,7 +64,7 @@ impl CandleModel {
         let rows = match rows {
             Some(r) => {
                 let n_cols = r.dim(D::Minus1)?;
-                r.contiguous()?.reshape((r.elem_count() / n_cols, n_cols))?
+                r.contiguous()?.reshape((r.elem_count() / n_cols, n_cols))?.to_dtype(self.compute)?
             }
             None => consts.no_bias.clone(),
         };
@@ -77,7 +79,7 @@ impl CandleModel {
     /// The family's value term [b, h, n, d_h] from the weights G [b, h, n, n] that multiply V.
     pub fn value_term(&self, ids: &AttentionIds, mix: &Tensor, consts: &Constants) -> Result<Option<Tensor>> {
         let n = mix.dim(2)?;
-        self.family().value_term(&self.family_cx(&ids.pos.family, consts, n), mix)
+        self.family().value_term(&self.family_cx(&ids.pos.family, consts, n), &mix.to_dtype(self.dtype)?)
     }
 
     /// The family's input rows [n, d] (a graph over the model's variables), if any.
@@ -85,12 +87,13 @@ impl CandleModel {
         self.family().input_rows(&self.family_cx(&self.layout.input_pos, consts, n))
     }
 
-    /// Backpropagates Σᵢ ⟨outputsᵢ, seedsᵢ⟩ through candle's graph: adds the gradient of
-    /// every model variable it reaches to `grads` and returns those of `leaves`.
+    /// Backpropagates Σᵢ ⟨outputsᵢ, seedsᵢ⟩ through candle's graph (each seed cast to its
+    /// output's type): adds the gradient of every model variable it reaches to `grads` and
+    /// returns those of `leaves` (in each leaf's type).
     pub fn vjp(&self, pairs: &[(&Tensor, &Tensor)], leaves: &[&Var], grads: &mut Grads) -> Result<Vec<Option<Tensor>>> {
         let mut total: Option<Tensor> = None;
         for (out, seed) in pairs {
-            let term = (*out * seed.detach())?.sum_all()?;
+            let term = (*out * seed.detach().to_dtype(out.dtype())?)?.sum_all()?;
             total = Some(match total {
                 Some(t) => (t + term)?,
                 None => term,

@@ -11,11 +11,12 @@ use crate::error::{Error, Result};
 #[command(after_help = "\
 Examples:
   urpe bench --shape A
-  urpe bench --shape paper --backend candle --device cuda:0 --tf32   # a GPU build
+  urpe bench --shape paper --backend candle --device cuda:0 --precision tf32   # a GPU build
+  urpe bench --shape paper --backend candle --device cuda:0 --precision bf16
 
 Shapes: A (n 16, d 32, 4 heads, 2 layers, batch 64), B (n 32, d 64, 4 layers, batch 32),
 C (n 128, d 64, 3 layers, batch 32), paper (n 128, d 768, 12 heads, 3 layers, batch 128,
-vocabulary 1000); position-id, post-norm, FFN 4d, f32.")]
+vocabulary 1000); position-id, post-norm, FFN 4d; f32 unless --precision says otherwise.")]
 pub struct Args {
     /// Shape: A, B, C or paper.
     #[arg(long, default_value = "A")]
@@ -42,15 +43,7 @@ pub fn run(a: Args) -> Result<()> {
         return Err(Error::Input("--reps and --timings must be at least 1".into()));
     }
     let backend = a.engine.backend()?;
-    outln!(
-        "shape {} on {} {}{}: median of {} timings of {} steps",
-        shape.name,
-        a.engine.backend,
-        a.engine.device,
-        if a.engine.tf32 { " (TF32 matmuls)" } else { "" },
-        a.timings,
-        a.reps
-    )?;
+    outln!("shape {} on {}: median of {} timings of {} steps", shape.name, backend.label(), a.timings, a.reps)?;
     for urpe in [false, true] {
         let config = shape.run(urpe)?;
         let ms = super::runtime::with_threads(a.threads, || time_steps(config, &backend, a.reps, a.timings))?;

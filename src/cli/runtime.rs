@@ -1,8 +1,8 @@
 //! What the commands that train share: the engine flags (`--backend`, `--device`,
-//! `--tf32`, parsed in one place), the worker pool of `--threads`, and the stop flag that
+//! `--precision`, parsed in one place), the worker pool of `--threads`, and the stop flag that
 //! Ctrl-C and SIGTERM set.
 
-use crate::engine::Backend;
+use crate::engine::{Backend, Precision};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,18 +16,21 @@ pub struct EngineArgs {
     /// Device of the candle engine: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Let CUDA matrix multiplies use TF32 (candle on a GPU only).
-    #[arg(long)]
+    /// Arithmetic of the candle engine: fp32; tf32 (products on TF32 tensor cores, CUDA
+    /// only); bf16 (bf16 products and activations over f32 weights, gradients and Adam,
+    /// as PyTorch's autocast).
+    #[arg(long, default_value = "fp32", value_parser = ["fp32", "tf32", "bf16"])]
+    pub precision: String,
+    /// Same as --precision tf32 (kept for earlier scripts).
+    #[arg(long, conflicts_with = "precision")]
     pub tf32: bool,
 }
 
 impl EngineArgs {
-    /// The engine the flags name, with TF32 switched on where asked (an error where
-    /// `--tf32` does not apply).
+    /// The engine the flags name (an input error where they do not combine).
     pub fn backend(&self) -> Result<Backend> {
-        let backend = Backend::parse(&self.backend, &self.device)?;
-        set_tf32(self.tf32, &backend)?;
-        Ok(backend)
+        let precision = if self.tf32 { Precision::Tf32 } else { Precision::parse(&self.precision)? };
+        Backend::parse(&self.backend, &self.device, precision)
     }
 }
 
@@ -42,23 +45,6 @@ pub fn with_threads<T: Send>(threads: Option<usize>, work: impl FnOnce() -> Resu
         .build()
         .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
     pool.install(work)
-}
-
-/// Lets CUDA matrix multiplies use TF32 (`--tf32`); an error off the candle engine on a GPU.
-fn set_tf32(tf32: bool, backend: &Backend) -> Result<()> {
-    if !tf32 {
-        return Ok(());
-    }
-    match backend {
-        Backend::Candle(device) if device.starts_with("cuda") && cfg!(feature = "cuda") => {
-            #[cfg(feature = "cuda")]
-            candle_core::cuda::set_gemm_reduced_precision_f32(true);
-            Ok(())
-        }
-        _ => Err(Error::Input(
-            "--tf32 applies to the candle backend on a CUDA device (a build with --features cuda)".into(),
-        )),
-    }
 }
 
 /// Installs a Ctrl-C / SIGTERM handler that sets the returned flag.

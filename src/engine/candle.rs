@@ -1,6 +1,6 @@
 //! The candle engine: [`CandleModel`] on a device, with the same Adam.
 
-use super::Engine;
+use super::{Engine, Precision};
 use crate::candle::model::to_host;
 use crate::candle::{CandleModel, parse_device};
 use crate::error::Result;
@@ -16,9 +16,14 @@ pub struct CandleEngine {
 }
 
 impl CandleEngine {
-    /// Copies `model` to `device` (`cpu` or `cuda:N`).
-    pub fn new(model: &Model<f32>, device: &str) -> Result<Self> {
-        Ok(CandleEngine { model: CandleModel::from_model(model, &parse_device(device)?, DType::F32)? })
+    /// Copies `model` to `device` (`cpu` or `cuda:N`) to train at `precision` (TF32 is a
+    /// process-wide cuBLAS setting: the last engine made sets it).
+    pub fn new(model: &Model<f32>, device: &str, precision: Precision) -> Result<Self> {
+        #[cfg(feature = "cuda")]
+        candle_core::cuda::set_gemm_reduced_precision_f32(precision == Precision::Tf32);
+        let compute = if precision == Precision::Bf16 { DType::BF16 } else { DType::F32 };
+        let model = CandleModel::from_model(model, &parse_device(device)?, DType::F32)?.with_compute(compute)?;
+        Ok(CandleEngine { model })
     }
 }
 
