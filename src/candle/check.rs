@@ -201,6 +201,12 @@ pub fn fused_gaps(device: &Device, dtype: DType) -> Result<Vec<(&'static str, f6
     let (y, yd) = random(&[2 * 5, 3 * 3 * 4], -1.0, 1.0)?; // rows b·n = 2·5, 3 chunks of 3 heads × 4
     let (yb, ybd) = random(&[3 * 3 * 4], -1.0, 1.0)?;
     let heads: Vec<_> = (0..3).map(|_| random(&[2, 3, 5, 4], -1.0, 1.0)).collect::<Result<_>>()?;
+    // heads of width 8 (16 bytes a thread in every type) and a buffer one element longer,
+    // read from its second element (an address that is not 16-byte aligned)
+    let (y8, y8d) = random(&[2 * 5, 2 * 3 * 8], -1.0, 1.0)?;
+    let (y8b, y8bd) = random(&[2 * 3 * 8], -1.0, 1.0)?;
+    let wide: Vec<_> = (0..3).map(|_| random(&[2, 3, 5, 8], -1.0, 1.0)).collect::<Result<_>>()?;
+    let (flat, flatd) = random(&[2 * 3 * 5 * 8 + 1], -1.0, 1.0)?;
     let adam = |decoupled| AdamUpdate {
         clip: 0.7,
         wd: 0.01,
@@ -257,6 +263,17 @@ pub fn fused_gaps(device: &Device, dtype: DType) -> Result<Vec<(&'static str, f6
             "merge_heads 3",
             Box::new(|t| merge_heads(&[t[0], t[1], t[2]])),
             vec![(&heads[0].0, &heads[0].1), (&heads[1].0, &heads[1].1), (&heads[2].0, &heads[2].1)],
+        ),
+        ("split_heads d_h 8", Box::new(|t| split_heads(t[0], t[1], 5, 3, 2)), vec![(&y8, &y8d), (&y8b, &y8bd)]),
+        (
+            "merge_heads 3 d_h 8",
+            Box::new(|t| merge_heads(&[t[0], t[1], t[2]])),
+            vec![(&wide[0].0, &wide[0].1), (&wide[1].0, &wide[1].1), (&wide[2].0, &wide[2].1)],
+        ),
+        (
+            "merge_heads 1 d_h 8 unaligned",
+            Box::new(|t| merge_heads(&[&t[0].narrow(0, 1, 2 * 3 * 5 * 8)?.reshape((2, 3, 5, 8))?])),
+            vec![(&flat, &flatd)],
         ),
         (
             "sum_squares_into",

@@ -30,14 +30,26 @@ template <typename T> __device__ __forceinline__ T warp_max(T v) {
   return v;
 }
 
+// Grid-stride loops index in 32 bits where n allows (a 64-bit modulo costs several times a
+// 32-bit one, and the column i % k is taken per element).
+#define INDEXED(n, ...)                                                                             \
+  if ((n) + (uint64_t)gridDim.x * blockDim.x <= 0xffffffffull) {                                    \
+    typedef uint32_t I;                                                                             \
+    __VA_ARGS__                                                                                     \
+  } else {                                                                                          \
+    typedef uint64_t I;                                                                             \
+    __VA_ARGS__                                                                                     \
+  }
+#define GRID_STRIDE(i, n) for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < (I)(n); i += (I)gridDim.x * blockDim.x)
+
 // y[i] = x[i] + v[i % k] (mul = 0) or x[i] * v[i % k] (mul = 1)
 template <typename S>
 __device__ void rows_op(const S *x, const S *v, S *y, uint64_t n, uint64_t k, int mul) {
   typedef typename Acc<S>::T T;
-  for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x) {
-    T b = ld(v, i % k), xi = ld(x, i);
+  INDEXED(n, GRID_STRIDE(i, n) {
+    T b = ld(v, i % (I)k), xi = ld(x, i);
     st(y, i, mul ? xi * b : xi + b);
-  }
+  })
 }
 
 // One warp per row (blockDim = 32 × 8): y = softmax(scale·x + bias[row % period]). The
@@ -135,8 +147,8 @@ template <typename S>
 __device__ void bias_act(const S *m, const S *b, const S *g, S *y, uint64_t n, uint64_t k, int act, int grad) {
   typedef typename Acc<S>::T T;
   const T inv_sqrt2 = T(0.70710678118654752440), inv_sqrt_2pi = T(0.39894228040143267794);
-  for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x) {
-    T u = ld(m, i) + ld(b, i % k);
+  INDEXED(n, GRID_STRIDE(i, n) {
+    T u = ld(m, i) + ld(b, i % (I)k);
     T out;
     if (act == 0) {
       T cdf = T(0.5) * (T(1) + k_erf(u * inv_sqrt2));
@@ -145,7 +157,7 @@ __device__ void bias_act(const S *m, const S *b, const S *g, S *y, uint64_t n, u
       out = grad ? (u > T(0) ? ld(g, i) : T(0)) : (u > T(0) ? u : T(0));
     }
     st(y, i, out);
-  }
+  })
 }
 
 // One Adam update of n parameters: out = [θ', m', v'] from θ, g and mv = [m, v] (see
@@ -164,27 +176,37 @@ __device__ void adam(const T *p, const T *g, const T *mv, T *out, uint64_t n, T 
   }
 }
 
-// Between rows [rows = b·n, c·d] and heads [b, h, n, d_h] (c of them, d = h·d_h): one
-// thread per (row, column), so both sides are read and written in runs of d_h.
+// Between rows [rows = b·n, c·d] and heads [b, h, n, d_h] (c of them, d = h·d_h), in units
+// of U consecutive elements (U = 1, or 16 bytes when d_h and every operand's address allow):
+// one thread per unit of a column run, looping over rows, so that both sides are read and
+// written in runs of d_h.
 // merge = 0: dst (c heads tensors, one after the other) = src0 + bias[column];
 // merge = 1: dst rows = the heads tensors src0, src1, src2 (c ≤ 3).
-template <typename S>
+template <typename S, int U> struct alignas(U * sizeof(S)) Pack { S v[U]; };
+
+template <typename S, int U>
 __device__ void heads(const S *src0, const S *src1, const S *src2, const S *bias, S *dst, uint32_t rows, uint32_t n,
                       uint32_t h, uint32_t dh, uint32_t c, int merge) {
+  typedef Pack<S, U> P;
   uint32_t d = h * dh, cols = c * d;
-  uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
+  uint32_t j = (blockIdx.x * blockDim.x + threadIdx.x) * U;
   if (j >= cols) return;
   uint32_t s = j / d, rem = j - s * d, hh = rem / dh, e = rem - hh * dh;
   uint64_t part = (uint64_t)rows * d;
+  const S *src = s == 0 ? src0 : (s == 1 ? src1 : src2);
+  P b;
+  if (!merge) b = *reinterpret_cast<const P *>(bias + j);
   for (uint32_t row = blockIdx.y; row < rows; row += gridDim.y) {
     uint32_t bb = row / n, i = row - bb * n;
     uint64_t headed = (((uint64_t)bb * h + hh) * n + i) * dh + e;
     uint64_t flat = (uint64_t)row * cols + j;
     if (merge) {
-      const S *src = s == 0 ? src0 : (s == 1 ? src1 : src2);
-      dst[flat] = src[headed];
+      *reinterpret_cast<P *>(dst + flat) = *reinterpret_cast<const P *>(src + headed);
     } else {
-      st(dst, s * part + headed, ld(src0, flat) + ld(bias, j));
+      P x = *reinterpret_cast<const P *>(src0 + flat), y;
+#pragma unroll
+      for (int u = 0; u < U; u++) st(y.v, u, ld(x.v, u) + ld(b.v, u));
+      *reinterpret_cast<P *>(dst + s * part + headed) = y;
     }
   }
 }
@@ -232,8 +254,15 @@ ALL3(bias_act, P_ACT, (m, b, g, y, n, k, act, grad))
 #define P_ADAM(S, C) (const S *p, const S *g, const S *mv, S *out, uint64_t n, C clip, C wd, C decay, int decoupled, \
                        C b1, C b2, C step_size, C bias2_sqrt, C eps)
 BOTH(adam, P_ADAM, (p, g, mv, out, n, clip, wd, decay, decoupled, b1, b2, step_size, bias2_sqrt, eps))
-#define P_HEADS(S, C) (const S *src0, const S *src1, const S *src2, const S *bias, S *dst, uint32_t rows, uint32_t n, \
-                        uint32_t h, uint32_t dh, uint32_t c, int merge)
-ALL3(heads, P_HEADS, (src0, src1, src2, bias, dst, rows, n, h, dh, c, merge))
+#define P_HEADS(S) (const S *src0, const S *src1, const S *src2, const S *bias, S *dst, uint32_t rows, uint32_t n, \
+                     uint32_t h, uint32_t dh, uint32_t c, int merge)
+#define A_HEADS (src0, src1, src2, bias, dst, rows, n, h, dh, c, merge)
+// heads_<type> moves one element a thread, heads16_<type> 16 bytes (4, 2 or 8 elements).
+extern "C" __global__ void heads_f32 P_HEADS(float) { heads<float, 1> A_HEADS; }
+extern "C" __global__ void heads_f64 P_HEADS(double) { heads<double, 1> A_HEADS; }
+extern "C" __global__ void heads_bf16 P_HEADS(__nv_bfloat16) { heads<__nv_bfloat16, 1> A_HEADS; }
+extern "C" __global__ void heads16_f32 P_HEADS(float) { heads<float, 4> A_HEADS; }
+extern "C" __global__ void heads16_f64 P_HEADS(double) { heads<double, 2> A_HEADS; }
+extern "C" __global__ void heads16_bf16 P_HEADS(__nv_bfloat16) { heads<__nv_bfloat16, 8> A_HEADS; }
 extern "C" __global__ void sum_squares_f32(const float *g, double *out, uint64_t n) { sum_squares<float>(g, out, n); }
 extern "C" __global__ void sum_squares_f64(const double *g, double *out, uint64_t n) { sum_squares<double>(g, out, n); }

@@ -342,7 +342,7 @@ mod gpu {
     use crate::config::Activation;
     use crate::nn::layernorm::LN_EPS;
     use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, WrapErr};
     use candle_core::{CudaStorage, DType, Layout, Result, Shape, WithDType, bail};
 
@@ -392,14 +392,23 @@ mod gpu {
             Fused::BiasActivation { .. } => ("bias_act", flat(n)),
             Fused::Adam(_) => ("adam", flat(n)),
             Fused::SplitHeads { .. } | Fused::MergeHeads => {
-                let (rows, _, _, _, _) = op.heads_geometry(inputs[0].1.shape(), inputs.len());
-                let cols = out_len / rows.max(1);
+                let (rows, _, _, dh, _) = op.heads_geometry(inputs[0].1.shape(), inputs.len());
+                // 16 bytes a thread where every run of d_h and every operand's address allow
+                let unit = 16 / std::mem::size_of::<S>();
+                let stream = dev.cuda_stream();
+                let aligned = |ptr: u64| ptr.is_multiple_of(16);
+                let wide = dh.is_multiple_of(unit)
+                    && views.iter().all(|v| aligned(v.device_ptr(&stream).0))
+                    && aligned(out.device_ptr(&stream).0);
+                let (kernel, unit) = if wide { ("heads16", unit) } else { ("heads", 1) };
+                let threads = (out_len / rows.max(1)).div_ceil(unit);
+                // a few rows a thread, so that its column's index arithmetic is done once
                 let cfg = LaunchConfig {
-                    grid_dim: (cols.div_ceil(256).max(1) as u32, rows.clamp(1, 65535) as u32, 1),
+                    grid_dim: (threads.div_ceil(256).max(1) as u32, rows.div_ceil(4).clamp(1, 65535) as u32, 1),
                     block_dim: (256, 1, 1),
                     shared_mem_bytes: 0,
                 };
-                ("heads", cfg)
+                (kernel, cfg)
             }
         };
         let func = dev.get_or_load_custom_func(&format!("{kernel}_{suffix}"), "urpe_fused", PTX)?;
