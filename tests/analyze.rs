@@ -197,6 +197,52 @@ fn random_models_of_every_family_match_the_theory() {
     assert!(inside >= 7 && all - inside >= 3, "the catalogue lost families");
 }
 
+/// Every normaliser, causal or not, every family, gate on and off: the theory's verdict
+/// (`ModelConfig::barrier_bound`) is what random models show. For each normaliser both
+/// verdicts occur (softmax: the in-softmax families bound; sigmoid and relu: only nope
+/// without the mask is, every family with position terms is free).
+#[test]
+fn random_models_with_every_normaliser_match_the_theory() {
+    for attention in urpe::normaliser::ALL.map(urpe::normaliser::Attention) {
+        let mut checked = (0, 0);
+        for family in Family::ALL {
+            for urpe in [false, true] {
+                for causal in [false, true] {
+                    let mut spec = ModelSpec::new(
+                        family,
+                        2,
+                        8,
+                        2,
+                        8,
+                        InputKind::Tokens { vocab: 11 },
+                        OutputKind::Classes { classes: 5 },
+                    );
+                    spec.urpe = urpe;
+                    spec.causal = causal;
+                    spec.attention = Some(attention);
+                    let config = spec.resolve().unwrap();
+                    let bound = config.barrier_bound();
+                    let model = random_model(config, 5).unwrap();
+                    let a = analyze(&model, &Options { n: 8, rank_inputs: 32, head_inputs: 4, seed: 2 }).unwrap();
+                    let case = format!("{} {attention} causal {causal}", a.label);
+                    let largest = a.rank.iter().map(|s| s.singular[0]).fold(0.0, f64::max);
+                    if bound {
+                        assert!(largest < 1e-12, "{case}: σ₁/‖h‖ = {largest}");
+                        checked.0 += 1;
+                    } else {
+                        assert!(a.positional_rank() > 0 && largest > 1e-4, "{case}: σ₁/‖h‖ = {largest}");
+                        checked.1 += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked.0 > 0 && checked.1 > 0, "{attention}: bound/free {checked:?}");
+        if !attention.0.right_stochastic() {
+            assert_eq!(checked.0, 1, "{attention}: only nope without the mask or the gate is bound");
+        }
+    }
+}
+
 fn best_positive(ranks: &[urpe::analysis::rank::StageRank]) -> bool {
     ranks.iter().any(|s| s.rank > 0 && s.singular[0] > RANK_TOLERANCE)
 }

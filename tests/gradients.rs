@@ -22,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use urpe::config::{Activation, Family, InputKind, ModelSpec, Norm, OutputKind};
 use urpe::nn::loss::{cross_entropy_loss, mse_loss};
 use urpe::nn::{BackwardWorkspace, ForwardCache, Model, ModelInput, Params};
+use urpe::normaliser::{self, Attention};
 
 const H: f64 = 5e-4;
 /// Step for ReLU models: small, so few stencils cross a kink (truncation is negligible at
@@ -68,22 +69,41 @@ impl Problem {
 /// A random problem; for ReLU the first seed whose FFN pre-activations all lie at least
 /// 1e-2 from the kink at 0 (finite differences need a smooth neighbourhood).
 fn problem(family: Family, urpe: bool, norm: Norm, causal: bool, variant: usize) -> Problem {
+    problem_with(family, urpe, norm, causal, variant, Attention::SOFTMAX)
+}
+
+/// [`problem`] with an attention normaliser; for relu attention also the first seed whose
+/// finite attention scores all lie at least 1e-2 from its kink at 0.
+fn problem_with(family: Family, urpe: bool, norm: Norm, causal: bool, variant: usize, attention: Attention) -> Problem {
     (0..)
-        .map(|attempt| draw(family, urpe, norm, causal, variant, attempt))
+        .map(|attempt| draw(family, urpe, norm, causal, variant, attention, attempt))
         .find(|p| {
-            if p.model.config.activation != Activation::Relu {
+            let (relu_ffn, relu_attention) =
+                (p.model.config.activation == Activation::Relu, attention == Attention(normaliser::RELU));
+            if !relu_ffn && !relu_attention {
                 return true;
             }
             let input = p.input();
             let mut cache = p.model.cache_for(&input);
             let mut d_out = Array2::zeros((cache.output.nrows(), p.model.config.output.size()));
             p.loss(&mut cache, &mut d_out);
-            cache.layers.iter().all(|l| l.ffn.up.iter().all(|v| v.abs() >= 1e-2))
+            let away = |v: &f64| !v.is_finite() || v.abs() >= 1e-2;
+            cache.layers.iter().all(|l| {
+                (!relu_ffn || l.ffn.up.iter().all(away)) && (!relu_attention || l.attn.scores.iter().all(away))
+            })
         })
         .expect("some seed")
 }
 
-fn draw(family: Family, urpe: bool, norm: Norm, causal: bool, variant: usize, attempt: u64) -> Problem {
+fn draw(
+    family: Family,
+    urpe: bool,
+    norm: Norm,
+    causal: bool,
+    variant: usize,
+    attention: Attention,
+    attempt: u64,
+) -> Problem {
     let (batch, n) = (2, 5);
     let tokens_io = variant.is_multiple_of(2);
     let input = if tokens_io { InputKind::Tokens { vocab: 6 } } else { InputKind::Real { d_in: 3 } };
@@ -98,6 +118,7 @@ fn draw(family: Family, urpe: bool, norm: Norm, causal: bool, variant: usize, at
     spec.t5_max_distance = Some(5);
     spec.rope_base = Some(50.0);
     spec.activation = Some(if variant == 3 { Activation::Relu } else { Activation::Gelu });
+    spec.attention = Some(attention);
     let config = spec.resolve().unwrap();
     let mut model = Model::<f64>::zeros(config).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1000 + variant as u64 + 100 * attempt);
@@ -255,6 +276,25 @@ family_tests! {
     xl => Family::Xl,
     kerple => Family::Kerple,
     own_family_learned_slope => own_family::family(),
+}
+
+/// Backward vs finite differences with the normalisers other than softmax, on a family of
+/// each kind (none, a score bias, a q/k transform, a value term), gate on and off, causal
+/// or not.
+#[test]
+fn every_normaliser() {
+    let mut failures = Vec::new();
+    for attention in normaliser::ALL.into_iter().map(Attention).filter(|a| !a.is_softmax()) {
+        for (variant, family) in [Family::Nope, Family::T5, Family::Rope, Family::ShawValue].into_iter().enumerate() {
+            for (urpe, causal) in [(false, false), (true, true)] {
+                let (err, at) = check(problem_with(family, urpe, Norm::Post, causal, variant, attention), None);
+                if err > TOLERANCE {
+                    failures.push(format!("{attention} {family} urpe={urpe} causal={causal}: {err:.2e} at {at}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "gradient check failures:\n{}", failures.join("\n"));
 }
 
 #[path = "../examples/own_family.rs"]

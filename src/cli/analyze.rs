@@ -161,7 +161,7 @@ pub fn run(a: Args) -> Result<()> {
 /// The text tables of one analysis.
 fn print_analysis(x: &Analysis, o: &Options) -> Result<()> {
     outln!(
-        "heads: the matrix M that multiplies V (A = softmax, or G = A ⊙ C with the gate), {} inputs of each kind",
+        "heads: the matrix M that multiplies V (A = the normalised scores, or G = A ⊙ C with the gate), {} inputs of each kind",
         o.head_inputs
     )?;
     outln!(

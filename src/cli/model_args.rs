@@ -2,6 +2,7 @@
 
 use crate::config::{Activation, InputKind, ModelConfig, ModelSpec, Norm, OutputKind, Variant};
 use crate::error::{Error, Result};
+use crate::normaliser::Attention;
 
 /// A model given by flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,6 +41,10 @@ pub struct ModelArgs {
     /// Give every layer its own position parameters (default: shared across layers).
     #[arg(long)]
     pub per_layer_position: bool,
+    /// Attention normaliser: softmax, sigmoid (σ(s − log n)) or relu (ReLU(s)/n) [default:
+    /// softmax].
+    #[arg(long, value_parser = parse_attention)]
+    pub attention: Option<Attention>,
 }
 
 /// What a model reads and writes, given by flags (`urpe init`, `urpe analyze`; `urpe train`
@@ -120,6 +125,7 @@ impl ModelArgs {
             t5_buckets: None,
             t5_max_distance: None,
             rope_base: None,
+            attention: self.attention,
         })
     }
 
@@ -131,6 +137,11 @@ impl ModelArgs {
         required(spec.output, "--classes C or --d-out D")?;
         Ok(spec.resolve()?)
     }
+}
+
+/// `--attention`: a normaliser's name.
+fn parse_attention(name: &str) -> std::result::Result<Attention, String> {
+    Attention::by_name(name).ok_or_else(|| format!("expected one of {}", Attention::names()))
 }
 
 /// `--family`: a variant label (see [`Variant::parse`]).

@@ -9,6 +9,7 @@ mod variant;
 pub use crate::error::ConfigError;
 pub use crate::family::Family;
 use crate::family::FamilyDims;
+use crate::normaliser::Attention;
 pub use variant::Variant;
 
 use serde::{Deserialize, Serialize};
@@ -136,6 +137,9 @@ pub struct ModelSpec {
     /// RoPE base θ: angle of pair k at position i is i·θ^(−2k/d_h) (default 10000).
     #[serde(default)]
     pub rope_base: Option<f64>,
+    /// Attention normaliser: softmax (default), sigmoid or relu.
+    #[serde(default)]
+    pub attention: Option<Attention>,
 }
 
 /// A complete, validated model configuration (the `config` metadata of a checkpoint).
@@ -174,6 +178,10 @@ pub struct ModelConfig {
     pub t5_max_distance: usize,
     /// RoPE base.
     pub rope_base: f64,
+    /// Attention normaliser (left out of the serialised form when softmax, so that the
+    /// configurations, run ids and fingerprints of softmax models are those of before).
+    #[serde(default, skip_serializing_if = "Attention::is_softmax")]
+    pub attention: Attention,
 }
 
 impl TryFrom<ModelSpec> for ModelConfig {
@@ -212,6 +220,7 @@ impl ModelSpec {
             t5_buckets: None,
             t5_max_distance: None,
             rope_base: None,
+            attention: None,
         }
     }
 
@@ -250,6 +259,7 @@ impl ModelSpec {
             t5_buckets: self.t5_buckets.unwrap_or(32),
             t5_max_distance: self.t5_max_distance.unwrap_or(128),
             rope_base: self.rope_base.unwrap_or(10_000.0),
+            attention: self.attention.unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)
@@ -310,14 +320,23 @@ impl ModelConfig {
         Variant::new(self.family, self.urpe)
     }
 
-    /// True when the model maps constant inputs to equal output rows (Proposition 1).
+    /// True when the model maps constant inputs to equal output rows: Proposition 1 (all
+    /// position information inside a right-stochastic normaliser, no gate), or a normaliser
+    /// whose rows need not sum to one over a model that carries no position at all (no
+    /// family terms, no causal mask: every row of A is then the same row).
     pub fn barrier_bound(&self) -> bool {
-        self.variant().barrier_bound()
+        let equal_row_sums =
+            self.attention.0.right_stochastic() || (!self.family.carries_position() && !self.causal);
+        self.variant().barrier_bound() && equal_row_sums
     }
 
-    /// Name for reports: the variant's label (`t5`, `urpe`, `rope+urpe`, …).
+    /// Name for reports: the variant's label (`t5`, `urpe`, `rope+urpe`, …), followed by
+    /// the normaliser when it is not softmax (`t5 sigmoid`).
     pub fn label(&self) -> String {
-        self.variant().to_string()
+        match self.attention.is_softmax() {
+            true => self.variant().to_string(),
+            false => format!("{} {}", self.variant(), self.attention),
+        }
     }
 
     /// Checks every value and combination; the error names the field and what is allowed.

@@ -247,6 +247,12 @@ pub trait PositionFamily: Send + Sync + 'static {
     /// Where position enters, and why that binds the family or frees it.
     fn placement(&self) -> Placement;
 
+    /// False for a family that adds no position information anywhere (nope): its scores on
+    /// a constant input are equal along every row, whatever the normaliser.
+    fn carries_position(&self) -> bool {
+        true
+    }
+
     /// Checks the sizes the family needs (for example an even head width).
     fn validate(&self, _dims: &FamilyDims) -> Result<(), ConfigError> {
         Ok(())
@@ -385,6 +391,12 @@ impl Family {
     /// applies: constant inputs give equal output rows.
     pub fn inside_softmax_only(self) -> bool {
         self.0.placement().inside_softmax_only
+    }
+
+    /// False when the family adds no position information anywhere (see
+    /// [`PositionFamily::carries_position`]).
+    pub fn carries_position(self) -> bool {
+        self.0.carries_position()
     }
 
     /// Every family: the built-in ones, then those registered, in registration order.

@@ -18,6 +18,10 @@ impl PositionFamily for Nope {
         Placement { inside_softmax_only: true, reason: "nothing distinguishes the rows of a constant input at all" }
     }
 
+    fn carries_position(&self) -> bool {
+        false
+    }
+
     #[cfg(feature = "candle")]
     fn candle(&self, _dims: &FamilyDims) -> Option<Box<dyn super::candle::CandleTerms>> {
         Some(Box::new(super::candle::NoCandleTerms))

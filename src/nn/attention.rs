@@ -152,7 +152,7 @@ impl<'a, F: Float> Shared<'a, F> {
         n: usize,
     ) -> Self {
         let scale = F::c(1.0 / (config.head_dim() as f64).sqrt());
-        let normaliser = normaliser::rows::<F>(normaliser::SOFTMAX);
+        let normaliser = normaliser::rows::<F>(config.attention.0);
         Shared { p, ids, terms, normaliser, config, derived, n, scale }
     }
 

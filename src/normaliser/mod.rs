@@ -1,8 +1,10 @@
 //! Attention normalisers, one module each, and the list of them: what turns a row of
-//! scores into the row of weights A (softmax is the only one so far). A normaliser says
+//! scores into the row of weights A (configuration field `attention`). A normaliser says
 //! whether its rows always sum to one (right-stochastic A, which Proposition 1 needs) and
 //! gives its row forward and backward to the ndarray engine.
 
+mod relu;
+mod sigmoid;
 mod softmax;
 
 use crate::float::Float;
@@ -38,11 +40,81 @@ pub trait Normaliser: Send + Sync + 'static {
     fn rows_f64(&self) -> &dyn Rows<f64>;
 }
 
-/// softmax_j(s_ij), the normaliser of every model today.
+/// softmax_j(s_ij), the default.
 pub const SOFTMAX: &dyn Normaliser = &softmax::Softmax;
 
+/// σ(s_ij − log n).
+pub const SIGMOID: &dyn Normaliser = &sigmoid::Sigmoid;
+
+/// ReLU(s_ij) / n.
+pub const RELU: &dyn Normaliser = &relu::Relu;
+
 /// Every normaliser.
-pub const ALL: [&dyn Normaliser; 1] = [SOFTMAX];
+pub const ALL: [&dyn Normaliser; 3] = [SOFTMAX, SIGMOID, RELU];
+
+/// The attention normaliser of a model (configuration field `attention`, by name; default
+/// softmax).
+#[derive(Clone, Copy)]
+pub struct Attention(pub &'static dyn Normaliser);
+
+impl Attention {
+    /// Softmax, the default.
+    pub const SOFTMAX: Attention = Attention(SOFTMAX);
+
+    /// The normaliser named `name`, if any.
+    pub fn by_name(name: &str) -> Option<Attention> {
+        ALL.into_iter().find(|n| n.name() == name).map(Attention)
+    }
+
+    /// True for softmax (what a configuration without the field means).
+    pub fn is_softmax(&self) -> bool {
+        self.0.name() == SOFTMAX.name()
+    }
+
+    /// Every name, for messages.
+    pub fn names() -> String {
+        ALL.map(|n| n.name()).join(", ")
+    }
+}
+
+impl Default for Attention {
+    fn default() -> Self {
+        Attention::SOFTMAX
+    }
+}
+
+impl PartialEq for Attention {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl std::fmt::Debug for Attention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl std::fmt::Display for Attention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl serde::Serialize for Attention {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Attention {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Attention::by_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown attention `{name}`: expected one of {}", Attention::names()))
+        })
+    }
+}
 
 /// `normaliser`'s row operations in float type `F` (f32 or f64, the two [`Float`] types).
 pub fn rows<F: Float>(normaliser: &'static dyn Normaliser) -> &'static dyn Rows<F> {
