@@ -9,6 +9,7 @@
 //!
 //! Everything runs in f64 through faer ([`linalg`]).
 
+pub mod classify;
 pub mod linalg;
 pub mod random;
 pub mod rank;

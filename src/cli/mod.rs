@@ -4,6 +4,7 @@ mod analyze;
 mod bench;
 mod bound;
 mod check_device;
+mod classify;
 mod export;
 mod init;
 mod model_args;
@@ -53,6 +54,7 @@ Examples:
   urpe plot runs/x                    # training and held-out curves of that run
   urpe analyze --checkpoint runs/x/model.safetensors
   urpe analyze --family rope --depth 2 --width 16 --heads 2 --random-init 3
+  urpe classify                       # which family × normaliser × gate × mask is bound
   urpe export results/reproduce --csv runs.csv --curves curves.csv
 
 {}", crate::error::EXIT_CODES))]
@@ -77,6 +79,7 @@ enum Command {
     Bench(bench::Args),
     CheckDevice(check_device::Args),
     Analyze(analyze::Args),
+    Classify(classify::Args),
 }
 
 /// Runs the command line and returns the process exit code ([`crate::error::EXIT_CODES`]).
@@ -111,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::CheckDevice(a) => check_device::run(a),
         Command::Analyze(a) => analyze::run(a),
+        Command::Classify(a) => classify::run(a),
     }
 }
 

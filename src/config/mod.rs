@@ -320,14 +320,37 @@ impl ModelConfig {
         Variant::new(self.family, self.urpe)
     }
 
-    /// True when the model maps constant inputs to equal output rows: Proposition 1 (all
-    /// position information inside a right-stochastic normaliser, no gate), or a normaliser
-    /// whose rows need not sum to one over a model that carries no position at all (no
-    /// family terms, no causal mask: every row of A is then the same row).
+    /// True when the model maps constant inputs to equal output rows (see
+    /// [`Self::barrier_verdict`]).
     pub fn barrier_bound(&self) -> bool {
-        let equal_row_sums =
-            self.attention.0.right_stochastic() || (!self.family.carries_position() && !self.causal);
-        self.variant().barrier_bound() && equal_row_sums
+        self.barrier_verdict().0
+    }
+
+    /// Whether the model maps constant inputs to equal output rows, with the reason in one
+    /// line. Bound: all position information inside a right-stochastic normaliser and no gate
+    /// (Proposition 1), or a normaliser whose rows need not sum to one over a model that
+    /// carries no position at all (no family terms, no causal mask: every row of A is then
+    /// the same row). Free otherwise.
+    pub fn barrier_verdict(&self) -> (bool, String) {
+        let (family, attention) = (self.family.def().placement(), self.attention.0);
+        if self.urpe {
+            return (false, format!("the gate: {}", crate::family::gate::PLACEMENT.reason));
+        }
+        if !family.inside_softmax_only {
+            return (false, format!("{}: {}", self.family, family.reason));
+        }
+        if attention.right_stochastic() {
+            return (true, format!("{}: {}; {}: {}", self.family, family.reason, attention.name(), attention.reason()));
+        }
+        if !self.family.carries_position() && !self.causal {
+            return (true, format!("{}: {}, and no mask: every row of A is the same row", self.family, family.reason));
+        }
+        let rows_differ = match (self.family.carries_position(), self.causal) {
+            (true, true) => "the position terms and the mask make rows differ",
+            (true, false) => "the position terms make rows differ",
+            _ => "the mask gives rows of different lengths",
+        };
+        (false, format!("{}: {}; {rows_differ}", attention.name(), attention.reason()))
     }
 
     /// Name for reports: the variant's label (`t5`, `urpe`, `rope+urpe`, …), followed by

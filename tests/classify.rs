@@ -1,0 +1,81 @@
+//! `urpe classify`: every family × normaliser × gate × mask setting, the theory's verdict
+//! against the positional rank of random models. The command covers every setting with no
+//! disagreement; the check is not vacuous: a family whose placement lies (it claims to act
+//! inside the softmax only but adds a position term to the values) is caught.
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+use std::process::Command;
+use urpe::analysis::classify::{Setting, classify, settings};
+use urpe::family::{Family, FamilyDims, Head, Placement, PositionFamily, Terms, Work, register};
+use urpe::float::Float;
+use urpe::normaliser::{self, Attention};
+
+#[test]
+fn the_command_covers_every_setting_and_agrees_with_the_theory() {
+    let o = Command::new(env!("CARGO_BIN_EXE_urpe")).args(["classify", "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.len(), Family::ALL.len() * normaliser::ALL.len() * 2 * 2);
+    for key in ["family", "attention", "gate", "bos", "causal", "theory", "measured", "reason"] {
+        assert!(rows.iter().all(|r| r.get(key).is_some()), "a row without `{key}`");
+    }
+    assert!(rows.iter().all(|r| r["theory"] == r["measured"]));
+    let bound = |family: &str, attention: &str, causal: bool| {
+        rows.iter().any(|r| {
+            r["family"] == family && r["attention"] == attention && r["causal"] == causal && r["gate"] == false && r["theory"] == "bound"
+        })
+    };
+    // Proposition 1 with its classic members, and the normalisers that escape it
+    assert!(bound("t5", "softmax", false) && bound("rope", "softmax", true) && bound("alibi", "softmax", false));
+    assert!(!bound("t5", "sigmoid", false) && !bound("rope", "relu", false) && !bound("nope", "sigmoid", true));
+    assert!(bound("nope", "sigmoid", false) && !bound("shaw-value", "softmax", false));
+    assert!(rows.iter().filter(|r| r["gate"] == true).all(|r| r["theory"] == "free"));
+}
+
+/// A family that claims to act inside the softmax only, but adds 0.1·i to every entry of
+/// row i of the attention output (as a value term would).
+struct LyingValue;
+
+impl PositionFamily for LyingValue {
+    fn name(&self) -> &'static str {
+        "lying-value"
+    }
+
+    fn about(&self) -> &'static str {
+        "adds 0.1·i to row i of the attention output, and says it does not"
+    }
+
+    fn placement(&self) -> Placement {
+        Placement { inside_softmax_only: true, reason: "(a lie)" }
+    }
+
+    fn terms_f32(&self, _: &FamilyDims) -> Box<dyn Terms<f32>> {
+        Box::new(LyingTerms)
+    }
+
+    fn terms_f64(&self, _: &FamilyDims) -> Box<dyn Terms<f64>> {
+        Box::new(LyingTerms)
+    }
+}
+
+struct LyingTerms;
+
+impl<F: Float> Terms<F> for LyingTerms {
+    fn values(&self, _head: &Head<F>, _mix: ArrayView2<F>, mut out: ArrayViewMut2<F>, _work: &mut Work<F>) {
+        for (i, mut row) in out.rows_mut().into_iter().enumerate() {
+            row.iter_mut().for_each(|v| *v += F::c(0.1 * i as f64));
+        }
+    }
+}
+
+#[test]
+fn a_family_whose_placement_lies_is_caught() {
+    let lying = register(&LyingValue).unwrap();
+    assert!(settings().iter().any(|s| s.family == lying), "registered families are classified");
+    let row = classify(Setting { family: lying, attention: Attention::SOFTMAX, gate: false, causal: false }, 2, 1).unwrap();
+    assert_eq!((row.theory, row.measured), ("bound", "free"), "{row:?}");
+    assert!(!row.agrees());
+    // and an honest family is not
+    let honest = Setting { family: Family::T5, attention: Attention::SOFTMAX, gate: false, causal: true };
+    assert!(classify(honest, 2, 1).unwrap().agrees());
+}
