@@ -1,4 +1,5 @@
-//! `urpe classify`: every family × normaliser × gate × mask setting, the theory's verdict
+//! `urpe classify`: every family × normaliser × gate × mask setting (the mask always on for
+//! stick-breaking), the theory's verdict
 //! against the positional rank of random models. The command covers every setting with no
 //! disagreement; the check is not vacuous: a family whose placement lies (it claims to act
 //! inside the softmax only but adds a position term to the values) is caught.
@@ -15,7 +16,9 @@ fn the_command_covers_every_setting_and_agrees_with_the_theory() {
     let o = Command::new(env!("CARGO_BIN_EXE_urpe")).args(["classify", "--json"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(rows.len(), Family::ALL.len() * normaliser::ALL.len() * 2 * 2);
+    // gate off/on × mask off/on, the mask always on for a causal-only normaliser
+    let masks: usize = normaliser::ALL.iter().map(|n| if n.causal_only() { 1 } else { 2 }).sum();
+    assert_eq!(rows.len(), Family::ALL.len() * masks * 2);
     for key in ["family", "attention", "gate", "bos", "causal", "theory", "measured", "reason"] {
         assert!(rows.iter().all(|r| r.get(key).is_some()), "a row without `{key}`");
     }
@@ -29,6 +32,7 @@ fn the_command_covers_every_setting_and_agrees_with_the_theory() {
     assert!(bound("t5", "softmax", false) && bound("rope", "softmax", true) && bound("alibi", "softmax", false));
     assert!(!bound("t5", "sigmoid", false) && !bound("rope", "relu", false) && !bound("nope", "sigmoid", true));
     assert!(bound("nope", "sigmoid", false) && !bound("shaw-value", "softmax", false));
+    assert!(!bound("nope", "stick-breaking", true), "stick-breaking rows grow with the keys they see");
     assert!(rows.iter().filter(|r| r["gate"] == true).all(|r| r["theory"] == "free"));
 }
 
@@ -78,4 +82,22 @@ fn a_family_whose_placement_lies_is_caught() {
     // and an honest family is not
     let honest = Setting { family: Family::T5, attention: Attention::SOFTMAX, gate: false, causal: true };
     assert!(classify(honest, 2, 1).unwrap().agrees());
+}
+
+/// Stick-breaking without the causal mask is a configuration error naming both fields:
+/// exit 2, nothing written.
+#[test]
+fn a_causal_only_normaliser_without_the_mask_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_urpe"))
+        .args(["train", "--target", "position-id", "--family", "t5", "--attention", "stick-breaking"])
+        .args(["--n", "8", "--vocab", "8", "--depth", "1", "--width", "8", "--heads", "2", "--steps", "2", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("`attention` = stick-breaking") && err.contains("causal"), "{err}");
+    assert!(!out.exists(), "nothing written");
 }

@@ -30,7 +30,7 @@ fn every_normaliser_keeps_its_word_and_its_backward_matches_finite_differences()
             // L = Σ w_j a_j: backward from ∂L/∂a = w against finite differences of L(s)
             let w: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
             let mut d = w.clone();
-            r.backward(&mut d, &a);
+            r.backward(&mut d, &a, &s);
             let loss = |s: &[f64]| {
                 let mut a = vec![0.0; n];
                 r.forward(&mut a, s);

@@ -22,14 +22,17 @@ pub struct Setting {
     pub causal: bool,
 }
 
-/// Every setting: every registered family × every normaliser × gate off/on × mask off/on.
+/// Every setting: every registered family × every normaliser × gate off/on × mask off/on
+/// (without the mask off for a causal-only normaliser).
 pub fn settings() -> Vec<Setting> {
     let mut out = Vec::new();
     for family in Family::all() {
         for attention in normaliser::ALL.map(Attention) {
             for gate in [false, true] {
                 for causal in [false, true] {
-                    out.push(Setting { family, attention, gate, causal });
+                    if causal || !attention.0.causal_only() {
+                        out.push(Setting { family, attention, gate, causal });
+                    }
                 }
             }
         }

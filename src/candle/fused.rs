@@ -153,7 +153,7 @@ impl Fused {
                 let softmax = normaliser::rows::<T>(normaliser::SOFTMAX);
                 for (r, (y, a)) in rows.enumerate() {
                     y.copy_from_slice(&inputs[1][r * k..][..k]);
-                    softmax.backward(y, a);
+                    softmax.backward(y, a, &[]); // softmax's backward reads only its output
                     y.iter_mut().for_each(|v| *v *= T::c(scale));
                 }
             }

@@ -41,8 +41,8 @@ pub struct ModelArgs {
     /// Give every layer its own position parameters (default: shared across layers).
     #[arg(long)]
     pub per_layer_position: bool,
-    /// Attention normaliser: softmax, sigmoid (σ(s − log n)) or relu (ReLU(s)/n) [default:
-    /// softmax].
+    /// Attention normaliser: softmax, sigmoid (σ(s − log n)), relu (ReLU(s)/n) or
+    /// stick-breaking (with --causal) [default: softmax].
     #[arg(long, value_parser = parse_attention)]
     pub attention: Option<Attention>,
 }

@@ -137,7 +137,7 @@ pub struct ModelSpec {
     /// RoPE base θ: angle of pair k at position i is i·θ^(−2k/d_h) (default 10000).
     #[serde(default)]
     pub rope_base: Option<f64>,
-    /// Attention normaliser: softmax (default), sigmoid or relu.
+    /// Attention normaliser: softmax (default), sigmoid, relu or stick-breaking (causal only).
     #[serde(default)]
     pub attention: Option<Attention>,
 }
@@ -369,6 +369,13 @@ impl ModelConfig {
         positive("heads", self.heads)?;
         positive("ffn", self.ffn)?;
         positive("n_max", self.n_max)?;
+        if self.attention.0.causal_only() && !self.causal {
+            return Err(ConfigError::new(
+                "attention",
+                self.attention,
+                "a causal-only normaliser: set `causal = true` (--causal), or choose softmax, sigmoid or relu",
+            ));
+        }
         if !self.width.is_multiple_of(self.heads) {
             let divisors: Vec<String> =
                 (1..=self.width).filter(|h| self.width.is_multiple_of(*h)).map(|h| h.to_string()).collect();

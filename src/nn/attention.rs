@@ -336,10 +336,12 @@ fn sequence_backward<F: Float>(
             let mut dc = ArrayViewMut2::from_shape((heads, c.config.offsets()), &mut *gate_grad).expect("gate grads");
             gate::backward(dg.view_mut(), dc.row_mut(h), probs, p.mat(c_id).row(h), n_max);
         }
+        let scores = cache.scores.slice(s![b, h, .., ..]);
         for i in 0..n {
             c.normaliser.backward(
                 dg.row_mut(i).into_slice().expect("contiguous"),
                 probs.row(i).to_slice().expect("contiguous"),
+                scores.row(i).to_slice().expect("contiguous"),
             );
         }
         let ds = dg.view();

@@ -6,6 +6,7 @@
 mod relu;
 mod sigmoid;
 mod softmax;
+mod stick_breaking;
 
 use crate::float::Float;
 
@@ -15,8 +16,9 @@ pub trait Rows<F>: Send + Sync {
     fn forward(&self, a: &mut [F], s: &[F]);
 
     /// Backward in place: `d` holds ∂L/∂a on entry and ∂L/∂s on exit; `a` is the forward
-    /// output.
-    fn backward(&self, d: &mut [F], a: &[F]);
+    /// output and `s` its scores (read only by normalisers that say so in
+    /// [`Normaliser::backward_reads_scores`]; others may be given an empty slice).
+    fn backward(&self, d: &mut [F], a: &[F], s: &[F]);
 }
 
 /// An attention normaliser.
@@ -29,6 +31,17 @@ pub trait Normaliser: Send + Sync + 'static {
 
     /// True when every row of A sums to one whatever the scores.
     fn right_stochastic(&self) -> bool;
+
+    /// True when the normaliser is defined for causal attention only (the model must set
+    /// `causal`).
+    fn causal_only(&self) -> bool {
+        false
+    }
+
+    /// True when [`Rows::backward`] reads the scores.
+    fn backward_reads_scores(&self) -> bool {
+        false
+    }
 
     /// Why, in one line.
     fn reason(&self) -> &'static str;
@@ -49,8 +62,11 @@ pub const SIGMOID: &dyn Normaliser = &sigmoid::Sigmoid;
 /// ReLU(s_ij) / n.
 pub const RELU: &dyn Normaliser = &relu::Relu;
 
+/// Stick-breaking (causal only).
+pub const STICK_BREAKING: &dyn Normaliser = &stick_breaking::StickBreaking;
+
 /// Every normaliser.
-pub const ALL: [&dyn Normaliser; 3] = [SOFTMAX, SIGMOID, RELU];
+pub const ALL: [&dyn Normaliser; 4] = [SOFTMAX, SIGMOID, RELU, STICK_BREAKING];
 
 /// The attention normaliser of a model (configuration field `attention`, by name; default
 /// softmax).

@@ -16,7 +16,7 @@ impl<F: Float> Rows<F> for Relu {
     }
 
     /// ∂a/∂s = 1/n where s > 0 (a > 0), else 0.
-    fn backward(&self, d: &mut [F], a: &[F]) {
+    fn backward(&self, d: &mut [F], a: &[F], _s: &[F]) {
         let inv = F::c(1.0 / a.len() as f64);
         for (d, &a) in d.iter_mut().zip(a) {
             *d = if a > F::zero() { *d * inv } else { F::zero() };

@@ -16,7 +16,7 @@ impl<F: Float> Rows<F> for Sigmoid {
     }
 
     /// ∂a/∂s = a·(1 − a).
-    fn backward(&self, d: &mut [F], a: &[F]) {
+    fn backward(&self, d: &mut [F], a: &[F], _s: &[F]) {
         for (d, &a) in d.iter_mut().zip(a) {
             *d *= a * (F::one() - a);
         }

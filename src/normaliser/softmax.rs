@@ -21,7 +21,7 @@ impl<F: Float> Rows<F> for Softmax {
     }
 
     /// ∂L/∂s = a ⊙ (∂L/∂a − ⟨∂L/∂a, a⟩).
-    fn backward(&self, d: &mut [F], a: &[F]) {
+    fn backward(&self, d: &mut [F], a: &[F], _s: &[F]) {
         let r = dot(d, a);
         for (d, &a) in d.iter_mut().zip(a) {
             *d = a * (*d - r);
