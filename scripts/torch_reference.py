@@ -8,7 +8,7 @@ parameter by seeded draws (so gradients are not tiny), and records in float64:
 inputs, targets, outputs, loss, every parameter gradient, and the losses of 5 Adam steps
 on the same batch (lr 1e-2, betas 0.9/0.999, eps 1e-8, no decay).
 
-Usage: python3 scripts/torch_reference.py [--urpe target/release/urpe]
+Usage: python3 scripts/torch_reference.py [--urpe target/release/urpe] [--only NAME,NAME]
 Needs: torch, safetensors, numpy (pip install torch safetensors numpy).
 """
 import argparse
@@ -30,7 +30,7 @@ OUT = os.path.join(ROOT, "tests", "fixtures")
 ADAM = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 ADAM_STEPS = 5
 
-# name, family, urpe, norm, causal, share_position, token input/class output
+# name, family, urpe, norm, causal, share_position, token input/class output[, attention]
 CASES = [
     ("nope", "nope", False, "post", False, True, True),
     ("ape_learned", "ape-learned", False, "pre", False, True, False),
@@ -46,6 +46,14 @@ CASES = [
     ("shaw_value", "shaw-value", True, "pre", False, True, True),
     ("xl", "xl", False, "post", False, True, False),
     ("xl_urpe_causal", "xl", True, "none", True, False, True),
+    ("kerple", "kerple", False, "post", False, True, True),
+    ("kerple_urpe_causal", "kerple", True, "pre", True, False, False),
+    ("t5_sigmoid", "t5", False, "post", False, True, True, "sigmoid"),
+    ("rope_relu_causal", "rope", False, "pre", True, True, False, "relu"),
+    ("nope_stick_breaking", "nope", False, "post", True, True, True, "stick-breaking"),
+    ("alibi_stick_breaking_urpe", "alibi", True, "none", True, False, False, "stick-breaking"),
+    ("xpos", "xpos", False, "post", True, True, True),
+    ("xpos_urpe_sigmoid", "xpos", True, "pre", False, False, False, "sigmoid"),
 ]
 DEPTH, WIDTH, HEADS, FFN, N_MAX, N, BATCH, VOCAB, CLASSES, D_IN, D_OUT = 2, 8, 2, 16, 6, 5, 3, 7, 4, 3, 3
 
@@ -120,7 +128,7 @@ class Reference:
         off = j - i + n_max - 1  # offset index [n, n]
         scale = 1.0 / math.sqrt(dh)
         fam = c["family"]
-        if fam == "rope":
+        if fam in ("rope", "xpos"):
             half = dh // 2
             kk = torch.arange(half, dtype=torch.float64)
             ang = torch.arange(n, dtype=torch.float64)[:, None] * c["rope_base"] ** (-2.0 * kk / dh)[None, :]
@@ -131,6 +139,12 @@ class Reference:
                 return torch.cat([a * cos - bb * sin, a * sin + bb * cos], dim=-1)
 
             q, k = rot(q), rot(k)
+            if fam == "xpos":
+                # pair k (features k and k + d_h/2) scaled by ζ_k^{±position/512}
+                zeta = (kk / half + 0.4) / 1.4
+                power = torch.arange(n, dtype=torch.float64)[:, None] / 512.0
+                up = torch.cat([zeta[None, :] ** power] * 2, dim=-1)  # [n, dh]
+                q, k = q * up, k / up
         if fam == "xl":
             u = self.pos(l, "xl_u")[None, :, None, :]
             vb = self.pos(l, "xl_v")[None, :, None, :]
@@ -152,9 +166,27 @@ class Reference:
         if fam == "shaw-key":
             a = self.pos(l, "shaw_key")[off]  # [n, n, dh]
             s = s + torch.einsum("bhid,ijd->bhij", q, a) * scale
-        if c["causal"]:
-            s = s.masked_fill((j > i)[None, None], float("-inf"))
-        a = torch.softmax(s, dim=-1)
+        if fam == "kerple":
+            r = F.softplus(self.pos(l, "kerple"))  # [h, 2]: r1, r2 > 0
+            s = s - r[:, 0, None, None] * torch.log1p(r[:, 1, None, None] * (j - i).abs().double())[None]
+        attention = c.get("attention", "softmax")
+        if attention == "stick-breaking":
+            # A_ij = β_ij Π_{j<k<i} (1 − β_ik) for keys j < i, β = σ(s), from the unmasked scores
+            earlier = (j < i).double()  # [n, n]: key j strictly before query i
+            log_rest = F.logsigmoid(-s) * earlier  # log(1 − β_ik) where k < i
+            after = (i > j).double()  # after[k, j] = 1 where k > j
+            a = torch.exp(F.logsigmoid(s) + log_rest @ after) * earlier
+        else:
+            if c["causal"]:
+                s = s.masked_fill((j > i)[None, None], float("-inf"))
+            if attention == "softmax":
+                a = torch.softmax(s, dim=-1)
+            elif attention == "sigmoid":
+                a = torch.sigmoid(s - math.log(n))
+            elif attention == "relu":
+                a = F.relu(s) / n
+            else:
+                raise ValueError(attention)
         if c["urpe"]:
             a = a * self.pos(l, "urpe")[:, off][None]
         out = a @ v
@@ -198,13 +230,14 @@ def loss_of(config, out, targets):
     return F.mse_loss(out, targets)
 
 
-def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, seed):
+def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, attention="softmax", *, seed):
     model = {
         "family": family, "urpe": urpe, "depth": DEPTH, "width": WIDTH, "heads": HEADS, "ffn": FFN,
         "norm": norm, "causal": causal, "n_max": N_MAX, "share_position": share,
         "t5_buckets": 6, "t5_max_distance": 5, "rope_base": 50.0,
         "input": {"kind": "tokens", "vocab": VOCAB} if tokens else {"kind": "real", "d_in": D_IN},
         "output": {"kind": "classes", "classes": CLASSES} if tokens else {"kind": "real", "d_out": D_OUT},
+        "attention": attention,
     }
     with tempfile.TemporaryDirectory() as tmp:
         cfg = os.path.join(tmp, "model.json")
@@ -257,10 +290,13 @@ def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--urpe", default=os.path.join(ROOT, "target", "release", "urpe"), help="the urpe binary")
+    parser.add_argument("--only", default="", help="comma-separated case names (default: every case)")
     args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)
+    only = set(filter(None, args.only.split(",")))
     for seed, case in enumerate(CASES):
-        write_case(args.urpe, *case, seed=seed + 1)
+        if not only or case[0] in only:
+            write_case(args.urpe, *case, seed=seed + 1)
 
 
 if __name__ == "__main__":

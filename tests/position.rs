@@ -119,6 +119,15 @@ fn naive_attention(m: &Model<f64>, h: &Array2<f64>) -> (Array3<f64>, Array2<f64>
                 let (f, t) = (c.family, |i: usize| ids.pos.family.get(i));
                 let s = if f == Family::Rope {
                     scale * dot(&rotate(&qi, i, c.rope_base), &rotate(&kj, j, c.rope_base))
+                } else if f == Family::Xpos {
+                    // rotated, then pair k scaled by ζ_k^{±position/512}, ζ_k = (k/(d_h/2) + 0.4)/1.4
+                    let scaled = |v: Vec<f64>, power: f64| -> Vec<f64> {
+                        let half = v.len() / 2;
+                        let zeta = |k: usize| ((k % half) as f64 / half as f64 + 0.4) / 1.4;
+                        v.iter().enumerate().map(|(e, x)| x * zeta(e).powf(power / 512.0)).collect()
+                    };
+                    let (qx, kx) = (rotate(&qi, i, c.rope_base), rotate(&kj, j, c.rope_base));
+                    scale * dot(&scaled(qx, i as f64), &scaled(kx, -(j as f64)))
                 } else if f == Family::T5 {
                     scale * dot(&qi, &kj) + p.mat(t(0))[[hd, idx(i, j)]]
                 } else if f == Family::T5Bucketed {

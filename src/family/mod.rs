@@ -27,6 +27,7 @@ mod shaw_value;
 mod t5;
 mod t5_bucketed;
 mod xl;
+mod xpos;
 
 use crate::error::ConfigError;
 use crate::float::Float;
@@ -361,9 +362,11 @@ impl Family {
     pub const Xl: Family = Family(&xl::Xl);
     /// KERPLE, logarithmic: scores − r₁·log(1 + r₂·|j − i|) with learned r₁, r₂ > 0.
     pub const Kerple: Family = Family(&kerple::Kerple);
+    /// xPos: RoPE with rotated queries and keys scaled by ζ^{±i/γ}.
+    pub const Xpos: Family = Family(&xpos::Xpos);
 
     /// The built-in families, in catalogue order.
-    pub const ALL: [Family; 11] = [
+    pub const ALL: [Family; 12] = [
         Family::Nope,
         Family::ApeLearned,
         Family::ApeSin,
@@ -375,6 +378,7 @@ impl Family {
         Family::ShawValue,
         Family::Xl,
         Family::Kerple,
+        Family::Xpos,
     ];
 
     /// The family's definition.

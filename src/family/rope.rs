@@ -64,7 +64,7 @@ impl<F: Float> Terms<F> for Rotation<F> {
 }
 
 #[cfg(feature = "candle")]
-mod on_candle {
+pub(super) mod on_candle {
     use crate::family::FamilyDims;
     use crate::family::candle::{CandleCx, CandleTerms, ScoreTerms, tensor_from};
     use crate::family::kernels::rope::RopeTables;
@@ -75,7 +75,7 @@ mod on_candle {
 
     /// Half-split rotation of the last axis: x·cos + rotate_half(x)·sin, with
     /// rotate_half(a, b) = (−b, a).
-    fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    pub fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let half = x.dim(D::Minus1)? / 2;
         let (a, b) = (x.narrow(D::Minus1, 0, half)?, x.narrow(D::Minus1, half, half)?);
         let turned = Tensor::cat(&[&b.neg()?, &a], D::Minus1)?;
