@@ -54,6 +54,8 @@ CASES = [
     ("alibi_stick_breaking_urpe", "alibi", True, "none", True, False, False, "stick-breaking"),
     ("xpos", "xpos", False, "post", True, True, True),
     ("xpos_urpe_sigmoid", "xpos", True, "pre", False, False, False, "sigmoid"),
+    ("t5_sink", "t5", False, "post", False, True, True, "sink"),
+    ("rope_sink_urpe_causal", "rope", True, "pre", True, False, False, "sink"),
 ]
 DEPTH, WIDTH, HEADS, FFN, N_MAX, N, BATCH, VOCAB, CLASSES, D_IN, D_OUT = 2, 8, 2, 16, 6, 5, 3, 7, 4, 3, 3
 
@@ -181,6 +183,10 @@ class Reference:
                 s = s.masked_fill((j > i)[None, None], float("-inf"))
             if attention == "softmax":
                 a = torch.softmax(s, dim=-1)
+            elif attention == "sink":
+                # a learned logit per head in the denominator: softmax over [s, β], β dropped
+                beta = self.p[f"layers.{l}.attn.sink"][None, :, None, None].expand(b, h, n, 1)
+                a = torch.softmax(torch.cat([s, beta], dim=-1), dim=-1)[..., :n]
             elif attention == "sigmoid":
                 a = torch.sigmoid(s - math.log(n))
             elif attention == "relu":

@@ -146,14 +146,14 @@ impl Fused {
                 for (r, (y, x)) in rows.enumerate() {
                     let bias = &inputs[1][(r % period) * k..][..k];
                     z.iter_mut().zip(x).zip(bias).for_each(|((z, &x), &b)| *z = T::c(scale) * x + b);
-                    softmax.forward(y, &z);
+                    softmax.forward(y, &z, T::zero());
                 }
             }
             Fused::SoftmaxBackward { scale } => {
                 let softmax = normaliser::rows::<T>(normaliser::SOFTMAX);
                 for (r, (y, a)) in rows.enumerate() {
                     y.copy_from_slice(&inputs[1][r * k..][..k]);
-                    softmax.backward(y, a, &[]); // softmax's backward reads only its output
+                    softmax.backward(y, a, &[], T::zero()); // softmax's backward reads only its output
                     y.iter_mut().for_each(|v| *v *= T::c(scale));
                 }
             }

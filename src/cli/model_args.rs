@@ -42,8 +42,9 @@ pub struct ModelArgs {
     /// Give every layer its own position parameters (default: shared across layers).
     #[arg(long)]
     pub per_layer_position: bool,
-    /// Attention normaliser: softmax, sigmoid (σ(s − log n)), relu (ReLU(s)/n) or
-    /// stick-breaking (with --causal) [default: softmax].
+    /// Attention normaliser: softmax, sink (a learned logit per head in the denominator),
+    /// sigmoid (σ(s − log n)), relu (ReLU(s)/n) or stick-breaking (with --causal) [default:
+    /// softmax].
     #[arg(long, value_parser = parse_attention)]
     pub attention: Option<Attention>,
 }

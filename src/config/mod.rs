@@ -137,7 +137,8 @@ pub struct ModelSpec {
     /// RoPE base θ: angle of pair k at position i is i·θ^(−2k/d_h) (default 10000).
     #[serde(default)]
     pub rope_base: Option<f64>,
-    /// Attention normaliser: softmax (default), sigmoid, relu or stick-breaking (causal only).
+    /// Attention normaliser: softmax (default), sink, sigmoid, relu or stick-breaking (causal
+    /// only).
     #[serde(default)]
     pub attention: Option<Attention>,
 }
@@ -373,7 +374,7 @@ impl ModelConfig {
             return Err(ConfigError::new(
                 "attention",
                 self.attention,
-                "a causal-only normaliser: set `causal = true` (--causal), or choose softmax, sigmoid or relu",
+                "a causal-only normaliser: set `causal = true` (--causal), or choose softmax, sink, sigmoid or relu",
             ));
         }
         if !self.width.is_multiple_of(self.heads) {

@@ -74,17 +74,19 @@ impl<F: Float> AttentionCache<F> {
 struct PositionGradLayout {
     family: usize,
     gate: usize,
+    normaliser: usize,
 }
 
 impl PositionGradLayout {
     fn new(config: &ModelConfig, ids: &AttentionIds) -> Self {
         let family = config.family.def().grad_len(&config.family_dims());
         let gate = if ids.pos.gate.is_some() { config.heads * config.offsets() } else { 0 };
-        PositionGradLayout { family, gate }
+        let normaliser = if ids.normaliser.is_some() { config.heads } else { 0 };
+        PositionGradLayout { family, gate, normaliser }
     }
 
     fn len(&self) -> usize {
-        self.family + self.gate
+        self.family + self.gate + self.normaliser
     }
 }
 
@@ -226,10 +228,12 @@ fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]
             }
         }
         let mut probs = s.probs.index_axis_mut(Axis(0), h);
+        let beta = c.ids.normaliser.map_or(F::zero(), |id| p.vec(id)[h]);
         for i in 0..n {
             c.normaliser.forward(
                 probs.row_mut(i).into_slice().expect("contiguous"),
                 scores.row(i).to_slice().expect("contiguous"),
+                beta,
             );
         }
         if let (Some(gated), Some(c_id)) = (&mut s.gated, c.ids.pos.gate) {
@@ -318,7 +322,8 @@ fn sequence_backward<F: Float>(
     let (dscore_buf, rest) = s.scratch.split_at_mut(n * n);
     let mut work = work(rest, n, dh);
     let (mut dq, mut dk, mut dv) = (s.dq, s.dk, s.dv);
-    let (family_grad, gate_grad) = s.pos.split_at_mut(layout.family);
+    let (family_grad, rest) = s.pos.split_at_mut(layout.family);
+    let (gate_grad, normaliser_grad) = rest.split_at_mut(layout.gate);
     for h in 0..heads {
         let cols = c.cols(h);
         let (q, k, v) =
@@ -337,12 +342,17 @@ fn sequence_backward<F: Float>(
             gate::backward(dg.view_mut(), dc.row_mut(h), probs, p.mat(c_id).row(h), n_max);
         }
         let scores = cache.scores.slice(s![b, h, .., ..]);
+        let beta = c.ids.normaliser.map_or(F::zero(), |id| p.vec(id)[h]);
         for i in 0..n {
-            c.normaliser.backward(
+            let d_beta = c.normaliser.backward(
                 dg.row_mut(i).into_slice().expect("contiguous"),
                 probs.row(i).to_slice().expect("contiguous"),
                 scores.row(i).to_slice().expect("contiguous"),
+                beta,
             );
+            if let Some(slot) = normaliser_grad.get_mut(h) {
+                *slot += d_beta;
+            }
         }
         let ds = dg.view();
         let mut dq_h = dq.slice_mut(s![.., cols.clone()]);
@@ -400,10 +410,14 @@ pub fn attention_backward<F: Float>(
         ws.pos_total += &row;
     }
     let total = ws.pos_total.as_slice().expect("contiguous");
-    let (family_total, gate_total) = total.split_at(layout.family);
+    let (family_total, rest) = total.split_at(layout.family);
+    let (gate_total, normaliser_total) = rest.split_at(layout.gate);
     terms.fold_grads(family_total, p, &ids.pos.family, cache.derived.view(), dparams);
     if let Some(c_id) = ids.pos.gate {
         add_grad_block(dparams, c_id, gate_total, 0);
+    }
+    if let Some(id) = ids.normaliser {
+        dparams.vec_mut(id).iter_mut().zip(normaliser_total).for_each(|(g, &t)| *g += t);
     }
     linear_backward(Some(dx.view_mut()), dparams, ids.q, ws.dq.view(), x, p.mat(ids.q.weight));
     linear_backward(Some(dx.view_mut()), dparams, ids.k, ws.dk.view(), x, p.mat(ids.k.weight));

@@ -45,6 +45,8 @@ pub struct AttentionIds {
     pub o: LinearIds,
     /// Position tensors.
     pub pos: PositionIds,
+    /// The normaliser's learned scalar per head (`attn.sink`, [heads]), if it has one.
+    pub normaliser: Option<TensorId>,
 }
 
 /// Tensors of one block.
@@ -134,6 +136,11 @@ impl ModelLayout {
                     v: linear(&mut t, &format!("{p}.attn.v"), d, d),
                     o: linear(&mut t, &format!("{p}.attn.o"), d, d),
                     pos: shared.unwrap_or_else(|| position(&mut t, &format!("{p}.pos"), c)),
+                    normaliser: c
+                        .attention
+                        .0
+                        .learned_per_head()
+                        .map(|name| t.push(format!("{p}.attn.{name}"), &[c.heads], Init::Zeros)),
                 };
                 let norm1 = has_norm.then(|| norm(&mut t, &format!("{p}.norm1"), d));
                 let up = linear(&mut t, &format!("{p}.ffn.up"), d, c.ffn);

@@ -5,6 +5,7 @@
 
 mod relu;
 mod sigmoid;
+mod sink;
 mod softmax;
 mod stick_breaking;
 
@@ -12,13 +13,16 @@ use crate::float::Float;
 
 /// A normaliser's row operations for float type `F`.
 pub trait Rows<F>: Send + Sync {
-    /// a = normalise(s) for one row of scores (masked entries hold −∞).
-    fn forward(&self, a: &mut [F], s: &[F]);
+    /// a = normalise(s) for one row of scores (masked entries hold −∞); `beta` is the head's
+    /// learned scalar of a normaliser that has one ([`Normaliser::learned_per_head`]), 0
+    /// otherwise.
+    fn forward(&self, a: &mut [F], s: &[F], beta: F);
 
     /// Backward in place: `d` holds ∂L/∂a on entry and ∂L/∂s on exit; `a` is the forward
     /// output and `s` its scores (read only by normalisers that say so in
-    /// [`Normaliser::backward_reads_scores`]; others may be given an empty slice).
-    fn backward(&self, d: &mut [F], a: &[F], s: &[F]);
+    /// [`Normaliser::backward_reads_scores`]; others may be given an empty slice). Returns
+    /// ∂L/∂beta (0 for a normaliser without one).
+    fn backward(&self, d: &mut [F], a: &[F], s: &[F], beta: F) -> F;
 }
 
 /// An attention normaliser.
@@ -43,6 +47,12 @@ pub trait Normaliser: Send + Sync + 'static {
         false
     }
 
+    /// The name of a learned scalar per head and layer (`layers.{l}.attn.NAME`, [heads],
+    /// initialised to zeros), if the normaliser has one.
+    fn learned_per_head(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Why, in one line.
     fn reason(&self) -> &'static str;
 
@@ -65,8 +75,11 @@ pub const RELU: &dyn Normaliser = &relu::Relu;
 /// Stick-breaking (causal only).
 pub const STICK_BREAKING: &dyn Normaliser = &stick_breaking::StickBreaking;
 
+/// Softmax with a learned sink logit per head.
+pub const SINK: &dyn Normaliser = &sink::Sink;
+
 /// Every normaliser.
-pub const ALL: [&dyn Normaliser; 4] = [SOFTMAX, SIGMOID, RELU, STICK_BREAKING];
+pub const ALL: [&dyn Normaliser; 5] = [SOFTMAX, SINK, SIGMOID, RELU, STICK_BREAKING];
 
 /// The attention normaliser of a model (configuration field `attention`, by name; default
 /// softmax).

@@ -8,7 +8,7 @@ use crate::float::Float;
 pub struct Relu;
 
 impl<F: Float> Rows<F> for Relu {
-    fn forward(&self, a: &mut [F], s: &[F]) {
+    fn forward(&self, a: &mut [F], s: &[F], _beta: F) {
         let inv = F::c(1.0 / s.len() as f64);
         for (a, &x) in a.iter_mut().zip(s) {
             *a = x.max(F::zero()) * inv;
@@ -16,11 +16,12 @@ impl<F: Float> Rows<F> for Relu {
     }
 
     /// ∂a/∂s = 1/n where s > 0 (a > 0), else 0.
-    fn backward(&self, d: &mut [F], a: &[F], _s: &[F]) {
+    fn backward(&self, d: &mut [F], a: &[F], _s: &[F], _beta: F) -> F {
         let inv = F::c(1.0 / a.len() as f64);
         for (d, &a) in d.iter_mut().zip(a) {
             *d = if a > F::zero() { *d * inv } else { F::zero() };
         }
+        F::zero()
     }
 }
 

@@ -8,7 +8,7 @@ use crate::float::Float;
 pub struct Sigmoid;
 
 impl<F: Float> Rows<F> for Sigmoid {
-    fn forward(&self, a: &mut [F], s: &[F]) {
+    fn forward(&self, a: &mut [F], s: &[F], _beta: F) {
         let shift = F::c((s.len() as f64).ln());
         for (a, &x) in a.iter_mut().zip(s) {
             *a = F::one() / (F::one() + (shift - x).exp_fast());
@@ -16,10 +16,11 @@ impl<F: Float> Rows<F> for Sigmoid {
     }
 
     /// ∂a/∂s = a·(1 − a).
-    fn backward(&self, d: &mut [F], a: &[F], _s: &[F]) {
+    fn backward(&self, d: &mut [F], a: &[F], _s: &[F], _beta: F) -> F {
         for (d, &a) in d.iter_mut().zip(a) {
             *d *= a * (F::one() - a);
         }
+        F::zero()
     }
 }
 

@@ -10,7 +10,7 @@ pub struct Softmax;
 impl<F: Float> Rows<F> for Softmax {
     /// The denominator is accumulated in f64 whatever F is, so in f32 a row sums to 1
     /// within about one ulp rather than n/2.
-    fn forward(&self, a: &mut [F], s: &[F]) {
+    fn forward(&self, a: &mut [F], s: &[F], _beta: F) {
         let max = s.iter().fold(F::neg_infinity(), |m, &x| m.max(x));
         for (a, &x) in a.iter_mut().zip(s) {
             *a = (x - max).exp_fast();
@@ -21,11 +21,12 @@ impl<F: Float> Rows<F> for Softmax {
     }
 
     /// ∂L/∂s = a ⊙ (∂L/∂a − ⟨∂L/∂a, a⟩).
-    fn backward(&self, d: &mut [F], a: &[F], _s: &[F]) {
+    fn backward(&self, d: &mut [F], a: &[F], _s: &[F], _beta: F) -> F {
         let r = dot(d, a);
         for (d, &a) in d.iter_mut().zip(a) {
             *d = a * (*d - r);
         }
+        F::zero()
     }
 }
 

@@ -23,7 +23,7 @@ fn own_position<F: Float>(s: &[F]) -> usize {
 }
 
 impl<F: Float> Rows<F> for StickBreaking {
-    fn forward(&self, a: &mut [F], s: &[F]) {
+    fn forward(&self, a: &mut [F], s: &[F], _beta: F) {
         a.iter_mut().for_each(|v| *v = F::zero());
         let mut rest = F::one(); // Π_{j<k<i}(1 − β_k), from the nearest key back
         for j in (0..own_position(s)).rev() {
@@ -36,7 +36,7 @@ impl<F: Float> Rows<F> for StickBreaking {
     /// With log A_j = log β_j + Σ_{j<k<i} log(1 − β_k): ∂A_j/∂s_j = A_j(1 − β_j) and
     /// ∂A_j/∂s_m = −A_j·β_m for j < m < i, so
     /// ∂L/∂s_m = (1 − β_m)·A_m·∂L/∂A_m − β_m·Σ_{j<m} A_j·∂L/∂A_j.
-    fn backward(&self, d: &mut [F], a: &[F], s: &[F]) {
+    fn backward(&self, d: &mut [F], a: &[F], s: &[F], _beta: F) -> F {
         let i = own_position(s);
         let mut before = F::zero(); // Σ_{j<m} A_j·∂L/∂A_j
         for m in 0..d.len() {
@@ -49,6 +49,7 @@ impl<F: Float> Rows<F> for StickBreaking {
             d[m] = (F::one() - beta) * own - beta * before;
             before += own;
         }
+        F::zero()
     }
 }
 
