@@ -117,6 +117,9 @@ fn largest(values: &[f64]) -> f64 {
     values.iter().fold(0.0f64, |m, v| m.max(v.abs()))
 }
 
+/// A relative gap between two value lists with a floor for the denominator.
+type Gap = fn(&[f64], &[f64], f64) -> f64;
+
 /// max |ours − theirs| / max(max |theirs|, floor).
 pub fn relative_gap(ours: &[f64], theirs: &[f64], floor: f64) -> f64 {
     let diff = ours.iter().zip(theirs).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
@@ -152,7 +155,7 @@ pub fn compare<F: Float>(
     let input = case.input(&x);
     let (out, loss, grads) = reference(&model, &input, &targets)?;
     let cm = CandleModel::from_model(&model, device, dtype)?.with_compute(compute)?;
-    let (gap, size): (fn(&[f64], &[f64], f64) -> f64, fn(&[f64]) -> f64) =
+    let (gap, size): (Gap, fn(&[f64]) -> f64) =
         if compute == DType::BF16 { (relative_norm_gap, norm) } else { (relative_gap, largest) };
     let mut worst = (gap(&to_host(&cm.forward(&input)?)?, &out, 1e-6), "output".to_string());
     let (closs, cgrads) = cm.loss_and_grads(&input, &targets)?;

@@ -128,7 +128,7 @@ mod on_candle {
         }
 
         fn score_terms(&self, cx: &CandleCx, q: &Tensor, k: &Tensor) -> Result<Option<ScoreTerms>> {
-            let [cos, sin, up, down] = &cx.constants[..] else { unreachable!("four constants") };
+            let [cos, sin, up, down] = cx.constants else { unreachable!("four constants") };
             let q = rotate(q, cos, sin)?.broadcast_mul(up)?;
             let k = rotate(k, cos, sin)?.broadcast_mul(down)?;
             Ok(Some(ScoreTerms { q, k, extra: None }))
