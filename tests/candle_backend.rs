@@ -15,7 +15,8 @@
 
 use candle_core::{DType, Device};
 use urpe::candle::CandleModel;
-use urpe::candle::check::{compare, random_case, reference, relative_gap};
+use urpe::candle::check::{compare, random_case, random_case_of, reference, relative_gap};
+use urpe::normaliser::Attention;
 use urpe::config::{Family, ModelSpec};
 use urpe::nn::Model;
 use urpe::optim::{Adam, Decay, OptimConfig, OptimizerKind, grad_norm};
@@ -49,6 +50,32 @@ fn candle_and_ndarray_agree_on_outputs_loss_and_gradients() {
                         .unwrap();
                 if gap > 1e-5 {
                     failures.push(format!("f32 {}: {at}: {gap:e}", label(family, urpe, seed)));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Every normaliser other than softmax (their candle forms, differentiated by candle's
+/// autograd) on a family of each kind, gate on and off: the same agreement as above.
+#[test]
+fn candle_and_ndarray_agree_for_every_normaliser() {
+    let mut failures = Vec::new();
+    for attention in urpe::normaliser::ALL.map(Attention).into_iter().filter(|a| !a.is_softmax()) {
+        for family in [Family::Nope, Family::T5, Family::Rope, Family::ShawValue, Family::Xpos] {
+            for urpe in [false, true] {
+                for seed in 0..3 {
+                    let id = 100 * seed + family.index() as u64;
+                    let case = |scale| random_case_of(family, urpe, id, scale, [2, 4], attention).unwrap();
+                    let (gap, at) = compare::<f64>(&case(0.7), &Device::Cpu, DType::F64, DType::F64, 1e-2).unwrap();
+                    if gap > 1e-10 {
+                        failures.push(format!("f64 {attention} {}: {at}: {gap:e}", label(family, urpe, seed)));
+                    }
+                    let (gap, at) = compare::<f32>(&case(0.3), &Device::Cpu, DType::F32, DType::F32, 1.0).unwrap();
+                    if gap > 1e-5 {
+                        failures.push(format!("f32 {attention} {}: {at}: {gap:e}", label(family, urpe, seed)));
+                    }
                 }
             }
         }

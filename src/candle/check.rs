@@ -7,6 +7,7 @@ use super::model::to_host;
 use crate::config::{Activation, Family, InputKind, ModelSpec, Norm, OutputKind};
 use crate::error::Result;
 use crate::float::Float;
+use crate::normaliser::Attention;
 use crate::nn::loss::{cross_entropy_loss, mse_loss};
 use crate::nn::{BackwardWorkspace, Model, ModelInput, Params};
 use crate::theory::Outputs;
@@ -31,12 +32,20 @@ pub struct Case {
 /// every norm, causal or not, shared or per-layer positions, GELU or ReLU, token or real
 /// input and output) with weights drawn from U(−scale, scale), seeded.
 pub fn random_case(family: Family, urpe: bool, seed: u64, scale: f64) -> Result<Case> {
-    random_case_of(family, urpe, seed, scale, [2, 4])
+    random_case_of(family, urpe, seed, scale, [2, 4], Attention::SOFTMAX)
 }
 
 /// [`random_case`] with heads of the widths `head_widths` (bf16 checks take wider heads:
-/// a layer norm over 2 to 4 entries is too ill-conditioned for 8 significant bits).
-pub fn random_case_of(family: Family, urpe: bool, seed: u64, scale: f64, head_widths: [usize; 2]) -> Result<Case> {
+/// a layer norm over 2 to 4 entries is too ill-conditioned for 8 significant bits) and the
+/// normaliser `attention` (a causal-only one gets the mask).
+pub fn random_case_of(
+    family: Family,
+    urpe: bool,
+    seed: u64,
+    scale: f64,
+    head_widths: [usize; 2],
+    attention: Attention,
+) -> Result<Case> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let heads = [1, 2, 4][rng.random_range(0..3)];
     let dh = head_widths[rng.random_range(0..2)];
@@ -51,7 +60,8 @@ pub fn random_case_of(family: Family, urpe: bool, seed: u64, scale: f64, head_wi
         ModelSpec::new(family, rng.random_range(1..4), heads * dh, heads, n + rng.random_range(0..3), input, output);
     spec.urpe = urpe;
     spec.norm = Some([Norm::Post, Norm::Pre, Norm::None][rng.random_range(0..3)]);
-    spec.causal = rng.random_range(0..2) == 0;
+    spec.causal = rng.random_range(0..2) == 0 || attention.0.causal_only();
+    spec.attention = Some(attention);
     spec.share_position = Some(rng.random_range(0..2) == 0);
     spec.activation = Some(if rng.random_range(0..2) == 0 { Activation::Gelu } else { Activation::Relu });
     spec.t5_buckets = Some(6);

@@ -94,12 +94,6 @@ impl CandleModel {
                 tensor_from(&values, &s.shape, dtype, device).and_then(|t| Var::from_tensor(&t).map_err(err))
             })
             .collect::<Result<Vec<_>>>()?;
-        if !model.config.attention.is_softmax() {
-            return Err(Error::Input(format!(
-                "attention `{}`: the candle engine has softmax attention only so far; use --backend ndarray",
-                model.config.attention
-            )));
-        }
         let family = model.config.family.def().candle(&model.config.family_dims()).ok_or_else(|| {
             Error::Input(format!(
                 "family `{}` has no candle terms (its module does not write them): use --backend ndarray",

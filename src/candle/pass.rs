@@ -34,6 +34,9 @@ struct AttentionCache {
     /// The family adds a value term (then backward differentiates it through G).
     has_value_term: bool,
     bias_learned: Option<Tensor>,
+    /// A normaliser other than softmax: its input z (scaled, biased scores) as a graph leaf
+    /// and A as a graph over it (and over the normaliser's learned scalars).
+    normalised: Option<(Var, Tensor)>,
     gate: Option<Tensor>,
     /// The softmax output A.
     p: Tensor,
@@ -140,6 +143,27 @@ impl CandleModel {
         self.linear_backward(&c.x, ids.up, &g_u, grads)
     }
 
+    /// A normaliser other than softmax, through its candle form: the leaf z = scale·s + bias
+    /// (bias rows [P, n] repeating over the rows of s [b, h, n, n]) and A over it.
+    fn normalise(
+        &self,
+        s: &Tensor,
+        bias_rows: &Tensor,
+        scale: f64,
+        ids: &AttentionIds,
+    ) -> candle_core::Result<(Var, Tensor)> {
+        let (b, h, n, _) = s.dims4()?;
+        let period = bias_rows.dim(0)?;
+        let z = s.affine(scale, 0.0)?.reshape((b * h * n / period, period, n))?.broadcast_add(bias_rows)?;
+        let z = Var::from_tensor(&z.reshape((b, h, n, n))?.detach())?;
+        let beta = ids.normaliser.map(|id| self.var(id).to_dtype(self.compute)).transpose()?;
+        let attention = self.config.attention;
+        let a = attention.0.candle(z.as_tensor(), beta.as_ref()).unwrap_or_else(|| {
+            Err(candle_core::Error::Msg(format!("attention `{attention}` has no candle form: use --backend ndarray")))
+        })?;
+        Ok((z, a))
+    }
+
     fn attention_forward(
         &self,
         x: &Tensor,
@@ -168,7 +192,14 @@ impl CandleModel {
             s = (s + e)?;
         }
         let bias = self.score_bias(&ids.pos, consts, n)?;
-        let p = softmax(&s, &bias.rows, 1.0 / (dh as f64).sqrt())?;
+        let scale = 1.0 / (dh as f64).sqrt();
+        let (p, normalised) = match self.config.attention.is_softmax() {
+            true => (softmax(&s, &bias.rows, scale)?, None),
+            false => {
+                let (z, a) = self.normalise(&s, &bias.rows, scale, ids)?;
+                (a.detach().contiguous()?, Some((z, a)))
+            }
+        };
         let gate = self.gate(&ids.pos, consts, n)?;
         let mix = match &gate {
             Some(g) => mul_rows(&p.reshape((b, h * n * n))?, &self.flat_compute(g)?)?.reshape((b, h, n, n))?,
@@ -193,6 +224,7 @@ impl CandleModel {
             has_terms,
             has_value_term,
             bias_learned: bias.learned,
+            normalised,
             gate,
             p,
             mix,
@@ -233,7 +265,13 @@ impl CandleModel {
             }
             None => g_mix,
         };
-        let ds = softmax_backward(&c.p, &g_p, scale)?; // scale · ∂L/∂(scores)
+        let ds = match &c.normalised {
+            None => softmax_backward(&c.p, &g_p, scale)?, // scale · ∂L/∂(scores)
+            Some((z, a)) => {
+                let g_z = self.vjp(&[(a, &g_p)], &[z], grads)?.remove(0);
+                (g_z.map_or_else(|| c.p.zeros_like(), Ok)? * scale)?
+            }
+        };
         if let Some(learned) = &c.bias_learned {
             let g_bias = (self.column_sum(&ds.reshape((b, h * n * n))?)? / scale)?.reshape((h, n, n))?;
             self.vjp(&[(learned, &g_bias)], &[], grads)?;

@@ -13,8 +13,9 @@ use crate::engine::BF16_TOLERANCE;
 Example:
   urpe check-device --device cuda:0
 
-Prints, per family with and without the gate, the largest relative gap over outputs, loss
-and every gradient of the candle engine in f32 (max-abs, gradients relative to
+Prints, per family with and without the gate (and for each normaliser other than softmax,
+on t5 and rope), the largest relative gap over outputs, loss and every gradient of the
+candle engine in f32 (max-abs, gradients relative to
 max(max |tensor|, G), G the model's largest gradient), then in bf16 mixed precision
 (norm-wise, on models with heads of width 8 or 16), against the ndarray engine in f32 on
 the CPU; then each fused kernel (layer norm, softmax, activations, Adam,
@@ -41,6 +42,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     use crate::candle::check::{compare, fused_gaps, random_case_of};
     use crate::config::Family;
+    use crate::normaliser::Attention;
     use candle_core::DType;
     let device = crate::candle::parse_device(&a.device)?;
     let mut failed = Vec::new();
@@ -55,20 +57,29 @@ pub fn run(a: Args) -> Result<()> {
         let label = if compute == DType::BF16 { "bf16 (mixed precision)" } else { "f32" };
         outln!("candle {label} on {} against the ndarray engine (f32, CPU), {} models per row", a.device, a.seeds)?;
         let mut worst_all = 0.0f64;
-        for family in Family::all() {
+        // every family with softmax, then each other normaliser on t5 and rope
+        let others = crate::normaliser::ALL.map(Attention).into_iter().filter(|n| !n.is_softmax());
+        let rows: Vec<(Family, Attention)> = Family::all()
+            .into_iter()
+            .map(|f| (f, Attention::SOFTMAX))
+            .chain(others.flat_map(|n| [(Family::T5, n), (Family::Rope, n)]))
+            .collect();
+        for (family, attention) in rows {
             for urpe in [false, true] {
                 let mut worst = (0.0f64, String::new());
                 for seed in 0..a.seeds {
                     let widths = if compute == DType::BF16 { [8, 16] } else { [2, 4] };
-                    let case = random_case_of(family, urpe, 100 * seed + family.index() as u64, 0.3, widths)?;
+                    let id = 100 * seed + family.index() as u64;
+                    let case = random_case_of(family, urpe, id, 0.3, widths, attention)?;
                     let gap = compare::<f32>(&case, &device, DType::F32, compute, 1.0)?;
                     if gap.0 >= worst.0 {
                         worst = gap;
                     }
                 }
                 worst_all = worst_all.max(worst.0);
-                let name = crate::config::Variant::new(family, urpe).to_string();
-                outln!("{name:<18} {:>10.2e}  ({})", worst.0, worst.1)?;
+                let variant = crate::config::Variant::new(family, urpe);
+                let name = if attention.is_softmax() { variant.to_string() } else { format!("{variant} {attention}") };
+                outln!("{name:<24} {:>10.2e}  ({})", worst.0, worst.1)?;
             }
         }
         judge(format!("models in {label}"), worst_all, tolerance)?;

@@ -53,6 +53,15 @@ pub trait Normaliser: Send + Sync + 'static {
         None
     }
 
+    /// The same map in candle, as a graph the engine differentiates with candle's autograd:
+    /// A from the scaled and biased scores z [b, h, n, n] (masked entries −∞) and the
+    /// learned scalars β [h] of a normaliser that has them. `None` where the normaliser has
+    /// no candle form (softmax has none here: the engine runs it as a fused kernel).
+    #[cfg(feature = "candle")]
+    fn candle(&self, _z: &candle_core::Tensor, _beta: Option<&candle_core::Tensor>) -> Option<candle_core::Result<candle_core::Tensor>> {
+        None
+    }
+
     /// Why, in one line.
     fn reason(&self) -> &'static str;
 

@@ -41,6 +41,13 @@ impl Normaliser for Sigmoid {
         "each weight is a sigmoid of its own score: a row's sum follows its scores"
     }
 
+    /// σ(x) = (tanh(x/2) + 1)/2, whose gradient stays finite (zero) at a masked −∞.
+    #[cfg(feature = "candle")]
+    fn candle(&self, z: &candle_core::Tensor, _beta: Option<&candle_core::Tensor>) -> Option<candle_core::Result<candle_core::Tensor>> {
+        let shift = (z.dim(candle_core::D::Minus1).ok()? as f64).ln();
+        Some(z.affine(0.5, -0.5 * shift).and_then(|x| x.tanh()).and_then(|x| x.affine(0.5, 0.5)))
+    }
+
     fn rows_f32(&self) -> &dyn Rows<f32> {
         self
     }

@@ -54,6 +54,21 @@ impl Normaliser for Sink {
         Some("sink")
     }
 
+    /// e^{z − m} / (e^{β − m} + Σ e^{z − m}), m = max(max z, β) per row (held constant).
+    #[cfg(feature = "candle")]
+    fn candle(&self, z: &candle_core::Tensor, beta: Option<&candle_core::Tensor>) -> Option<candle_core::Result<candle_core::Tensor>> {
+        let beta = beta?;
+        let run = || -> candle_core::Result<candle_core::Tensor> {
+            let (b, h, n, _) = z.dims4()?;
+            let beta = beta.reshape((1, h, 1, 1))?.broadcast_as((b, h, n, 1))?;
+            let m = z.max_keepdim(candle_core::D::Minus1)?.maximum(&beta)?.detach();
+            let e = z.broadcast_sub(&m)?.exp()?;
+            let sink = (beta - &m)?.exp()?;
+            e.broadcast_div(&(e.sum_keepdim(candle_core::D::Minus1)? + sink)?)
+        };
+        Some(run())
+    }
+
     fn rows_f32(&self) -> &dyn Rows<f32> {
         self
     }
