@@ -10,11 +10,11 @@ use candle_core::{DType, Device, Tensor};
 use std::sync::atomic::AtomicBool;
 use urpe::candle::check::{compare, random_case_of};
 use urpe::candle::fused::{
-    adam_update, bias_activation, bias_activation_backward, layer_norm, layer_norm_backward, mul_rows, softmax,
-    softmax_backward, split_heads, AdamUpdate,
+    AdamUpdate, adam_update, bias_activation, bias_activation_backward, layer_norm, layer_norm_backward, mul_rows,
+    softmax, softmax_backward, split_heads,
 };
-use urpe::engine::BF16_TOLERANCE;
 use urpe::config::{Activation, Family, ModelSpec};
+use urpe::engine::BF16_TOLERANCE;
 use urpe::engine::{Backend, Precision};
 use urpe::normaliser::Attention;
 use urpe::optim::OptimConfig;
@@ -23,7 +23,8 @@ use urpe::train::{EvalConfig, TrainConfig, Trainer};
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|i| (((i as u64 * 7919 + seed * 104_729) % 2001) as f32 / 1000.0) - 1.0).collect();
+    let values: Vec<f32> =
+        (0..n).map(|i| (((i as u64 * 7919 + seed * 104_729) % 2001) as f32 / 1000.0) - 1.0).collect();
     Tensor::from_vec(values, shape, &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap()
 }
 
@@ -39,7 +40,11 @@ fn fused_bf16_ops_are_the_f32_ops_rounded_once() {
         ("softmax", Box::new(|t| softmax(&t[0], &t[1], 0.7)), vec![s.clone(), bias.clone()]),
         ("softmax_backward", Box::new(|t| softmax_backward(&t[0], &t[1], 0.7)), vec![s.clone(), s.clone()]),
         ("layer_norm", Box::new(|t| layer_norm(&t[0], &t[1], &t[1])), vec![x.clone(), v.clone()]),
-        ("layer_norm_backward", Box::new(|t| layer_norm_backward(&t[0], &t[1], &t[2])), vec![x.clone(), v.clone(), g.clone()]),
+        (
+            "layer_norm_backward",
+            Box::new(|t| layer_norm_backward(&t[0], &t[1], &t[2])),
+            vec![x.clone(), v.clone(), g.clone()],
+        ),
         ("gelu", Box::new(|t| bias_activation(&t[0], &t[1], Activation::Gelu)), vec![x.clone(), v.clone()]),
         (
             "gelu backward",
@@ -89,8 +94,9 @@ fn bf16_models_stay_within_the_stated_tolerance_of_f32() {
     for family in Family::all() {
         for urpe in [false, true] {
             for seed in 0..2 {
-                let case = random_case_of(family, urpe, 100 * seed + family.index() as u64, 0.3, [8, 16], Attention::SOFTMAX)
-                    .unwrap();
+                let case =
+                    random_case_of(family, urpe, 100 * seed + family.index() as u64, 0.3, [8, 16], Attention::SOFTMAX)
+                        .unwrap();
                 let (gap, at) = compare::<f32>(&case, &Device::Cpu, DType::F32, DType::BF16, 1.0).unwrap();
                 if !(1e-4..=BF16_TOLERANCE).contains(&gap) {
                     failures.push(format!("{family} urpe {urpe} seed {seed}: {at}: {gap:e}"));

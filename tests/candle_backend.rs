@@ -16,9 +16,9 @@
 use candle_core::{DType, Device};
 use urpe::candle::CandleModel;
 use urpe::candle::check::{compare, random_case, random_case_of, reference, relative_gap};
-use urpe::normaliser::Attention;
 use urpe::config::{Family, ModelSpec};
 use urpe::nn::Model;
+use urpe::normaliser::Attention;
 use urpe::optim::{Adam, Decay, OptimConfig, OptimizerKind, grad_norm};
 
 fn close(what: &str, ours: &[f64], theirs: &[f64], tol: f64, floor: f64) -> Result<(), String> {
@@ -39,15 +39,25 @@ fn candle_and_ndarray_agree_on_outputs_loss_and_gradients() {
         for urpe in [false, true] {
             for seed in 0..4 {
                 let id = 100 * seed + family.index() as u64;
-                let (gap, at) =
-                    compare::<f64>(&random_case(family, urpe, id, 0.7).unwrap(), &Device::Cpu, DType::F64, DType::F64, 1e-2)
-                        .unwrap();
+                let (gap, at) = compare::<f64>(
+                    &random_case(family, urpe, id, 0.7).unwrap(),
+                    &Device::Cpu,
+                    DType::F64,
+                    DType::F64,
+                    1e-2,
+                )
+                .unwrap();
                 if gap > 1e-10 {
                     failures.push(format!("f64 {}: {at}: {gap:e}", label(family, urpe, seed)));
                 }
-                let (gap, at) =
-                    compare::<f32>(&random_case(family, urpe, id, 0.3).unwrap(), &Device::Cpu, DType::F32, DType::F32, 1.0)
-                        .unwrap();
+                let (gap, at) = compare::<f32>(
+                    &random_case(family, urpe, id, 0.3).unwrap(),
+                    &Device::Cpu,
+                    DType::F32,
+                    DType::F32,
+                    1.0,
+                )
+                .unwrap();
                 if gap > 1e-5 {
                     failures.push(format!("f32 {}: {at}: {gap:e}", label(family, urpe, seed)));
                 }

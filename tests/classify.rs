@@ -25,7 +25,11 @@ fn the_command_covers_every_setting_and_agrees_with_the_theory() {
     assert!(rows.iter().all(|r| r["theory"] == r["measured"]));
     let bound = |family: &str, attention: &str, causal: bool| {
         rows.iter().any(|r| {
-            r["family"] == family && r["attention"] == attention && r["causal"] == causal && r["gate"] == false && r["theory"] == "bound"
+            r["family"] == family
+                && r["attention"] == attention
+                && r["causal"] == causal
+                && r["gate"] == false
+                && r["theory"] == "bound"
         })
     };
     // Proposition 1 with its classic members, and the normalisers that escape it
@@ -76,7 +80,8 @@ impl<F: Float> Terms<F> for LyingTerms {
 fn a_family_whose_placement_lies_is_caught() {
     let lying = register(&LyingValue).unwrap();
     assert!(settings().iter().any(|s| s.family == lying), "registered families are classified");
-    let row = classify(Setting { family: lying, attention: Attention::SOFTMAX, gate: false, causal: false }, 2, 1).unwrap();
+    let row =
+        classify(Setting { family: lying, attention: Attention::SOFTMAX, gate: false, causal: false }, 2, 1).unwrap();
     assert_eq!((row.theory, row.measured), ("bound", "free"), "{row:?}");
     assert!(!row.agrees());
     // and an honest family is not

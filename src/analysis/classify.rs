@@ -78,15 +78,8 @@ impl Row {
 /// Classifies `setting` on `models` random models (seeds `seed`, `seed + 1`, …) of depth 2,
 /// width 8, 2 heads, n = 8, token input and output, probed with 32 constant inputs each.
 pub fn classify(setting: Setting, models: usize, seed: u64) -> Result<Row> {
-    let mut spec = ModelSpec::new(
-        setting.family,
-        2,
-        8,
-        2,
-        8,
-        InputKind::Tokens { vocab: 11 },
-        OutputKind::Classes { classes: 5 },
-    );
+    let mut spec =
+        ModelSpec::new(setting.family, 2, 8, 2, 8, InputKind::Tokens { vocab: 11 }, OutputKind::Classes { classes: 5 });
     spec.urpe = setting.gate;
     spec.causal = setting.causal;
     spec.attention = Some(setting.attention);

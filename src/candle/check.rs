@@ -7,9 +7,9 @@ use super::model::to_host;
 use crate::config::{Activation, Family, InputKind, ModelSpec, Norm, OutputKind};
 use crate::error::Result;
 use crate::float::Float;
-use crate::normaliser::Attention;
 use crate::nn::loss::{cross_entropy_loss, mse_loss};
 use crate::nn::{BackwardWorkspace, Model, ModelInput, Params};
+use crate::normaliser::Attention;
 use crate::theory::Outputs;
 use candle_core::{DType, Device};
 use ndarray::{Array2, Array3};
@@ -179,10 +179,7 @@ pub fn compare<F: Float>(
     let all: Vec<f64> = grads.data.iter().map(|v| v.f64()).collect();
     let g = size(&all);
     for spec in model.layout.tensors.specs() {
-        note(
-            gap(&cgrads.data[spec.range()], &all[spec.range()], alpha * g),
-            format!("gradient of {}", spec.name),
-        );
+        note(gap(&cgrads.data[spec.range()], &all[spec.range()], alpha * g), format!("gradient of {}", spec.name));
     }
     Ok(worst)
 }

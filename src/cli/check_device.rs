@@ -4,8 +4,8 @@
 
 #[cfg(feature = "candle")]
 use super::outln;
-use crate::error::{Error, Result};
 use crate::engine::BF16_TOLERANCE;
+use crate::error::{Error, Result};
 
 /// Compare a device against the CPU engine on random models of every family.
 #[derive(Debug, clap::Args)]
@@ -36,7 +36,6 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     seeds: u64,
 }
-
 
 #[cfg(feature = "candle")]
 pub fn run(a: Args) -> Result<()> {

@@ -76,10 +76,19 @@ pub fn run(a: Args) -> Result<()> {
     let disagree: Vec<String> = rows
         .iter()
         .filter(|r| !r.agrees())
-        .map(|r| format!("{} {} gate {} causal {}: theory {}, measured {}", r.family, r.attention, r.gate, r.causal, r.theory, r.measured))
+        .map(|r| {
+            format!(
+                "{} {} gate {} causal {}: theory {}, measured {}",
+                r.family, r.attention, r.gate, r.causal, r.theory, r.measured
+            )
+        })
         .collect();
     if !disagree.is_empty() {
-        return Err(Error::Internal(format!("theory and measurement disagree on {} settings: {}", disagree.len(), disagree.join("; "))));
+        return Err(Error::Internal(format!(
+            "theory and measurement disagree on {} settings: {}",
+            disagree.len(),
+            disagree.join("; ")
+        )));
     }
     Ok(())
 }

@@ -82,9 +82,10 @@ impl Precision {
 
     /// From its label.
     pub fn parse(text: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|p| p.label() == text).ok_or_else(|| {
-            Error::Input(format!("--precision {text}: expected fp32, tf32 or bf16"))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|p| p.label() == text)
+            .ok_or_else(|| Error::Input(format!("--precision {text}: expected fp32, tf32 or bf16")))
     }
 }
 
@@ -133,7 +134,9 @@ impl Backend {
         match self {
             Backend::Ndarray => Ok(Box::new(NdarrayEngine::new(model, shape))),
             #[cfg(feature = "candle")]
-            Backend::Candle { device, precision } => Ok(Box::new(candle::CandleEngine::new(&model, device, *precision)?)),
+            Backend::Candle { device, precision } => {
+                Ok(Box::new(candle::CandleEngine::new(&model, device, *precision)?))
+            }
             #[cfg(not(feature = "candle"))]
             Backend::Candle { .. } => Err(Error::Input("this build has no candle backend".into())),
         }

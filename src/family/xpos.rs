@@ -30,7 +30,10 @@ impl PositionFamily for Xpos {
     }
 
     fn placement(&self) -> Placement {
-        Placement { inside_softmax_only: true, reason: "only the scores q_iᵀk_j change (rotated and scaled); V does not" }
+        Placement {
+            inside_softmax_only: true,
+            reason: "only the scores q_iᵀk_j change (rotated and scaled); V does not",
+        }
     }
 
     fn validate(&self, dims: &FamilyDims) -> Result<(), ConfigError> {

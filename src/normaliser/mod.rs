@@ -58,7 +58,11 @@ pub trait Normaliser: Send + Sync + 'static {
     /// learned scalars β [h] of a normaliser that has them. `None` where the normaliser has
     /// no candle form (softmax has none here: the engine runs it as a fused kernel).
     #[cfg(feature = "candle")]
-    fn candle(&self, _z: &candle_core::Tensor, _beta: Option<&candle_core::Tensor>) -> Option<candle_core::Result<candle_core::Tensor>> {
+    fn candle(
+        &self,
+        _z: &candle_core::Tensor,
+        _beta: Option<&candle_core::Tensor>,
+    ) -> Option<candle_core::Result<candle_core::Tensor>> {
         None
     }
 

@@ -43,7 +43,11 @@ impl Normaliser for Relu {
     }
 
     #[cfg(feature = "candle")]
-    fn candle(&self, z: &candle_core::Tensor, _beta: Option<&candle_core::Tensor>) -> Option<candle_core::Result<candle_core::Tensor>> {
+    fn candle(
+        &self,
+        z: &candle_core::Tensor,
+        _beta: Option<&candle_core::Tensor>,
+    ) -> Option<candle_core::Result<candle_core::Tensor>> {
         let n = z.dim(candle_core::D::Minus1).ok()? as f64;
         Some(z.relu().and_then(|x| x.affine(1.0 / n, 0.0)))
     }

@@ -43,7 +43,11 @@ impl Normaliser for Sigmoid {
 
     /// σ(x) = (tanh(x/2) + 1)/2, whose gradient stays finite (zero) at a masked −∞.
     #[cfg(feature = "candle")]
-    fn candle(&self, z: &candle_core::Tensor, _beta: Option<&candle_core::Tensor>) -> Option<candle_core::Result<candle_core::Tensor>> {
+    fn candle(
+        &self,
+        z: &candle_core::Tensor,
+        _beta: Option<&candle_core::Tensor>,
+    ) -> Option<candle_core::Result<candle_core::Tensor>> {
         let shift = (z.dim(candle_core::D::Minus1).ok()? as f64).ln();
         Some(z.affine(0.5, -0.5 * shift).and_then(|x| x.tanh()).and_then(|x| x.affine(0.5, 0.5)))
     }

@@ -56,7 +56,11 @@ impl Normaliser for Sink {
 
     /// e^{z − m} / (e^{β − m} + Σ e^{z − m}), m = max(max z, β) per row (held constant).
     #[cfg(feature = "candle")]
-    fn candle(&self, z: &candle_core::Tensor, beta: Option<&candle_core::Tensor>) -> Option<candle_core::Result<candle_core::Tensor>> {
+    fn candle(
+        &self,
+        z: &candle_core::Tensor,
+        beta: Option<&candle_core::Tensor>,
+    ) -> Option<candle_core::Result<candle_core::Tensor>> {
         let beta = beta?;
         let run = || -> candle_core::Result<candle_core::Tensor> {
             let (b, h, n, _) = z.dims4()?;

@@ -82,13 +82,16 @@ impl Normaliser for StickBreaking {
     /// log(1 − β) = −softplus(z), softplus(x) = relu(x) + log(1 + e^{−|x|}) (finite
     /// gradients at a masked −∞), the inner sum a product with a constant triangle.
     #[cfg(feature = "candle")]
-    fn candle(&self, z: &candle_core::Tensor, _beta: Option<&candle_core::Tensor>) -> Option<candle_core::Result<candle_core::Tensor>> {
+    fn candle(
+        &self,
+        z: &candle_core::Tensor,
+        _beta: Option<&candle_core::Tensor>,
+    ) -> Option<candle_core::Result<candle_core::Tensor>> {
         use candle_core::Tensor;
         let run = || -> candle_core::Result<Tensor> {
             let (b, h, n, _) = z.dims4()?;
-            let softplus = |x: &Tensor| -> candle_core::Result<Tensor> {
-                x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
-            };
+            let softplus =
+                |x: &Tensor| -> candle_core::Result<Tensor> { x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()? };
             let triangle = |keep: &dyn Fn(usize, usize) -> bool| -> candle_core::Result<Tensor> {
                 let v: Vec<f32> = (0..n * n).map(|k| if keep(k / n, k % n) { 1.0 } else { 0.0 }).collect();
                 Tensor::from_vec(v, (n, n), z.device())?.to_dtype(z.dtype())
