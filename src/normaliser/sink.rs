@@ -3,32 +3,23 @@
 //! weight 0. Row i sums to 1 − a_sink, a_sink = e^{β_h}/Z_i: less than one, by an amount
 //! that follows the row's scores.
 
-use super::{Normaliser, Rows};
+use super::{Normaliser, Rows, softmax};
 use crate::float::Float;
 
 /// Softmax over the scores and one extra logit β that takes weight but multiplies nothing.
 pub struct Sink;
 
 impl<F: Float> Rows<F> for Sink {
-    /// As softmax, with the sink among the exponentials (the sum accumulated in f64).
+    /// As softmax, with the sink among the exponentials.
     fn forward(&self, a: &mut [F], s: &[F], beta: F) {
-        let max = s.iter().fold(beta, |m, &x| m.max(x));
-        for (a, &x) in a.iter_mut().zip(s) {
-            *a = (x - max).exp_fast();
-        }
-        let sum: f64 = a.iter().map(|v| v.f64()).sum::<f64>() + (beta - max).exp_fast().f64();
-        let inv = F::c(1.0 / sum);
-        a.iter_mut().for_each(|x| *x *= inv);
+        softmax::forward_with_sink(a, s, Some(beta));
     }
 
     /// ∂L/∂s_j = a_j(∂L/∂a_j − r), r = ⟨∂L/∂a, a⟩, as softmax; ∂L/∂β = −a_sink·r with
     /// a_sink = 1 − Σ_j a_j.
     fn backward(&self, d: &mut [F], a: &[F], _s: &[F], _beta: F) -> F {
-        let r: F = d.iter().zip(a).map(|(&d, &a)| d * a).fold(F::zero(), |t, v| t + v);
         let sink = F::one() - a.iter().copied().fold(F::zero(), |t, v| t + v);
-        for (d, &a) in d.iter_mut().zip(a) {
-            *d = a * (*d - r);
-        }
+        let r = softmax::backward_scores(d, a);
         -(sink * r)
     }
 }

@@ -8,26 +8,40 @@ use crate::float::Float;
 pub struct Softmax;
 
 impl<F: Float> Rows<F> for Softmax {
-    /// The denominator is accumulated in f64 whatever F is, so in f32 a row sums to 1
-    /// within about one ulp rather than n/2.
     fn forward(&self, a: &mut [F], s: &[F], _beta: F) {
-        let max = s.iter().fold(F::neg_infinity(), |m, &x| m.max(x));
-        for (a, &x) in a.iter_mut().zip(s) {
-            *a = (x - max).exp_fast();
-        }
-        let sum: f64 = a.iter().map(|v| v.f64()).sum();
-        let inv = F::c(1.0 / sum);
-        a.iter_mut().for_each(|x| *x *= inv);
+        forward_with_sink(a, s, None);
     }
 
-    /// ∂L/∂s = a ⊙ (∂L/∂a − ⟨∂L/∂a, a⟩).
     fn backward(&self, d: &mut [F], a: &[F], _s: &[F], _beta: F) -> F {
-        let r = dot(d, a);
-        for (d, &a) in d.iter_mut().zip(a) {
-            *d = a * (*d - r);
-        }
+        backward_scores(d, a);
         F::zero()
     }
+}
+
+/// a = softmax over the scores and, when given, one extra logit (the sink) that takes weight
+/// but has no entry in `a`. The denominator is accumulated in f64 whatever F is, so in f32 a
+/// row sums to 1 within about one ulp rather than n/2.
+pub(super) fn forward_with_sink<F: Float>(a: &mut [F], s: &[F], sink: Option<F>) {
+    let max = s.iter().fold(sink.unwrap_or(F::neg_infinity()), |m, &x| m.max(x));
+    for (a, &x) in a.iter_mut().zip(s) {
+        *a = (x - max).exp_fast();
+    }
+    let mut sum: f64 = a.iter().map(|v| v.f64()).sum();
+    if let Some(b) = sink {
+        sum += (b - max).exp_fast().f64();
+    }
+    let inv = F::c(1.0 / sum);
+    a.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// ∂L/∂s = a ⊙ (∂L/∂a − r) in place, r = ⟨∂L/∂a, a⟩, which it returns (the same with a
+/// sink, whose own gradient follows from r).
+pub(super) fn backward_scores<F: Float>(d: &mut [F], a: &[F]) -> F {
+    let r = dot(d, a);
+    for (d, &a) in d.iter_mut().zip(a) {
+        *d = a * (*d - r);
+    }
+    r
 }
 
 impl Normaliser for Softmax {
