@@ -333,6 +333,14 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// The reduced precision (`tf32` or `bf16`) its engine computed in, if any: such a run's
+    /// equal rows are equal only to that precision's rounding, so an argmax (its accuracy)
+    /// on a constant input is not certified by the barrier.
+    pub fn reduced_precision(&self) -> Option<&str> {
+        let last = self.engine.as_deref()?.rsplit(' ').next()?;
+        ["tf32", "bf16"].contains(&last).then_some(last)
+    }
+
     /// The run's held-out evaluations in step order: every curve point that carries one,
     /// then the final metrics at `steps_done` (absent when the run diverged).
     pub fn evaluations(&self) -> Vec<(usize, &Metrics)> {

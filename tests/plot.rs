@@ -151,6 +151,13 @@ fn set_accuracy(run: &mut StoredRun, at: impl Fn(usize) -> (f64, f64)) {
     set(run.record.metrics.as_mut().unwrap(), last);
 }
 
+/// The position-id run of nope, seed 2, in `runs`.
+fn nope_seed2(runs: &mut [StoredRun]) -> &mut StoredRun {
+    runs.iter_mut()
+        .find(|r| r.family == "nope" && r.seed == 2 && r.record.config.target.to_string() == "position-id")
+        .unwrap()
+}
+
 /// The token runs of the tiny grid.
 fn token_runs() -> Vec<StoredRun> {
     runs().into_iter().filter(|r| r.record.config.target.is_classification()).collect()
@@ -186,10 +193,7 @@ fn accuracy_against_step_reads_the_crossing_and_the_ceiling_from_the_data() {
     assert!(!reading.contains("BUG") && !reading.contains("missing"), "{reading}");
 
     // a barrier-bound run above its ceiling at one evaluated step is called out
-    let seed2 = runs
-        .iter_mut()
-        .find(|r| r.family == "nope" && r.seed == 2 && r.record.config.target.to_string() == "position-id")
-        .unwrap();
+    let seed2 = nope_seed2(&mut runs);
     set_accuracy(seed2, |step| if step == 2 { (0.5, 0.5) } else { (0.5, 0.25) });
     let figures = draw_all(&runs, &dir.path().join("bug")).unwrap();
     let reading = figure(&figures, "accuracy_vs_step").caption.lines().nth(1).unwrap().to_string();
@@ -198,6 +202,22 @@ fn accuracy_against_step_reads_the_crossing_and_the_ceiling_from_the_data() {
         "{reading}"
     );
     assert!(reading.contains("On even-token no in-softmax run exceeds"), "{reading}");
+    // the certified check reads the final metrics: above the ceiling there, a violation
+    let seed2 = nope_seed2(&mut runs);
+    set_accuracy(seed2, |step| if step == 4 { (0.5, 0.25) } else { (0.5, 0.5) });
+    let cert = urpe::experiment::stats::certify(&runs);
+    assert_eq!((cert.violations.len(), cert.uncertified.len(), cert.reduced), (1, 0, 0));
+
+    // the same readings from a run computed in bf16 are reported, not certified, not a bug
+    let seed2 = nope_seed2(&mut runs);
+    seed2.record.engine = Some("candle cuda:0 bf16".into());
+    let figures = draw_all(&runs, &dir.path().join("bf16")).unwrap();
+    let reading = figure(&figures, "accuracy_vs_step").caption.lines().nth(1).unwrap().to_string();
+    assert!(!reading.contains("BUG"), "{reading}");
+    assert!(reading.contains("On position-id in bf16 (not certified"), "{reading}");
+    assert!(reading.contains("nope seed 2 reads 0.5000 at step 6, above the ceiling 0.2500"), "{reading}");
+    let cert = urpe::experiment::stats::certify(&runs);
+    assert_eq!((cert.violations.len(), cert.uncertified.len(), cert.reduced), (0, 1, 1));
 }
 
 #[test]
