@@ -30,7 +30,8 @@ OUT = os.path.join(ROOT, "tests", "fixtures")
 ADAM = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 ADAM_STEPS = 5
 
-# name, family, urpe, norm, causal, share_position, token input/class output[, attention]
+# name, family, urpe, norm, causal, share_position, token input/class output[, attention[,
+# other model fields]]
 CASES = [
     ("nope", "nope", False, "post", False, True, True),
     ("ape_learned", "ape-learned", False, "pre", False, True, False),
@@ -56,6 +57,8 @@ CASES = [
     ("xpos_urpe_sigmoid", "xpos", True, "pre", False, False, False, "sigmoid"),
     ("t5_sink", "t5", False, "post", False, True, True, "sink"),
     ("rope_sink_urpe_causal", "rope", True, "pre", True, False, False, "sink"),
+    ("t5_bos", "t5", False, "pre", False, True, False, "softmax", {"bos": True}),
+    ("nope_bos_causal", "nope", False, "post", True, True, True, "softmax", {"bos": True}),
 ]
 DEPTH, WIDTH, HEADS, FFN, N_MAX, N, BATCH, VOCAB, CLASSES, D_IN, D_OUT = 2, 8, 2, 16, 6, 5, 3, 7, 4, 3, 3
 
@@ -120,7 +123,8 @@ class Reference:
     def attention(self, x, l):
         c = self.c
         b, n, d = x.shape
-        h, dh, n_max = c["heads"], d // c["heads"], c["n_max"]
+        # with a BOS row the attention sees one position more than the longest input
+        h, dh, n_max = c["heads"], d // c["heads"], c["n_max"] + int(c.get("bos", False))
         split = lambda t: t.view(b, n, h, dh).transpose(1, 2)  # [b, h, n, dh]
         q = split(self.linear(x, f"layers.{l}.attn.q"))
         k = split(self.linear(x, f"layers.{l}.attn.k"))
@@ -210,6 +214,10 @@ class Reference:
             h = self.p["embed.weight"][inputs]
         else:
             h = self.linear(inputs, "input")
+        bos = c.get("bos", False)
+        if bos:
+            # the learned vector before every sequence: position 0 from here on
+            h = torch.cat([self.p["bos"].expand(h.shape[0], 1, h.shape[2]), h], dim=1)
         n = h.shape[1]
         if c["family"] == "ape-learned":
             h = h + self.p["pos.ape"][:n]
@@ -227,6 +235,8 @@ class Reference:
                 h = h + self.ffn(h, l)
         if c["norm"] == "pre":
             h = self.norm(h, "final_norm")
+        if bos:
+            h = h[:, 1:]  # the head reads the input positions only
         return self.linear(h, "head")
 
 
@@ -236,7 +246,7 @@ def loss_of(config, out, targets):
     return F.mse_loss(out, targets)
 
 
-def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, attention="softmax", *, seed):
+def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, attention="softmax", extra=None, *, seed):
     model = {
         "family": family, "urpe": urpe, "depth": DEPTH, "width": WIDTH, "heads": HEADS, "ffn": FFN,
         "norm": norm, "causal": causal, "n_max": N_MAX, "share_position": share,
@@ -244,6 +254,7 @@ def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, attent
         "input": {"kind": "tokens", "vocab": VOCAB} if tokens else {"kind": "real", "d_in": D_IN},
         "output": {"kind": "classes", "classes": CLASSES} if tokens else {"kind": "real", "d_out": D_OUT},
         "attention": attention,
+        **(extra or {}),
     }
     with tempfile.TemporaryDirectory() as tmp:
         cfg = os.path.join(tmp, "model.json")
