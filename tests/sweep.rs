@@ -219,6 +219,9 @@ fn the_compiled_in_experiments_are_valid() {
         assert!(quick.iter().any(|j| j.family == family && j.config.model.depth == 4 && j.config.model.width == 64));
     }
     assert!(Profile::Full.experiment().jobs().unwrap().len() > 10 * quick.len());
+    let zoo = Profile::Zoo.experiment().jobs().unwrap();
+    assert!(zoo.iter().all(|j| j.config.model.causal), "the zoo's models are all causal");
+    assert!(zoo.iter().any(|j| !j.config.model.attention.is_softmax()), "the zoo names normalisers");
     // token runs store held-out points every 200 steps on the same sets as the real runs
     for j in &quick {
         let expected = if j.config.target.is_classification() { 200 } else { 0 };

@@ -10,7 +10,7 @@ pub use crate::error::ConfigError;
 pub use crate::family::Family;
 use crate::family::FamilyDims;
 use crate::normaliser::Attention;
-pub use variant::Variant;
+pub use variant::{ModelLabel, Variant};
 
 use serde::{Deserialize, Serialize};
 

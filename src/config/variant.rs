@@ -8,6 +8,7 @@
 
 use crate::error::ConfigError;
 use crate::family::Family;
+use crate::normaliser::Attention;
 use std::fmt;
 use std::str::FromStr;
 
@@ -82,12 +83,71 @@ impl Variant {
     /// urpe::config::Variant::sort_labels(&mut labels);
     /// assert_eq!(labels, ["nope", "rope", "ape-learned", "urpe"]);
     /// ```
+    /// A label that names a normaliser after the variant ([`ModelLabel`]) sorts by its variant,
+    /// then by the whole label.
     pub fn sort_labels(labels: &mut Vec<String>) {
-        labels.sort_by_cached_key(|l| match Variant::parse(l) {
-            Ok(v) => (false, v.order_key(), l.clone()),
+        labels.sort_by_cached_key(|l| match ModelLabel::parse(l) {
+            Ok(m) => (false, m.variant.order_key(), l.clone()),
             Err(_) => (true, (true, true, usize::MAX), l.clone()),
         });
         labels.dedup();
+    }
+}
+
+/// A model label as experiments write it: a variant label ([`Variant::parse`]), then,
+/// after a space, the attention normaliser where it is not softmax (`t5 sigmoid`,
+/// `fire+urpe stick-breaking`, `nope sink`). One label names one setting, so runs of
+/// different normalisers never share a grid point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelLabel {
+    /// The family and the gate.
+    pub variant: Variant,
+    /// The normaliser (softmax when the label names none).
+    pub attention: Attention,
+}
+
+impl ModelLabel {
+    /// Parses `VARIANT` or `VARIANT NORMALISER`.
+    ///
+    /// ```
+    /// use urpe::config::{ModelLabel, Variant};
+    /// let m = ModelLabel::parse("rope+urpe sigmoid").unwrap();
+    /// assert_eq!(m.variant.to_string(), "rope+urpe");
+    /// assert_eq!(m.attention.to_string(), "sigmoid");
+    /// assert_eq!(m.base().unwrap(), "rope sigmoid");
+    /// assert!(ModelLabel::parse("t5 softmax2").is_err());
+    /// ```
+    pub fn parse(label: &str) -> Result<Self, ConfigError> {
+        let mut words = label.split(' ');
+        let variant = Variant::parse(words.next().unwrap_or_default())?;
+        let attention = match words.next() {
+            None => Attention::SOFTMAX,
+            Some(name) => Attention::by_name(name).ok_or_else(|| {
+                ConfigError::new(
+                    "families",
+                    label,
+                    format!("VARIANT or VARIANT NORMALISER, a normaliser one of {}", Attention::names()),
+                )
+            })?,
+        };
+        if words.next().is_some() {
+            return Err(ConfigError::new("families", label, "VARIANT or VARIANT NORMALISER (two words at most)"));
+        }
+        Ok(ModelLabel { variant, attention })
+    }
+
+    /// The label of the same setting without the gate, for a gated variant.
+    pub fn base(&self) -> Option<String> {
+        self.variant.gate.then(|| ModelLabel { variant: self.variant.base(), ..*self }.to_string())
+    }
+}
+
+impl fmt::Display for ModelLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.attention.is_softmax() {
+            true => write!(f, "{}", self.variant),
+            false => write!(f, "{} {}", self.variant, self.attention),
+        }
     }
 }
 
