@@ -56,6 +56,9 @@ CASES = [
     ("xpos_urpe_sigmoid", "xpos", True, "pre", False, False, False, "sigmoid"),
     ("t5_sink", "t5", False, "post", False, True, True, "sink"),
     ("rope_sink_urpe_causal", "rope", True, "pre", True, False, False, "sink"),
+    ("fire", "fire", False, "post", False, True, True),
+    ("fire_urpe_causal", "fire", True, "pre", True, False, False),
+    ("fire_sigmoid", "fire", False, "none", True, True, False, "sigmoid"),
 ]
 DEPTH, WIDTH, HEADS, FFN, N_MAX, N, BATCH, VOCAB, CLASSES, D_IN, D_OUT = 2, 8, 2, 16, 6, 5, 3, 7, 4, 3, 3
 
@@ -171,6 +174,16 @@ class Reference:
         if fam == "kerple":
             r = F.softplus(self.pos(l, "kerple"))  # [h, 2]: r1, r2 > 0
             s = s - r[:, 0, None, None] * torch.log1p(r[:, 1, None, None] * (j - i).abs().double())[None]
+        if fam == "fire":
+            # b_h(i, j) = MLP(x_ij)_h, x_ij = sign(i − j)·ψ(|i − j|)/ψ(max(L, i)), ψ(t) = log(1 + c·t),
+            # c = 0.1·exp(ρ_0), L = n_max·exp(ρ_1); one hidden layer of ReLUs
+            w1, b1, w2, b2, rho = (self.pos(l, f"fire.{t}") for t in ("w1", "b1", "w2", "b2", "rho"))
+            c_, L = 0.1 * torch.exp(rho[0]), n_max * torch.exp(rho[1])
+            rel = (i - j).double()  # [n, n]
+            query = torch.arange(n, dtype=torch.float64)[:, None]  # [n, 1]
+            x = torch.sign(rel) * torch.log1p(c_ * rel.abs()) / torch.log1p(c_ * torch.maximum(query, L))
+            hidden = F.relu(x[..., None] * w1 + b1)  # [n, n, H]
+            s = s + (hidden @ w2.T + b2).permute(2, 0, 1)[None]
         attention = c.get("attention", "softmax")
         if attention == "stick-breaking":
             # A_ij = β_ij Π_{j<k<i} (1 − β_ik) for keys j < i, β = σ(s), from the unmasked scores
@@ -262,6 +275,10 @@ def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, attent
     for key, t in tensors.items():
         centre = 1.0 if key.endswith(("norm1.weight", "norm2.weight", "final_norm.weight", ".urpe")) else 0.0
         values = centre + rng.uniform(-0.5, 0.5, size=tuple(t.shape))
+        if key.endswith("fire.rho") and (key.startswith("pos.") or key.startswith("layers.1.")):
+            # L = 6·e^(−1) ≈ 2.2 < i for queries i ≥ 3, so max(L, i) = i is exercised too
+            # (every layer when shared; the second layer otherwise)
+            values[1] = -1.0
         params[key] = torch.tensor(values, requires_grad=True)
     if tokens:
         inputs = torch.tensor(rng.integers(0, VOCAB, size=(BATCH, N)))

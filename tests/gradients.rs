@@ -3,8 +3,9 @@
 //! shared and per-layer position tensors, token and real inputs, class and real outputs.
 //!
 //! Finite differences use the fourth-order stencil
-//! g ≈ (−L(θ+2h) + 8L(θ+h) − 8L(θ−h) + L(θ−2h)) / 12h with h = 5e-4 (truncation O(h⁴);
-//! the loss is exact to about 1e-15, so rounding adds about 4e-12), and the relative error
+//! g ≈ (−L(θ+2h) + 8L(θ+h) − 8L(θ−h) + L(θ−2h)) / 12h with h = 2.5e-4 (truncation O(h⁴):
+//! on one xpos element it measured 2.0e-5, 1.25e-6 and 7.8e-8 relative at h = 1e-3, 5e-4 and
+//! 2.5e-4; the loss is exact to about 1e-15, so rounding adds about 8e-12), and the relative error
 //! is |g_analytic − g_numeric| / max(|g_analytic|, |g_numeric|, 1e-4),
 //! required ≤ 1e-6 for every checked element: every element of a tensor with at most
 //! 64 of them, otherwise a seeded sample of 64. The floor 1e-4 (gradients here are about
@@ -12,8 +13,9 @@
 //! dominating: below it the check is absolute, to 1e-10.
 //!
 //! ReLU is not differentiable at 0: an element whose stencil moves some FFN
-//! pre-activation across 0 is skipped (finite differences are invalid there), and at most
-//! a quarter of the elements may be skipped.
+//! pre-activation (ReLU FFN) or some input of fire's hidden ReLUs or of its max(L, i) across
+//! 0 is skipped (finite differences are invalid there), and at most a quarter of the
+//! elements may be skipped.
 
 use ndarray::{Array2, Array3};
 use rand::seq::index::sample;
@@ -24,8 +26,12 @@ use urpe::nn::loss::{cross_entropy_loss, mse_loss};
 use urpe::nn::{BackwardWorkspace, ForwardCache, Model, ModelInput, Params};
 use urpe::normaliser::{self, Attention};
 
-const H: f64 = 5e-4;
-/// Step for ReLU models: small, so few stencils cross a kink (truncation is negligible at
+#[path = "support/fire.rs"]
+#[allow(dead_code)]
+mod fire;
+
+const H: f64 = 2.5e-4;
+/// Step for models with a ReLU (a ReLU FFN, fire's MLP): small, so few stencils cross a kink (truncation is negligible at
 /// any step where the function is smooth; rounding adds about 4e-11).
 const H_RELU: f64 = 5e-5;
 const FLOOR: f64 = 1e-4;
@@ -48,9 +54,30 @@ impl Problem {
         }
     }
 
-    /// Signs of every FFN pre-activation of the last forward pass.
-    fn kinks(cache: &ForwardCache<f64>) -> Vec<bool> {
-        cache.layers.iter().flat_map(|l| l.ffn.up.iter().map(|&v| v > 0.0)).collect()
+    /// True when the model has a ReLU or a max somewhere: a ReLU FFN, or fire's MLP.
+    fn has_kinks(&self) -> bool {
+        self.model.config.activation == Activation::Relu || self.model.config.family == Family::Fire
+    }
+
+    /// Signs of every ReLU FFN pre-activation of the last forward pass, and for fire of
+    /// every hidden unit's input w1_k·x_ij + b1_k and of L − i, i, j < n_max (from the
+    /// formula, tests/support/fire.rs).
+    fn kinks(&self, cache: &ForwardCache<f64>) -> Vec<bool> {
+        let mut signs: Vec<bool> = Vec::new();
+        if self.model.config.activation == Activation::Relu {
+            signs.extend(cache.layers.iter().flat_map(|l| l.ffn.up.iter().map(|&v| v > 0.0)));
+        }
+        if self.model.config.family == Family::Fire {
+            let n_max = self.model.config.n_max;
+            for layer in &self.model.layout.layers {
+                let f = fire::FireParams::of(&self.model, &layer.attn.pos);
+                for (i, j) in (0..n_max).flat_map(|i| (0..n_max).map(move |j| (i, j))) {
+                    signs.extend(f.pre(i, j).iter().map(|&u| u > 0.0));
+                }
+                signs.extend((0..n_max).map(|i| f.l > i as f64));
+            }
+        }
+        signs
     }
 
     /// Loss of the current parameters; fills `d_out` with ∂L/∂output.
@@ -154,7 +181,7 @@ fn relative_error(a: f64, n: f64) -> f64 {
 /// Checks every parameter tensor and, for real inputs, the input; returns the largest
 /// relative error with the place it occurred.
 fn check(mut p: Problem, corrupt: Option<(&str, f64)>) -> (f64, String) {
-    let h = if p.model.config.activation == Activation::Relu { H_RELU } else { H };
+    let h = if p.has_kinks() { H_RELU } else { H };
     let input_owned = p.input();
     let (batch, n) = input_owned.batch_and_length();
     let mut cache = p.model.cache_for(&input_owned);
@@ -173,8 +200,8 @@ fn check(mut p: Problem, corrupt: Option<(&str, f64)>) -> (f64, String) {
     let mut worst = (0.0, String::new());
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let layout = p.model.layout.tensors.clone();
-    let kinks = Problem::kinks(&cache);
-    let relu = p.model.config.activation == Activation::Relu;
+    let kinks = p.kinks(&cache);
+    let relu = p.has_kinks();
     let mut skipped = 0usize;
     let mut checked = 0usize;
     // the stencil, or None where it crosses a ReLU kink
@@ -187,7 +214,7 @@ fn check(mut p: Problem, corrupt: Option<(&str, f64)>) -> (f64, String) {
         let mut at = |delta: f64, p: &mut Problem| {
             *get(p) = original + delta;
             let l = p.loss(cache, d_out);
-            smooth &= !relu || Problem::kinks(cache) == kinks;
+            smooth &= !relu || p.kinks(cache) == kinks;
             l
         };
         let g = (-at(2.0 * h, p) + 8.0 * at(h, p) - 8.0 * at(-h, p) + at(-2.0 * h, p)) / (12.0 * h);
@@ -254,13 +281,24 @@ fn check_family(family: Family) {
 }
 
 macro_rules! family_tests {
-    ($($name:ident => $family:expr),* $(,)?) => {$(
-        /// Backward vs finite differences, every option combination of this family.
+    ($($name:ident => $family:expr),* $(,)?) => {
+        $(
+            /// Backward vs finite differences, every option combination of this family.
+            #[test]
+            fn $name() {
+                check_family($family);
+            }
+        )*
+
+        /// Every built-in family has its test above.
         #[test]
-        fn $name() {
-            check_family($family);
+        fn every_family_is_checked() {
+            let checked = [$($family),*];
+            for family in Family::ALL {
+                assert!(checked.contains(&family), "{family} has no gradient test in family_tests!");
+            }
         }
-    )*};
+    };
 }
 
 family_tests! {
@@ -275,6 +313,8 @@ family_tests! {
     shaw_value => Family::ShawValue,
     xl => Family::Xl,
     kerple => Family::Kerple,
+    xpos => Family::Xpos,
+    fire => Family::Fire,
     own_family_learned_slope => own_family::family(),
 }
 
@@ -301,6 +341,28 @@ fn every_normaliser() {
 #[path = "../examples/own_family.rs"]
 #[allow(dead_code)]
 mod own_family;
+
+/// fire beyond L: with ρ_L = −0.9 (L = 6·e^{−0.9} ≈ 2.44, n = 5) queries i = 3, 4 divide
+/// by ψ(i), so the branch of max(L, i) without a gradient for ρ_L is checked too, gate on
+/// and off, causal or not, at the tolerance of the family tests.
+#[test]
+fn fire_beyond_l() {
+    let mut failures = Vec::new();
+    for (variant, (urpe, causal)) in [(false, false), (true, true), (false, true)].into_iter().enumerate() {
+        let mut p = problem(Family::Fire, urpe, Norm::Pre, causal, variant);
+        for layer in p.model.layout.layers.clone() {
+            p.model.params.vec_mut(layer.attn.pos.family.get(4))[1] = -0.9;
+        }
+        let (err, at) = check(p, None);
+        if std::env::var_os("URPE_REPORT").is_some() {
+            eprintln!("worst {err:.2e} fire beyond L urpe={urpe} causal={causal} at {at}");
+        }
+        if err > TOLERANCE {
+            failures.push(format!("fire beyond L urpe={urpe} causal={causal}: {err:.2e} at {at}"));
+        }
+    }
+    assert!(failures.is_empty(), "gradient check failures:\n{}", failures.join("\n"));
+}
 
 /// The comparison is not vacuous: scaling the analytic gradient of one tensor by
 /// 1 + 1e-5 is reported as an error above the tolerance.
@@ -330,7 +392,8 @@ fn every_tensor_gets_a_gradient() {
             // the key bias adds q_i·b_k to every score of row i, which softmax ignores, unless
             // the keys are transformed by their position first (rope, xpos)
             let keys_move = family.def().terms_f64(&p.model.config.family_dims()).transforms();
-            if spec.name.ends_with("attn.k.bias") && !keys_move {
+            // fire's b2_h likewise shifts every score of a row of head h equally
+            if spec.name.ends_with("attn.k.bias") && !keys_move || spec.name.ends_with("fire.b2") {
                 assert!(largest < 1e-12, "{family}: {} should be 0, is {largest:e}", spec.name);
             } else {
                 assert!(largest > 1e-8, "{family}: {} has no gradient", spec.name);

@@ -8,6 +8,9 @@ use urpe::config::{Family, InputKind, ModelSpec, Norm, OutputKind};
 use urpe::family::kernels::{alibi, rope::RopeTables, t5};
 use urpe::nn::{Model, ModelInput};
 
+#[path = "support/fire.rs"]
+mod fire;
+
 #[test]
 fn t5_buckets_match_the_reference_algorithm() {
     // bidirectional, 32 buckets, max distance 128 (T5's defaults); rel = j − i
@@ -142,6 +145,9 @@ fn naive_attention(m: &Model<f64>, h: &Array2<f64>) -> (Array3<f64>, Array2<f64>
                     let rho = p.mat(t(0));
                     let (r1, r2) = ((1.0 + rho[[hd, 0]].exp()).ln(), (1.0 + rho[[hd, 1]].exp()).ln());
                     scale * dot(&qi, &kj) - r1 * (1.0 + r2 * i.abs_diff(j) as f64).ln()
+                } else if f == Family::Fire {
+                    // b_h(i, j) = f_θ(x_ij)_h after the scale, x_ij = ψ̃(i − j)/ψ(max(L, i))
+                    scale * dot(&qi, &kj) + fire::FireParams::of(m, &ids.pos).bias(hd, i, j)
                 } else if f == Family::Xl {
                     let (u, vb, r) = (t(0), t(1), t(2));
                     // R_{i−j} projected by W_R, this head's columns
@@ -177,37 +183,76 @@ fn naive_attention(m: &Model<f64>, h: &Array2<f64>) -> (Array3<f64>, Array2<f64>
     (scores, out)
 }
 
-/// Every family, gate on and off, causal on and off: the engine's scores (finite
-/// entries) and attention output agree with the naive loops to 1e-12 (absolute, values
-/// of order 1), and masked entries are −∞ in both.
+/// The engine's first-layer scores (finite entries) and attention output agree with the
+/// naive loops to 1e-12 (absolute, values of order 1), and masked entries are −∞ in both,
+/// on two random sequences of length 6.
+fn assert_matches_naive_loops(m: &Model<f64>, rng: &mut ChaCha8Rng, label: &str) {
+    let n = 6;
+    let x = Array3::from_shape_fn((2, n, 3), |_| rng.random_range(-1.0..1.0));
+    let input = ModelInput::Real(x.view());
+    let mut cache = m.cache_for(&input);
+    m.forward(&input, &mut cache).unwrap();
+    for b in 0..2 {
+        let rows = cache.embedded.slice(ndarray::s![b * n..(b + 1) * n, ..]).to_owned();
+        let (scores, out) = naive_attention(m, &rows);
+        let attn = &cache.layers[0].attn;
+        for ((hd, i, j), &s) in scores.indexed_iter() {
+            let got = attn.scores[[b, hd, i, j]];
+            let ok = if s.is_finite() { (got - s).abs() < 1e-12 } else { got == s };
+            assert!(ok, "{label} score[{b},{hd},{i},{j}]: {got} vs {s}");
+        }
+        for ((i, o), &want) in out.indexed_iter() {
+            let got = attn.out[[b * n + i, o]];
+            assert!((got - want).abs() < 1e-12, "{label} out[{b},{i},{o}]: {got} vs {want}");
+        }
+    }
+}
+
+/// Every family, gate on and off, causal on and off, against the naive loops.
 #[test]
 fn attention_matches_naive_loops_for_every_family() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     for (f, family) in Family::ALL.into_iter().enumerate() {
         for (urpe, causal) in [(false, false), (true, false), (false, true), (true, true)] {
             let m = model(family, urpe, causal, f as u64);
-            let n = 6;
-            let x = Array3::from_shape_fn((2, n, 3), |_| rng.random_range(-1.0..1.0));
+            assert_matches_naive_loops(&m, &mut rng, &format!("{family} urpe={urpe} causal={causal}"));
+        }
+    }
+}
+
+/// fire with L = 2.5 (ρ_L = ln(2.5/7), n_max = 7): queries i ≥ 3 divide by ψ(i) instead of
+/// ψ(L), and the engine still matches the naive loops. The engine's table then shows the
+/// interpolation: b(i, 0) is the same for every i ≥ 3 (x = ψ(i)/ψ(i) = 1) and b(i, j) ≠
+/// b(i + 1, j + 1) there, while at ρ_L = 0 (L = n_max) the table is Toeplitz, b(i, j) =
+/// b(i + 1, j + 1) for all i, j < n_max − 1, to 1e-12.
+#[test]
+fn fire_interpolates_beyond_l_and_is_toeplitz_within_it() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    for causal in [false, true] {
+        let mut m = model(Family::Fire, false, causal, 3);
+        let rho = m.layout.layers[0].attn.pos.family.get(4);
+        let table = |m: &Model<f64>| {
+            let x = Array3::<f64>::zeros((1, 7, 3));
             let input = ModelInput::Real(x.view());
             let mut cache = m.cache_for(&input);
             m.forward(&input, &mut cache).unwrap();
-            for b in 0..2 {
-                let rows = cache.embedded.slice(ndarray::s![b * n..(b + 1) * n, ..]).to_owned();
-                let (scores, out) = naive_attention(&m, &rows);
-                let attn = &cache.layers[0].attn;
-                for ((hd, i, j), &s) in scores.indexed_iter() {
-                    let got = attn.scores[[b, hd, i, j]];
-                    let ok = if s.is_finite() { (got - s).abs() < 1e-12 } else { got == s };
-                    assert!(ok, "{family} urpe={urpe} causal={causal} score[{b},{hd},{i},{j}]: {got} vs {s}");
-                }
-                for ((i, o), &want) in out.indexed_iter() {
-                    let got = attn.out[[b * n + i, o]];
-                    assert!(
-                        (got - want).abs() < 1e-12,
-                        "{family} urpe={urpe} causal={causal} out[{b},{i},{o}]: {got} vs {want}"
-                    );
-                }
+            cache.layers[0].attn.derived.clone()
+        };
+        let b = |t: &Array2<f64>, h: usize, i: usize, j: usize| t[[h, i * 7 + j]];
+        m.params.vec_mut(rho)[1] = 0.0;
+        let within = table(&m);
+        for (h, i, j) in (0..2).flat_map(|h| (0..6).flat_map(move |i| (0..6).map(move |j| (h, i, j)))) {
+            assert!((b(&within, h, i, j) - b(&within, h, i + 1, j + 1)).abs() < 1e-12, "L = n_max: ({i}, {j})");
+        }
+        m.params.vec_mut(rho)[1] = (2.5f64 / 7.0).ln();
+        assert_matches_naive_loops(&m, &mut rng, &format!("fire L = 2.5 causal={causal}"));
+        let beyond = table(&m);
+        for h in 0..2 {
+            for i in 4..7 {
+                assert!((b(&beyond, h, i, 0) - b(&beyond, h, 3, 0)).abs() < 1e-12, "b({i}, 0) = b(3, 0)");
             }
+            let moved = (3..6).map(|i| (b(&beyond, h, i, 1) - b(&beyond, h, i + 1, 2)).abs()).fold(0.0, f64::max);
+            assert!(moved > 1e-6, "head {h}: beyond L the table is not Toeplitz ({moved:e})");
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod kernels;
 mod alibi;
 mod ape_learned;
 mod ape_sin;
+mod fire;
 mod kerple;
 mod nope;
 mod rope;
@@ -364,9 +365,11 @@ impl Family {
     pub const Kerple: Family = Family(&kerple::Kerple);
     /// xPos: RoPE with rotated queries and keys scaled by ζ^{±i/γ}.
     pub const Xpos: Family = Family(&xpos::Xpos);
+    /// FIRE: scores + f_θ(ψ̃(i − j)/ψ(max(L, i)))_h, a learned MLP of the warped offset.
+    pub const Fire: Family = Family(&fire::Fire);
 
     /// The built-in families, in catalogue order.
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 13] = [
         Family::Nope,
         Family::ApeLearned,
         Family::ApeSin,
@@ -379,6 +382,7 @@ impl Family {
         Family::Xl,
         Family::Kerple,
         Family::Xpos,
+        Family::Fire,
     ];
 
     /// The family's definition.
