@@ -56,6 +56,8 @@ CASES = [
     ("xpos_urpe_sigmoid", "xpos", True, "pre", False, False, False, "sigmoid"),
     ("t5_sink", "t5", False, "post", False, True, True, "sink"),
     ("rope_sink_urpe_causal", "rope", True, "pre", True, False, False, "sink"),
+    ("cope_causal", "cope", False, "post", True, True, True),
+    ("cope_urpe_causal", "cope", True, "pre", True, False, False),
 ]
 DEPTH, WIDTH, HEADS, FFN, N_MAX, N, BATCH, VOCAB, CLASSES, D_IN, D_OUT = 2, 8, 2, 16, 6, 5, 3, 7, 4, 3, 3
 
@@ -157,6 +159,18 @@ class Reference:
             s = (s + rel) * scale
         else:
             s = (q @ k.transpose(-1, -2)) * scale
+        if fam == "cope":
+            # CoPE: gates σ(c_ij) of the content scores for keys j ≤ i, contextual positions
+            # p_ij = Σ_{k=j..i} g_ik (suffix sums along the row) clamped to n_max − 1, and
+            # q_i·e[p_ij] interpolated linearly between ⌊p⌋ and ⌊p⌋ + 1, scaled like the content
+            top = n_max - 1
+            gates = torch.sigmoid(s) * (j <= i).double()
+            p = torch.flip(torch.cumsum(torch.flip(gates, [-1]), dim=-1), [-1]).clamp(max=top)
+            lo = p.detach().floor().long()
+            hi = (lo + 1).clamp(max=top)
+            w = p - lo.double()
+            z = q @ self.pos(l, "cope").T  # [b, h, n, n_max]: z[..., i, t] = q_i·e[t]
+            s = s + ((1 - w) * torch.gather(z, -1, lo) + w * torch.gather(z, -1, hi)) * scale
         if fam == "t5":
             s = s + self.pos(l, "t5")[:, off][None]
         if fam == "t5-bucketed":
