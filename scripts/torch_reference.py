@@ -59,6 +59,8 @@ CASES = [
     ("fire", "fire", False, "post", False, True, True),
     ("fire_urpe_causal", "fire", True, "pre", True, False, False),
     ("fire_sigmoid", "fire", False, "none", True, True, False, "sigmoid"),
+    ("cope_causal", "cope", False, "post", True, True, True),
+    ("cope_urpe_causal", "cope", True, "pre", True, False, False),
 ]
 DEPTH, WIDTH, HEADS, FFN, N_MAX, N, BATCH, VOCAB, CLASSES, D_IN, D_OUT = 2, 8, 2, 16, 6, 5, 3, 7, 4, 3, 3
 
@@ -160,6 +162,18 @@ class Reference:
             s = (s + rel) * scale
         else:
             s = (q @ k.transpose(-1, -2)) * scale
+        if fam == "cope":
+            # CoPE: gates σ(c_ij) of the content scores for keys j ≤ i, contextual positions
+            # p_ij = Σ_{k=j..i} g_ik (suffix sums along the row) clamped to n_max − 1, and
+            # q_i·e[p_ij] interpolated linearly between ⌊p⌋ and ⌊p⌋ + 1, scaled like the content
+            top = n_max - 1
+            gates = torch.sigmoid(s) * (j <= i).double()
+            p = torch.flip(torch.cumsum(torch.flip(gates, [-1]), dim=-1), [-1]).clamp(max=top)
+            lo = p.detach().floor().long()
+            hi = (lo + 1).clamp(max=top)
+            w = p - lo.double()
+            z = q @ self.pos(l, "cope").T  # [b, h, n, n_max]: z[..., i, t] = q_i·e[t]
+            s = s + ((1 - w) * torch.gather(z, -1, lo) + w * torch.gather(z, -1, hi)) * scale
         if fam == "t5":
             s = s + self.pos(l, "t5")[:, off][None]
         if fam == "t5-bucketed":

@@ -171,6 +171,7 @@ fn random_models_of_every_family_match_the_theory() {
                 );
                 spec.urpe = urpe;
                 spec.norm = Some(norm);
+                spec.causal = family.causal_only();
                 let config = spec.resolve().unwrap();
                 let bound = config.barrier_bound();
                 let model = random_model(config, 5).unwrap();
@@ -209,7 +210,7 @@ fn random_models_with_every_normaliser_match_the_theory() {
         for family in Family::ALL {
             for urpe in [false, true] {
                 for causal in [false, true] {
-                    if attention.0.causal_only() && !causal {
+                    if (attention.0.causal_only() || family.causal_only()) && !causal {
                         continue;
                     }
                     let mut spec = ModelSpec::new(

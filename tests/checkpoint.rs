@@ -17,6 +17,7 @@ fn config(family: Family, urpe: bool, share: bool, tokens: bool) -> ModelConfig 
     spec.ffn = Some(12);
     spec.norm = Some(Norm::Pre);
     spec.share_position = Some(share);
+    spec.causal = family.causal_only();
     spec.t5_buckets = Some(8);
     spec.t5_max_distance = Some(16);
     spec.resolve().unwrap()

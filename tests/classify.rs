@@ -1,5 +1,5 @@
 //! `urpe classify`: every family × normaliser × gate × mask setting (the mask always on for
-//! stick-breaking), the theory's verdict
+//! stick-breaking and for cope), the theory's verdict
 //! against the positional rank of random models. The command covers every setting with no
 //! disagreement; the check is not vacuous: a family whose placement lies (it claims to act
 //! inside the softmax only but adds a position term to the values) is caught.
@@ -16,9 +16,12 @@ fn the_command_covers_every_setting_and_agrees_with_the_theory() {
     let o = Command::new(env!("CARGO_BIN_EXE_urpe")).args(["classify", "--json"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    // gate off/on × mask off/on, the mask always on for a causal-only normaliser
-    let masks: usize = normaliser::ALL.iter().map(|n| if n.causal_only() { 1 } else { 2 }).sum();
-    assert_eq!(rows.len(), Family::ALL.len() * masks * 2);
+    // gate off/on × mask off/on, the mask always on for a causal-only normaliser or family
+    let masks: usize = Family::ALL
+        .iter()
+        .flat_map(|f| normaliser::ALL.iter().map(|n| if n.causal_only() || f.causal_only() { 1 } else { 2 }))
+        .sum();
+    assert_eq!(rows.len(), masks * 2);
     for key in ["family", "attention", "gate", "bos", "causal", "theory", "measured", "reason"] {
         assert!(rows.iter().all(|r| r.get(key).is_some()), "a row without `{key}`");
     }
@@ -38,6 +41,9 @@ fn the_command_covers_every_setting_and_agrees_with_the_theory() {
     assert!(bound("nope", "sigmoid", false) && !bound("shaw-value", "softmax", false));
     assert!(!bound("nope", "stick-breaking", true), "stick-breaking rows grow with the keys they see");
     assert!(rows.iter().filter(|r| r["gate"] == true).all(|r| r["theory"] == "free"));
+    // cope: causal only; bound under softmax, free where rows need not sum to one
+    assert!(bound("cope", "softmax", true) && !bound("cope", "sigmoid", true) && !bound("cope", "relu", true));
+    assert!(rows.iter().filter(|r| r["family"] == "cope").all(|r| r["causal"] == true));
 }
 
 /// A family that claims to act inside the softmax only, but adds 0.1·i to every entry of
@@ -104,5 +110,23 @@ fn a_causal_only_normaliser_without_the_mask_is_refused() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("`attention` = stick-breaking") && err.contains("causal"), "{err}");
+    assert!(!out.exists(), "nothing written");
+}
+
+/// cope without the causal mask is a configuration error naming `causal` and the family:
+/// exit 2, nothing written.
+#[test]
+fn a_causal_only_family_without_the_mask_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_urpe"))
+        .args(["train", "--target", "position-id", "--family", "cope"])
+        .args(["--n", "8", "--vocab", "8", "--depth", "1", "--width", "8", "--heads", "2", "--steps", "2", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("`causal` = false") && err.contains("`cope` is causal only"), "{err}");
     assert!(!out.exists(), "nothing written");
 }

@@ -148,6 +148,15 @@ fn naive_attention(m: &Model<f64>, h: &Array2<f64>) -> (Array3<f64>, Array2<f64>
                 } else if f == Family::Fire {
                     // b_h(i, j) = f_θ(x_ij)_h after the scale, x_ij = ψ̃(i − j)/ψ(max(L, i))
                     scale * dot(&qi, &kj) + fire::FireParams::of(m, &ids.pos).bias(hd, i, j)
+                } else if f == Family::Cope {
+                    // p = Σ_{m=j..i} σ(c_im), clamped to n_max − 1; q_i·e[p] interpolated linearly
+                    let top = n_max - 1;
+                    let gate = |m: usize| 1.0 / (1.0 + (-scale * dot(&qi, &row(&k, m))).exp());
+                    let pos = (j..=i).map(gate).sum::<f64>().min(top as f64);
+                    let e = p.mat(t(0));
+                    let z = |at: usize| dot(&qi, e.row(at).as_slice().unwrap());
+                    let (lo, w) = (pos.floor() as usize, pos - pos.floor());
+                    scale * (dot(&qi, &kj) + (1.0 - w) * z(lo) + w * z((lo + 1).min(top)))
                 } else if f == Family::Xl {
                     let (u, vb, r) = (t(0), t(1), t(2));
                     // R_{i−j} projected by W_R, this head's columns
@@ -183,39 +192,103 @@ fn naive_attention(m: &Model<f64>, h: &Array2<f64>) -> (Array3<f64>, Array2<f64>
     (scores, out)
 }
 
-/// The engine's first-layer scores (finite entries) and attention output agree with the
-/// naive loops to 1e-12 (absolute, values of order 1), and masked entries are −∞ in both,
-/// on two random sequences of length 6.
-fn assert_matches_naive_loops(m: &Model<f64>, rng: &mut ChaCha8Rng, label: &str) {
-    let n = 6;
-    let x = Array3::from_shape_fn((2, n, 3), |_| rng.random_range(-1.0..1.0));
+/// Runs `m` on `x` [2, n, 3] and checks the first layer's scores (finite entries) and
+/// attention output against the naive loops to 1e-12 (absolute, values of order 1), masked
+/// entries −∞ in both; returns the forward cache.
+fn assert_matches_naive(m: &Model<f64>, x: &Array3<f64>, case: &str) -> urpe::nn::ForwardCache<f64> {
+    let n = x.dim().1;
     let input = ModelInput::Real(x.view());
     let mut cache = m.cache_for(&input);
     m.forward(&input, &mut cache).unwrap();
-    for b in 0..2 {
+    for b in 0..x.dim().0 {
         let rows = cache.embedded.slice(ndarray::s![b * n..(b + 1) * n, ..]).to_owned();
         let (scores, out) = naive_attention(m, &rows);
         let attn = &cache.layers[0].attn;
         for ((hd, i, j), &s) in scores.indexed_iter() {
             let got = attn.scores[[b, hd, i, j]];
             let ok = if s.is_finite() { (got - s).abs() < 1e-12 } else { got == s };
-            assert!(ok, "{label} score[{b},{hd},{i},{j}]: {got} vs {s}");
+            assert!(ok, "{case} score[{b},{hd},{i},{j}]: {got} vs {s}");
         }
         for ((i, o), &want) in out.indexed_iter() {
             let got = attn.out[[b * n + i, o]];
-            assert!((got - want).abs() < 1e-12, "{label} out[{b},{i},{o}]: {got} vs {want}");
+            assert!((got - want).abs() < 1e-12, "{case} out[{b},{i},{o}]: {got} vs {want}");
         }
     }
+    cache
 }
 
-/// Every family, gate on and off, causal on and off, against the naive loops.
+/// Every family, gate on and off, causal on and off (a causal-only family with the mask
+/// only): the engine agrees with the naive loops ([`assert_matches_naive`]).
 #[test]
 fn attention_matches_naive_loops_for_every_family() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     for (f, family) in Family::ALL.into_iter().enumerate() {
         for (urpe, causal) in [(false, false), (true, false), (false, true), (true, true)] {
+            if family.causal_only() && !causal {
+                continue;
+            }
             let m = model(family, urpe, causal, f as u64);
-            assert_matches_naive_loops(&m, &mut rng, &format!("{family} urpe={urpe} causal={causal}"));
+            let x = Array3::from_shape_fn((2, 6, 3), |_| rng.random_range(-1.0..1.0));
+            assert_matches_naive(&m, &x, &format!("{family} urpe={urpe} causal={causal}"));
+        }
+    }
+}
+
+/// cope at n = n_max with query and key biases of 1 (gates near 0.9): some contextual
+/// positions exceed P = n_max − 1 and are clamped, others are not, and the engine still
+/// agrees with the naive loops, gate on and off.
+#[test]
+fn cope_clamps_contextual_positions_at_n_max() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for urpe in [false, true] {
+        let mut m = model(Family::Cope, urpe, true, 5);
+        let (n, dh) = (m.config.n_max, m.config.head_dim());
+        let ids = m.layout.layers[0].attn;
+        m.params.slice_mut(ids.q.bias).fill(1.0);
+        m.params.slice_mut(ids.k.bias).fill(1.0);
+        let x = Array3::from_shape_fn((2, n, 3), |_| rng.random_range(-1.0..1.0));
+        let cache = assert_matches_naive(&m, &x, &format!("cope urpe={urpe} at n = n_max"));
+        // p_ij from the engine's queries and keys, for every head, row and key of both sequences
+        let (q, k) = (&cache.layers[0].attn.q, &cache.layers[0].attn.k);
+        let mut positions = Vec::new();
+        for (b, h, i) in triples(2, m.config.heads, n) {
+            let mut pos = 0.0;
+            for j in (0..=i).rev() {
+                let c: f64 = (0..dh).map(|e| q[[b * n + i, h * dh + e]] * k[[b * n + j, h * dh + e]]).sum();
+                pos += 1.0 / (1.0 + (-c / (dh as f64).sqrt()).exp());
+                positions.push(pos);
+            }
+        }
+        let clamped = positions.iter().filter(|&&p| p > (n - 1) as f64).count();
+        assert!(clamped > 0 && clamped < positions.len(), "urpe={urpe}: {clamped} of {} clamped", positions.len());
+    }
+}
+
+/// Every (batch, head, row) triple, in order.
+fn triples(batch: usize, heads: usize, n: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    (0..batch).flat_map(move |b| (0..heads).flat_map(move |h| (0..n).map(move |i| (b, h, i))))
+}
+
+/// ape-sin adds sin/cos of the position (from 0) to the input rows; ape-learned adds its
+/// table row.
+#[test]
+fn absolute_positions_are_added_to_the_input_rows() {
+    for family in [Family::ApeSin, Family::ApeLearned] {
+        let m = model(family, false, false, 4);
+        let x = Array3::<f64>::zeros((1, 5, 3));
+        let input = ModelInput::Real(x.view());
+        let mut cache = m.cache_for(&input);
+        m.forward(&input, &mut cache).unwrap();
+        let urpe::nn::layout::InputIds::Linear(lin) = m.layout.input else { unreachable!() };
+        let bias = m.params.vec(lin.bias);
+        for i in 0..5 {
+            let pos: Vec<f64> = match m.layout.input_pos.all().next() {
+                Some(ape) => m.params.mat(ape).row(i).to_vec(),
+                None => sinusoid(i as f64, 8),
+            };
+            for o in 0..8 {
+                assert!((cache.embedded[[i, o]] - bias[o] - pos[o]).abs() < 1e-15, "{family} row {i}");
+            }
         }
     }
 }
@@ -245,7 +318,8 @@ fn fire_interpolates_beyond_l_and_is_toeplitz_within_it() {
             assert!((b(&within, h, i, j) - b(&within, h, i + 1, j + 1)).abs() < 1e-12, "L = n_max: ({i}, {j})");
         }
         m.params.vec_mut(rho)[1] = (2.5f64 / 7.0).ln();
-        assert_matches_naive_loops(&m, &mut rng, &format!("fire L = 2.5 causal={causal}"));
+        let x = Array3::from_shape_fn((2, 6, 3), |_| rng.random_range(-1.0..1.0));
+        assert_matches_naive(&m, &x, &format!("fire L = 2.5 causal={causal}"));
         let beyond = table(&m);
         for h in 0..2 {
             for i in 4..7 {
@@ -253,30 +327,6 @@ fn fire_interpolates_beyond_l_and_is_toeplitz_within_it() {
             }
             let moved = (3..6).map(|i| (b(&beyond, h, i, 1) - b(&beyond, h, i + 1, 2)).abs()).fold(0.0, f64::max);
             assert!(moved > 1e-6, "head {h}: beyond L the table is not Toeplitz ({moved:e})");
-        }
-    }
-}
-
-/// ape-sin adds sin/cos of the position (from 0) to the input rows; ape-learned adds its
-/// table row.
-#[test]
-fn absolute_positions_are_added_to_the_input_rows() {
-    for family in [Family::ApeSin, Family::ApeLearned] {
-        let m = model(family, false, false, 4);
-        let x = Array3::<f64>::zeros((1, 5, 3));
-        let input = ModelInput::Real(x.view());
-        let mut cache = m.cache_for(&input);
-        m.forward(&input, &mut cache).unwrap();
-        let urpe::nn::layout::InputIds::Linear(lin) = m.layout.input else { unreachable!() };
-        let bias = m.params.vec(lin.bias);
-        for i in 0..5 {
-            let pos: Vec<f64> = match m.layout.input_pos.all().next() {
-                Some(ape) => m.params.mat(ape).row(i).to_vec(),
-                None => sinusoid(i as f64, 8),
-            };
-            for o in 0..8 {
-                assert!((cache.embedded[[i, o]] - bias[o] - pos[o]).abs() < 1e-15, "{family} row {i}");
-            }
         }
     }
 }

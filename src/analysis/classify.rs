@@ -23,14 +23,14 @@ pub struct Setting {
 }
 
 /// Every setting: every registered family × every normaliser × gate off/on × mask off/on
-/// (without the mask off for a causal-only normaliser).
+/// (without the mask off for a causal-only normaliser or family).
 pub fn settings() -> Vec<Setting> {
     let mut out = Vec::new();
     for family in Family::all() {
         for attention in normaliser::ALL.map(Attention) {
             for gate in [false, true] {
                 for causal in [false, true] {
-                    if causal || !attention.0.causal_only() {
+                    if causal || !(attention.0.causal_only() || family.causal_only()) {
                         out.push(Setting { family, attention, gate, causal });
                     }
                 }

@@ -8,8 +8,8 @@ use crate::normaliser::Attention;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// Position family: nope, ape-learned, ape-sin, t5, t5-bucketed, alibi, rope, shaw-key,
-    /// shaw-value, xl, kerple, xpos, fire; `urpe` = t5 with the gate; FAMILY+urpe adds the gate
-    /// to any family.
+    /// shaw-value, xl, kerple, xpos, fire, cope (with --causal); `urpe` = t5 with the gate;
+    /// FAMILY+urpe adds the gate to any family.
     #[arg(long, value_parser = parse_variant)]
     pub family: Option<Variant>,
     /// Add the URPE gate (Toeplitz C after the softmax) to the family.

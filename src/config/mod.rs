@@ -377,6 +377,16 @@ impl ModelConfig {
                 "a causal-only normaliser: set `causal = true` (--causal), or choose softmax, sink, sigmoid or relu",
             ));
         }
+        if self.family.causal_only() && !self.causal {
+            return Err(ConfigError::new(
+                "causal",
+                self.causal,
+                format!(
+                    "family `{}` is causal only: set `causal = true` (--causal), or choose another family",
+                    self.family
+                ),
+            ));
+        }
         if !self.width.is_multiple_of(self.heads) {
             let divisors: Vec<String> =
                 (1..=self.width).filter(|h| self.width.is_multiple_of(*h)).map(|h| h.to_string()).collect();

@@ -19,6 +19,7 @@ pub mod kernels;
 mod alibi;
 mod ape_learned;
 mod ape_sin;
+mod cope;
 mod fire;
 mod kerple;
 mod nope;
@@ -154,6 +155,28 @@ pub struct Work<'a, F> {
     pub v: ndarray::ArrayViewMut1<'a, F>,
 }
 
+/// Length of the buffer [`Work::new`] splits for length n and head width d_h:
+/// n(2n − 1) + 2n·d_h + n.
+pub fn work_len(n: usize, dh: usize) -> usize {
+    n * (2 * n - 1) + 2 * n * dh + n
+}
+
+impl<'a, F> Work<'a, F> {
+    /// The workspace for length n and head width d_h, from a buffer at least [`work_len`]
+    /// long.
+    pub fn new(buf: &'a mut [F], n: usize, dh: usize) -> Self {
+        let (skew, rest) = buf.split_at_mut(n * (2 * n - 1));
+        let (a, rest) = rest.split_at_mut(n * dh);
+        let (b, rest) = rest.split_at_mut(n * dh);
+        Work {
+            skewed: ArrayViewMut2::from_shape((n, 2 * n - 1), skew).expect("a workspace buffer"),
+            a: ArrayViewMut2::from_shape((n, dh), a).expect("a workspace buffer"),
+            b: ArrayViewMut2::from_shape((n, dh), b).expect("a workspace buffer"),
+            v: ndarray::ArrayViewMut1::from(&mut rest[..n]),
+        }
+    }
+}
+
 /// Queries or keys, for a family's transform of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -253,6 +276,12 @@ pub trait PositionFamily: Send + Sync + 'static {
     /// a constant input are equal along every row, whatever the normaliser.
     fn carries_position(&self) -> bool {
         true
+    }
+
+    /// True for a family defined with the causal mask only (cope): the configuration then
+    /// requires `causal = true`, and loops over every setting leave it out without the mask.
+    fn causal_only(&self) -> bool {
+        false
     }
 
     /// Checks the sizes the family needs (for example an even head width).
@@ -367,9 +396,11 @@ impl Family {
     pub const Xpos: Family = Family(&xpos::Xpos);
     /// FIRE: scores + f_θ(ψ̃(i − j)/ψ(max(L, i)))_h, a learned MLP of the warped offset.
     pub const Fire: Family = Family(&fire::Fire);
+    /// CoPE: scores + q_i·e[p_ij]/√d_h at contextual positions p_ij = Σ_{k=j..i} σ(c_ik); causal only.
+    pub const Cope: Family = Family(&cope::Cope);
 
     /// The built-in families, in catalogue order.
-    pub const ALL: [Family; 13] = [
+    pub const ALL: [Family; 14] = [
         Family::Nope,
         Family::ApeLearned,
         Family::ApeSin,
@@ -383,6 +414,7 @@ impl Family {
         Family::Kerple,
         Family::Xpos,
         Family::Fire,
+        Family::Cope,
     ];
 
     /// The family's definition.
@@ -405,6 +437,12 @@ impl Family {
     /// [`PositionFamily::carries_position`]).
     pub fn carries_position(self) -> bool {
         self.0.carries_position()
+    }
+
+    /// True when the family is defined with the causal mask only (see
+    /// [`PositionFamily::causal_only`]).
+    pub fn causal_only(self) -> bool {
+        self.0.causal_only()
     }
 
     /// Every family: the built-in ones, then those registered, in registration order.

@@ -11,7 +11,7 @@
 use super::layout::AttentionIds;
 use super::linear::{linear_backward, linear_forward};
 use crate::config::ModelConfig;
-use crate::family::{Head, PositionTerms, Side, Work, add_grad_block, gate};
+use crate::family::{Head, PositionTerms, Side, Work, add_grad_block, gate, work_len};
 use crate::float::Float;
 use crate::normaliser::{self, Rows};
 use crate::params::Params;
@@ -180,24 +180,6 @@ impl<'a, F: Float> Shared<'a, F> {
     }
 }
 
-/// Splits a per-sequence buffer into the workspace of the family's terms.
-fn work<F>(buf: &mut [F], n: usize, dh: usize) -> Work<'_, F> {
-    let (skew, rest) = buf.split_at_mut(n * (2 * n - 1));
-    let (a, rest) = rest.split_at_mut(n * dh);
-    let (b, rest) = rest.split_at_mut(n * dh);
-    Work {
-        skewed: ArrayViewMut2::from_shape((n, 2 * n - 1), skew).expect("scratch"),
-        a: ArrayViewMut2::from_shape((n, dh), a).expect("scratch"),
-        b: ArrayViewMut2::from_shape((n, dh), b).expect("scratch"),
-        v: ndarray::ArrayViewMut1::from(&mut rest[..n]),
-    }
-}
-
-/// Length of [`work`]'s buffer.
-fn work_len(n: usize, dh: usize) -> usize {
-    n * (2 * n - 1) + 2 * n * dh + n
-}
-
 /// Per-sequence views of the forward cache.
 struct SeqForward<'a, F> {
     q: ArrayView2<'a, F>,
@@ -212,7 +194,7 @@ struct SeqForward<'a, F> {
 fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]) {
     let (n, n_max, dh) = (c.n, c.config.n_max, c.config.head_dim());
     let p = c.p;
-    let mut work = work(buf, n, dh);
+    let mut work = Work::new(buf, n, dh);
     for h in 0..c.config.heads {
         let cols = c.cols(h);
         let (q, k, v) =
@@ -320,7 +302,7 @@ fn sequence_backward<F: Float>(
     let (q_all, k_all, v_all) =
         (cache.q.slice(s![rows.clone(), ..]), cache.k.slice(s![rows.clone(), ..]), cache.v.slice(s![rows, ..]));
     let (dscore_buf, rest) = s.scratch.split_at_mut(n * n);
-    let mut work = work(rest, n, dh);
+    let mut work = Work::new(rest, n, dh);
     let (mut dq, mut dk, mut dv) = (s.dq, s.dk, s.dv);
     let (family_grad, rest) = s.pos.split_at_mut(layout.family);
     let (gate_grad, normaliser_grad) = rest.split_at_mut(layout.gate);
