@@ -56,6 +56,9 @@ CASES = [
     ("xpos_urpe_sigmoid", "xpos", True, "pre", False, False, False, "sigmoid"),
     ("t5_sink", "t5", False, "post", False, True, True, "sink"),
     ("rope_sink_urpe_causal", "rope", True, "pre", True, False, False, "sink"),
+    ("t5_differential", "t5", False, "post", False, True, True, "differential"),
+    ("alibi_differential_urpe_causal", "alibi", True, "pre", True, False, False, "differential"),
+    ("shaw_value_differential_urpe", "shaw-value", True, "none", False, True, True, "differential"),
 ]
 DEPTH, WIDTH, HEADS, FFN, N_MAX, N, BATCH, VOCAB, CLASSES, D_IN, D_OUT = 2, 8, 2, 16, 6, 5, 3, 7, 4, 3, 3
 
@@ -147,6 +150,22 @@ class Reference:
                 power = torch.arange(n, dtype=torch.float64)[:, None] / 512.0
                 up = torch.cat([zeta[None, :] ** power] * 2, dim=-1)  # [n, dh]
                 q, k = q * up, k / up
+        # a score bias that reads neither q nor k: the same for every score matrix of a head
+        bias = torch.zeros(1, h, n, n)
+        if fam == "t5":
+            bias = bias + self.pos(l, "t5")[:, off][None]
+        if fam == "t5-bucketed":
+            buckets = t5_bucket(j - i, not c["causal"], c["t5_buckets"], c["t5_max_distance"])
+            bias = bias + self.pos(l, "t5_bucketed")[:, buckets][None]
+        if fam == "alibi":
+            m = torch.tensor(alibi_slopes(h))[:, None, None]
+            bias = bias - m * (j - i).abs()[None].double()
+        if fam == "kerple":
+            r = F.softplus(self.pos(l, "kerple"))  # [h, 2]: r1, r2 > 0
+            bias = bias - r[:, 0, None, None] * torch.log1p(r[:, 1, None, None] * (j - i).abs().double())[None]
+        attention = c.get("attention", "softmax")
+        if attention == "differential":
+            return self.differential(q, k, v, bias, l, off, j > i)
         if fam == "xl":
             u = self.pos(l, "xl_u")[None, :, None, :]
             vb = self.pos(l, "xl_v")[None, :, None, :]
@@ -156,22 +175,10 @@ class Reference:
             rel = torch.einsum("bhid,hijd->bhij", q + vb, r[:, off, :])
             s = (s + rel) * scale
         else:
-            s = (q @ k.transpose(-1, -2)) * scale
-        if fam == "t5":
-            s = s + self.pos(l, "t5")[:, off][None]
-        if fam == "t5-bucketed":
-            buckets = t5_bucket(j - i, not c["causal"], c["t5_buckets"], c["t5_max_distance"])
-            s = s + self.pos(l, "t5_bucketed")[:, buckets][None]
-        if fam == "alibi":
-            m = torch.tensor(alibi_slopes(h))[:, None, None]
-            s = s - m * (j - i).abs()[None].double()
+            s = (q @ k.transpose(-1, -2)) * scale + bias
         if fam == "shaw-key":
             a = self.pos(l, "shaw_key")[off]  # [n, n, dh]
             s = s + torch.einsum("bhid,ijd->bhij", q, a) * scale
-        if fam == "kerple":
-            r = F.softplus(self.pos(l, "kerple"))  # [h, 2]: r1, r2 > 0
-            s = s - r[:, 0, None, None] * torch.log1p(r[:, 1, None, None] * (j - i).abs().double())[None]
-        attention = c.get("attention", "softmax")
         if attention == "stick-breaking":
             # A_ij = β_ij Π_{j<k<i} (1 − β_ik) for keys j < i, β = σ(s), from the unmasked scores
             earlier = (j < i).double()  # [n, n]: key j strictly before query i
@@ -193,13 +200,40 @@ class Reference:
                 a = F.relu(s) / n
             else:
                 raise ValueError(attention)
-        if c["urpe"]:
+        return self.heads_out(self.mix_values(a, v, l, off), l)
+
+    def mix_values(self, a, v, l, off):
+        """The gate (if on), the product with V and shaw-value's term: [b, h, n, dh]."""
+        if self.c["urpe"]:
             a = a * self.pos(l, "urpe")[:, off][None]
         out = a @ v
-        if fam == "shaw-value":
+        if self.c["family"] == "shaw-value":
             out = out + torch.einsum("bhij,ijd->bhid", a, self.pos(l, "shaw_value")[off])
-        out = out.transpose(1, 2).reshape(b, n, d)
-        return self.linear(out, f"layers.{l}.attn.o")
+        return out
+
+    def heads_out(self, out, l):
+        """Heads [b, h, n, dh] side by side, then the output map."""
+        b, h, n, dh = out.shape
+        return self.linear(out.transpose(1, 2).reshape(b, n, h * dh), f"layers.{l}.attn.o")
+
+    def differential(self, q, k, v, bias, l, off, masked):
+        """Differential attention (Ye et al. 2024): the halves of q and k make two score
+        matrices, A = softmax(S1) - lam*softmax(S2), lam = exp(lq1.lk1) - exp(lq2.lk2) + lam_init,
+        lam_init = 0.8 - 0.6*exp(-0.3*l); each head's output row divided by its RMS (eps 1e-5)
+        and multiplied by 1 - lam_init."""
+        half = q.shape[-1] // 2
+        vec = self.p[f"layers.{l}.attn.lambda"]  # rows lq1, lk1, lq2, lk2
+        lam_init = 0.8 - 0.6 * math.exp(-0.3 * l)
+        lam = torch.exp(torch.dot(vec[0], vec[1])) - torch.exp(torch.dot(vec[2], vec[3])) + lam_init
+        maps = []
+        for part in (slice(0, half), slice(half, 2 * half)):
+            s = q[..., part] @ k[..., part].transpose(-1, -2) / math.sqrt(half) + bias
+            if self.c["causal"]:
+                s = s.masked_fill(masked[None, None], float("-inf"))
+            maps.append(torch.softmax(s, dim=-1))
+        out = self.mix_values(maps[0] - lam * maps[1], v, l, off)
+        out = out * torch.rsqrt(out.pow(2).mean(dim=-1, keepdim=True) + 1e-5) * (1.0 - lam_init)
+        return self.heads_out(out, l)
 
     def ffn(self, x, l):
         return self.linear(F.gelu(self.linear(x, f"layers.{l}.ffn.up")), f"layers.{l}.ffn.down")

@@ -254,6 +254,17 @@ pub trait PositionFamily: Send + Sync + 'static {
         true
     }
 
+    /// True when the family's score term, if it has one, is a bias B_h[i, j] that reads
+    /// neither queries nor keys, and the family does not transform them (nope, ape-*, t5,
+    /// t5-bucketed, alibi, kerple, shaw-value): such a term does not depend on the head width
+    /// and can be added to any score matrix of head h, as differential attention does to
+    /// both of its halves. False (the default, the safe answer for a family of one's own)
+    /// when its terms read or rotate q and k with tensors and tables sized for d_h (rope,
+    /// xpos, shaw-key, xl).
+    fn score_term_is_bias(&self) -> bool {
+        false
+    }
+
     /// Checks the sizes the family needs (for example an even head width).
     fn validate(&self, _dims: &FamilyDims) -> Result<(), ConfigError> {
         Ok(())
@@ -401,6 +412,12 @@ impl Family {
     /// [`PositionFamily::carries_position`]).
     pub fn carries_position(self) -> bool {
         self.0.carries_position()
+    }
+
+    /// True when the family's score term is a bias that reads neither queries nor keys (see
+    /// [`PositionFamily::score_term_is_bias`]).
+    pub fn score_term_is_bias(self) -> bool {
+        self.0.score_term_is_bias()
     }
 
     /// Every family: the built-in ones, then those registered, in registration order.
