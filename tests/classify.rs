@@ -7,6 +7,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 use std::process::Command;
 use urpe::analysis::classify::{Setting, classify, settings};
+use urpe::config::check_combination;
 use urpe::family::{Family, FamilyDims, Head, Placement, PositionFamily, Terms, Work, register};
 use urpe::float::Float;
 use urpe::normaliser::{self, Attention};
@@ -16,12 +17,18 @@ fn the_command_covers_every_setting_and_agrees_with_the_theory() {
     let o = Command::new(env!("CARGO_BIN_EXE_urpe")).args(["classify", "--json"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    // gate off/on × mask off/on, the mask always on for a causal-only normaliser or family
-    let masks: usize = Family::ALL
-        .iter()
-        .flat_map(|f| normaliser::ALL.iter().map(|n| if n.causal_only() || f.causal_only() { 1 } else { 2 }))
-        .sum();
-    assert_eq!(rows.len(), masks * 2);
+    // every family × normaliser that takes it × gate off/on × mask off/on, the mask always on
+    // for a causal-only normaliser or family
+    let masks = |f: Family, n: Attention| if n.0.causal_only() || f.causal_only() { 1 } else { 2 };
+    let pairs = Family::ALL.into_iter().flat_map(|f| normaliser::ALL.map(Attention).map(|n| (f, n)));
+    let expected: usize = pairs.filter(|&(f, n)| check_combination(f, n).is_ok()).map(|(f, n)| 2 * masks(f, n)).sum();
+    assert_eq!(rows.len(), expected);
+    let refused = ["rope", "xpos", "shaw-key", "xl", "cope"];
+    assert!(
+        rows.iter()
+            .filter(|r| r["attention"] == "differential")
+            .all(|r| !refused.contains(&r["family"].as_str().unwrap()))
+    );
     for key in ["family", "attention", "gate", "bos", "causal", "theory", "measured", "reason"] {
         assert!(rows.iter().all(|r| r.get(key).is_some()), "a row without `{key}`");
     }
@@ -40,6 +47,10 @@ fn the_command_covers_every_setting_and_agrees_with_the_theory() {
     assert!(!bound("t5", "sigmoid", false) && !bound("rope", "relu", false) && !bound("nope", "sigmoid", true));
     assert!(bound("nope", "sigmoid", false) && !bound("shaw-value", "softmax", false));
     assert!(!bound("nope", "stick-breaking", true), "stick-breaking rows grow with the keys they see");
+    // differential rows all sum to 1 − λ: bound like softmax, causal or not; free by the values
+    assert!(bound("t5", "differential", false) && bound("alibi", "differential", true));
+    assert!(bound("kerple", "differential", true) && bound("nope", "differential", true));
+    assert!(!bound("shaw-value", "differential", false) && !bound("ape-sin", "differential", true));
     assert!(rows.iter().filter(|r| r["gate"] == true).all(|r| r["theory"] == "free"));
     // cope: causal only; bound under softmax, free where rows need not sum to one
     assert!(bound("cope", "softmax", true) && !bound("cope", "sigmoid", true) && !bound("cope", "relu", true));

@@ -25,7 +25,7 @@ use rand::seq::index::sample;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
-use urpe::config::{Activation, Family, InputKind, ModelSpec, Norm, OutputKind};
+use urpe::config::{Activation, Family, InputKind, ModelSpec, Norm, OutputKind, check_combination};
 use urpe::family::{FamilyDims, FamilyIds, Head, Work, work_len};
 use urpe::nn::loss::{cross_entropy_loss, mse_loss};
 use urpe::nn::{BackwardWorkspace, ForwardCache, Model, ModelInput, ParamLayout, Params};
@@ -361,19 +361,47 @@ family_tests! {
 }
 
 /// Backward vs finite differences with the normalisers other than softmax, on a family of
-/// each kind (none, a score bias, a q/k transform, a value term), gate on and off, causal
-/// or not.
+/// each kind (none, a score bias, a q/k transform, a value term) that the normaliser takes,
+/// gate on and off, causal or not.
 #[test]
 fn every_normaliser() {
     let mut failures = Vec::new();
     for attention in normaliser::ALL.into_iter().map(Attention).filter(|a| !a.is_softmax()) {
-        for (variant, family) in [Family::Nope, Family::T5, Family::Rope, Family::ShawValue].into_iter().enumerate() {
+        let kinds = [Family::Nope, Family::T5, Family::Rope, Family::ShawValue].into_iter().enumerate();
+        for (variant, family) in kinds.filter(|&(_, f)| check_combination(f, attention).is_ok()) {
             for (urpe, causal) in [(false, false), (true, true)] {
                 let causal = causal || attention.0.causal_only();
                 let (err, at) = check(problem_with(family, urpe, Norm::Post, causal, variant, attention), None);
                 if err > TOLERANCE {
                     failures.push(format!("{attention} {family} urpe={urpe} causal={causal}: {err:.2e} at {at}"));
                 }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "gradient check failures:\n{}", failures.join("\n"));
+}
+
+/// Differential attention on every family it takes (its score bias added to both halves:
+/// t5-bucketed's buckets, alibi's fixed slopes, kerple's softplus, a family of one's own;
+/// ape's input rows; shaw-value's value term), gate on and off, each norm, causal or not:
+/// λ's vectors and every other tensor against finite differences.
+#[test]
+fn differential_on_every_family_it_takes() {
+    let attention = Attention(normaliser::DIFFERENTIAL);
+    own_family::family();
+    let mut failures = Vec::new();
+    let families: Vec<Family> =
+        Family::all().into_iter().filter(|&f| check_combination(f, attention).is_ok()).collect();
+    assert!(families.len() >= 9, "{families:?}");
+    for (k, family) in families.into_iter().enumerate() {
+        for (urpe, causal) in [(false, k % 2 == 0), (true, k % 2 == 1)] {
+            let norm = [Norm::Post, Norm::Pre, Norm::None][k % 3];
+            let (err, at) = check(problem_with(family, urpe, norm, causal, k % 6, attention), None);
+            if std::env::var_os("URPE_REPORT").is_some() {
+                eprintln!("worst {err:.2e} differential {family} urpe={urpe} {norm:?} causal={causal} at {at}");
+            }
+            if err > TOLERANCE {
+                failures.push(format!("{family} urpe={urpe} {norm:?} causal={causal}: {err:.2e} at {at}"));
             }
         }
     }

@@ -14,7 +14,7 @@ Example:
   urpe check-device --device cuda:0
 
 Prints, per family with and without the gate (and for each normaliser other than softmax,
-on t5 and rope), the largest relative gap over outputs, loss and every gradient of the
+on t5 and rope, or alibi where it refuses rope), the largest relative gap over outputs, loss and every gradient of the
 candle engine in f32 (max-abs, gradients relative to
 max(max |tensor|, G), G the model's largest gradient), then in bf16 mixed precision
 (norm-wise, on models with heads of width 8 or 16), against the ndarray engine in f32 on
@@ -56,13 +56,15 @@ pub fn run(a: Args) -> Result<()> {
         let label = if compute == DType::BF16 { "bf16 (mixed precision)" } else { "f32" };
         outln!("candle {label} on {} against the ndarray engine (f32, CPU), {} models per row", a.device, a.seeds)?;
         let mut worst_all = 0.0f64;
-        // every family with softmax, then each other normaliser on t5 and rope
+        // every family with softmax, then each other normaliser on t5 and rope (alibi where it
+        // refuses rope)
         let others = crate::normaliser::ALL.map(Attention).into_iter().filter(|n| !n.is_softmax());
-        let rows: Vec<(Family, Attention)> = Family::all()
-            .into_iter()
-            .map(|f| (f, Attention::SOFTMAX))
-            .chain(others.flat_map(|n| [(Family::T5, n), (Family::Rope, n)]))
-            .collect();
+        let takes = |n: Attention| {
+            let families = [Family::T5, Family::Rope, Family::Alibi].into_iter();
+            families.filter(move |&f| crate::config::check_combination(f, n).is_ok()).take(2).map(move |f| (f, n))
+        };
+        let rows: Vec<(Family, Attention)> =
+            Family::all().into_iter().map(|f| (f, Attention::SOFTMAX)).chain(others.flat_map(takes)).collect();
         for (family, attention) in rows {
             for urpe in [false, true] {
                 let mut worst = (0.0f64, String::new());

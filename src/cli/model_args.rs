@@ -43,8 +43,9 @@ pub struct ModelArgs {
     #[arg(long)]
     pub per_layer_position: bool,
     /// Attention normaliser: softmax, sink (a learned logit per head in the denominator),
-    /// sigmoid (σ(s − log n)), relu (ReLU(s)/n) or stick-breaking (with --causal) [default:
-    /// softmax].
+    /// sigmoid (σ(s − log n)), relu (ReLU(s)/n), stick-breaking (with --causal) or
+    /// differential (softmax(S¹) − λ·softmax(S²) from the halves of each head; an even head
+    /// width, a family whose score term is a bias) [default: softmax].
     #[arg(long, value_parser = parse_attention)]
     pub attention: Option<Attention>,
 }

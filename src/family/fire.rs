@@ -53,6 +53,10 @@ impl PositionFamily for Fire {
         "FIRE: scores + f_θ(ψ̃(i − j)/ψ(max(L, i)))_h, f_θ a ReLU MLP, ψ(t) = ln(1 + c·t), learned c and L"
     }
 
+    fn score_term_is_bias(&self) -> bool {
+        true
+    }
+
     fn placement(&self) -> Placement {
         Placement { inside_softmax_only: true, reason: "a learned function of (i, j) added to the scores" }
     }

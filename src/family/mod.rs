@@ -284,6 +284,17 @@ pub trait PositionFamily: Send + Sync + 'static {
         false
     }
 
+    /// True when the family's score term, if it has one, is a bias B_h[i, j] that reads
+    /// neither queries nor keys, and the family does not transform them (nope, ape-*, t5,
+    /// t5-bucketed, alibi, kerple, fire, shaw-value): such a term does not depend on the head width
+    /// and can be added to any score matrix of head h, as differential attention does to
+    /// both of its halves. False (the default, the safe answer for a family of one's own)
+    /// when its terms read or rotate q and k with tensors and tables sized for d_h (rope,
+    /// xpos, shaw-key, xl, cope).
+    fn score_term_is_bias(&self) -> bool {
+        false
+    }
+
     /// Checks the sizes the family needs (for example an even head width).
     fn validate(&self, _dims: &FamilyDims) -> Result<(), ConfigError> {
         Ok(())
@@ -443,6 +454,12 @@ impl Family {
     /// [`PositionFamily::causal_only`]).
     pub fn causal_only(self) -> bool {
         self.0.causal_only()
+    }
+
+    /// True when the family's score term is a bias that reads neither queries nor keys (see
+    /// [`PositionFamily::score_term_is_bias`]).
+    pub fn score_term_is_bias(self) -> bool {
+        self.0.score_term_is_bias()
     }
 
     /// Every family: the built-in ones, then those registered, in registration order.
