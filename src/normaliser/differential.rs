@@ -8,7 +8,7 @@
 //!   engine adds it to one score matrix (called once on each half; the causal mask as usual).
 //!   Only families whose score term is a bias B_h[i, j] that reads neither queries nor keys
 //!   take part (`PositionFamily::score_term_is_bias`: nope, ape-*, t5, t5-bucketed, alibi,
-//!   kerple, shaw-value); rope, xpos, shaw-key and xl, whose tensors and tables are sized for
+//!   kerple, fire, shaw-value); rope, xpos, shaw-key, xl and cope, whose tensors and tables are sized for
 //!   d_h, are a configuration error naming `family` and `attention`.
 //! - A = softmax(S¹) − λ·softmax(S²), λ = exp(λ_q1·λ_k1) − exp(λ_q2·λ_k2) + λ_init, with
 //!   λ_init = 0.8 − 0.6·exp(−0.3·l) (the paper's l − 1 is our l) and λ_q1, λ_k1, λ_q2, λ_k2
@@ -114,7 +114,7 @@ impl Normaliser for Differential {
 
     fn reason(&self) -> &'static str {
         "every row of softmax(S¹) − λ·softmax(S²) sums to 1 − λ, one number per layer, and the per-row RMS \
-         norm keeps equal rows equal (rope, xpos, shaw-key and xl, whose terms read queries and keys, are refused)"
+         norm keeps equal rows equal (rope, xpos, shaw-key, xl and cope, whose terms read queries and keys, are refused)"
     }
 
     fn rows_f32(&self) -> &dyn Rows<f32> {
