@@ -4,7 +4,10 @@
 //! disagreement; the check is not vacuous: a family whose placement lies (it claims to act
 //! inside the softmax only but adds a position term to the values) is caught.
 
+#[path = "support/refusal.rs"]
+mod refusal;
 use ndarray::{ArrayView2, ArrayViewMut2};
+use refusal::train_refused;
 use std::process::Command;
 use urpe::analysis::classify::{Setting, classify, settings};
 use urpe::config::check_combination;
@@ -110,34 +113,14 @@ fn a_family_whose_placement_lies_is_caught() {
 /// exit 2, nothing written.
 #[test]
 fn a_causal_only_normaliser_without_the_mask_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_urpe"))
-        .args(["train", "--target", "position-id", "--family", "t5", "--attention", "stick-breaking"])
-        .args(["--n", "8", "--vocab", "8", "--depth", "1", "--width", "8", "--heads", "2", "--steps", "2", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let err = train_refused(&["--family", "t5", "--attention", "stick-breaking"]);
     assert!(err.contains("`attention` = stick-breaking") && err.contains("causal"), "{err}");
-    assert!(!out.exists(), "nothing written");
 }
 
 /// cope without the causal mask is a configuration error naming `causal` and the family:
 /// exit 2, nothing written.
 #[test]
 fn a_causal_only_family_without_the_mask_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_urpe"))
-        .args(["train", "--target", "position-id", "--family", "cope"])
-        .args(["--n", "8", "--vocab", "8", "--depth", "1", "--width", "8", "--heads", "2", "--steps", "2", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let err = train_refused(&["--family", "cope"]);
     assert!(err.contains("`causal` = false") && err.contains("`cope` is causal only"), "{err}");
-    assert!(!out.exists(), "nothing written");
 }

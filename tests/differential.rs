@@ -13,8 +13,10 @@
 //!   `attention`), at the command line with exit 2 and nothing written;
 //! - λ's vectors start at N(0, 0.1²), named `layers.{l}.attn.lambda` [4, d_h/2].
 
+#[path = "support/refusal.rs"]
+mod refusal;
 use ndarray::{Array2, Axis, s};
-use std::process::Command;
+use refusal::train_refused;
 use urpe::analysis::random::random_model;
 use urpe::config::{Family, InputKind, ModelSpec, OutputKind, check_combination};
 use urpe::nn::{Model, ModelInput};
@@ -152,18 +154,8 @@ fn families_whose_terms_read_queries_and_keys_are_refused_naming_the_fields() {
 
 #[test]
 fn the_command_line_refuses_rope_with_differential_attention() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_urpe"))
-        .args(["train", "--target", "position-id", "--family", "rope", "--attention", "differential"])
-        .args(["--n", "8", "--vocab", "8", "--depth", "1", "--width", "8", "--heads", "2", "--steps", "2", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let err = train_refused(&["--family", "rope", "--attention", "differential"]);
     assert!(err.contains("`family` = rope") && err.contains("`attention` = differential"), "{err}");
-    assert!(!out.exists(), "nothing written");
 }
 
 #[test]
