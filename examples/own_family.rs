@@ -30,6 +30,10 @@ impl PositionFamily for LearnedSlope {
         Placement { inside_softmax_only: true, reason: "a term in the scores" }
     }
 
+    fn score_term_is_bias(&self) -> bool {
+        true
+    }
+
     fn declare(&self, t: &mut ParamLayout, prefix: &str, dims: &FamilyDims) -> FamilyIds {
         FamilyIds::new(&[t.push(format!("{prefix}.learned_slope"), &[dims.heads, 1], WEIGHT)])
     }

@@ -57,6 +57,14 @@ CASES = [
     ("xpos_urpe_sigmoid", "xpos", True, "pre", False, False, False, "sigmoid"),
     ("t5_sink", "t5", False, "post", False, True, True, "sink"),
     ("rope_sink_urpe_causal", "rope", True, "pre", True, False, False, "sink"),
+    ("fire", "fire", False, "post", False, True, True),
+    ("fire_urpe_causal", "fire", True, "pre", True, False, False),
+    ("fire_sigmoid", "fire", False, "none", True, True, False, "sigmoid"),
+    ("cope_causal", "cope", False, "post", True, True, True),
+    ("cope_urpe_causal", "cope", True, "pre", True, False, False),
+    ("t5_differential", "t5", False, "post", False, True, True, "differential"),
+    ("alibi_differential_urpe_causal", "alibi", True, "pre", True, False, False, "differential"),
+    ("shaw_value_differential_urpe", "shaw-value", True, "none", False, True, True, "differential"),
     ("t5_bos", "t5", False, "pre", False, True, False, "softmax", {"bos": True}),
     ("nope_bos_causal", "nope", False, "post", True, True, True, "softmax", {"bos": True}),
 ]
@@ -151,6 +159,32 @@ class Reference:
                 power = torch.arange(n, dtype=torch.float64)[:, None] / 512.0
                 up = torch.cat([zeta[None, :] ** power] * 2, dim=-1)  # [n, dh]
                 q, k = q * up, k / up
+        # a score bias that reads neither q nor k: the same for every score matrix of a head
+        bias = torch.zeros(1, h, n, n)
+        if fam == "t5":
+            bias = bias + self.pos(l, "t5")[:, off][None]
+        if fam == "t5-bucketed":
+            buckets = t5_bucket(j - i, not c["causal"], c["t5_buckets"], c["t5_max_distance"])
+            bias = bias + self.pos(l, "t5_bucketed")[:, buckets][None]
+        if fam == "alibi":
+            m = torch.tensor(alibi_slopes(h))[:, None, None]
+            bias = bias - m * (j - i).abs()[None].double()
+        if fam == "kerple":
+            r = F.softplus(self.pos(l, "kerple"))  # [h, 2]: r1, r2 > 0
+            bias = bias - r[:, 0, None, None] * torch.log1p(r[:, 1, None, None] * (j - i).abs().double())[None]
+        if fam == "fire":
+            # b_h(i, j) = MLP(x_ij)_h, x_ij = sign(i − j)·ψ(|i − j|)/ψ(max(L, i)), ψ(t) = log(1 + c·t),
+            # c = 0.1·exp(ρ_0), L = n_max·exp(ρ_1); one hidden layer of ReLUs
+            w1, b1, w2, b2, rho = (self.pos(l, f"fire.{t}") for t in ("w1", "b1", "w2", "b2", "rho"))
+            c_, L = 0.1 * torch.exp(rho[0]), n_max * torch.exp(rho[1])
+            rel = (i - j).double()  # [n, n]
+            query = torch.arange(n, dtype=torch.float64)[:, None]  # [n, 1]
+            x = torch.sign(rel) * torch.log1p(c_ * rel.abs()) / torch.log1p(c_ * torch.maximum(query, L))
+            hidden = F.relu(x[..., None] * w1 + b1)  # [n, n, H]
+            bias = bias + (hidden @ w2.T + b2).permute(2, 0, 1)[None]
+        attention = c.get("attention", "softmax")
+        if attention == "differential":
+            return self.differential(q, k, v, bias, l, off, j > i)
         if fam == "xl":
             u = self.pos(l, "xl_u")[None, :, None, :]
             vb = self.pos(l, "xl_v")[None, :, None, :]
@@ -161,21 +195,22 @@ class Reference:
             s = (s + rel) * scale
         else:
             s = (q @ k.transpose(-1, -2)) * scale
-        if fam == "t5":
-            s = s + self.pos(l, "t5")[:, off][None]
-        if fam == "t5-bucketed":
-            buckets = t5_bucket(j - i, not c["causal"], c["t5_buckets"], c["t5_max_distance"])
-            s = s + self.pos(l, "t5_bucketed")[:, buckets][None]
-        if fam == "alibi":
-            m = torch.tensor(alibi_slopes(h))[:, None, None]
-            s = s - m * (j - i).abs()[None].double()
+            if fam == "cope":
+                # CoPE: gates σ(c_ij) of the content scores for keys j ≤ i, contextual positions
+                # p_ij = Σ_{k=j..i} g_ik (suffix sums along the row) clamped to n_max − 1, and
+                # q_i·e[p_ij] interpolated linearly between ⌊p⌋ and ⌊p⌋ + 1, scaled like the content
+                top = n_max - 1
+                gates = torch.sigmoid(s) * (j <= i).double()
+                p = torch.flip(torch.cumsum(torch.flip(gates, [-1]), dim=-1), [-1]).clamp(max=top)
+                lo = p.detach().floor().long()
+                hi = (lo + 1).clamp(max=top)
+                w = p - lo.double()
+                z = q @ self.pos(l, "cope").T  # [b, h, n, n_max]: z[..., i, t] = q_i·e[t]
+                s = s + ((1 - w) * torch.gather(z, -1, lo) + w * torch.gather(z, -1, hi)) * scale
+            s = s + bias
         if fam == "shaw-key":
             a = self.pos(l, "shaw_key")[off]  # [n, n, dh]
             s = s + torch.einsum("bhid,ijd->bhij", q, a) * scale
-        if fam == "kerple":
-            r = F.softplus(self.pos(l, "kerple"))  # [h, 2]: r1, r2 > 0
-            s = s - r[:, 0, None, None] * torch.log1p(r[:, 1, None, None] * (j - i).abs().double())[None]
-        attention = c.get("attention", "softmax")
         if attention == "stick-breaking":
             # A_ij = β_ij Π_{j<k<i} (1 − β_ik) for keys j < i, β = σ(s), from the unmasked scores
             earlier = (j < i).double()  # [n, n]: key j strictly before query i
@@ -197,13 +232,40 @@ class Reference:
                 a = F.relu(s) / n
             else:
                 raise ValueError(attention)
-        if c["urpe"]:
+        return self.heads_out(self.mix_values(a, v, l, off), l)
+
+    def mix_values(self, a, v, l, off):
+        """The gate (if on), the product with V and shaw-value's term: [b, h, n, dh]."""
+        if self.c["urpe"]:
             a = a * self.pos(l, "urpe")[:, off][None]
         out = a @ v
-        if fam == "shaw-value":
+        if self.c["family"] == "shaw-value":
             out = out + torch.einsum("bhij,ijd->bhid", a, self.pos(l, "shaw_value")[off])
-        out = out.transpose(1, 2).reshape(b, n, d)
-        return self.linear(out, f"layers.{l}.attn.o")
+        return out
+
+    def heads_out(self, out, l):
+        """Heads [b, h, n, dh] side by side, then the output map."""
+        b, h, n, dh = out.shape
+        return self.linear(out.transpose(1, 2).reshape(b, n, h * dh), f"layers.{l}.attn.o")
+
+    def differential(self, q, k, v, bias, l, off, masked):
+        """Differential attention (Ye et al. 2024): the halves of q and k make two score
+        matrices, A = softmax(S1) - lam*softmax(S2), lam = exp(lq1.lk1) - exp(lq2.lk2) + lam_init,
+        lam_init = 0.8 - 0.6*exp(-0.3*l); each head's output row divided by its RMS (eps 1e-5)
+        and multiplied by 1 - lam_init."""
+        half = q.shape[-1] // 2
+        vec = self.p[f"layers.{l}.attn.lambda"]  # rows lq1, lk1, lq2, lk2
+        lam_init = 0.8 - 0.6 * math.exp(-0.3 * l)
+        lam = torch.exp(torch.dot(vec[0], vec[1])) - torch.exp(torch.dot(vec[2], vec[3])) + lam_init
+        maps = []
+        for part in (slice(0, half), slice(half, 2 * half)):
+            s = q[..., part] @ k[..., part].transpose(-1, -2) / math.sqrt(half) + bias
+            if self.c["causal"]:
+                s = s.masked_fill(masked[None, None], float("-inf"))
+            maps.append(torch.softmax(s, dim=-1))
+        out = self.mix_values(maps[0] - lam * maps[1], v, l, off)
+        out = out * torch.rsqrt(out.pow(2).mean(dim=-1, keepdim=True) + 1e-5) * (1.0 - lam_init)
+        return self.heads_out(out, l)
 
     def ffn(self, x, l):
         return self.linear(F.gelu(self.linear(x, f"layers.{l}.ffn.up")), f"layers.{l}.ffn.down")
@@ -273,6 +335,10 @@ def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, attent
     for key, t in tensors.items():
         centre = 1.0 if key.endswith(("norm1.weight", "norm2.weight", "final_norm.weight", ".urpe")) else 0.0
         values = centre + rng.uniform(-0.5, 0.5, size=tuple(t.shape))
+        if key.endswith("fire.rho") and (key.startswith("pos.") or key.startswith("layers.1.")):
+            # L = 6·e^(−1) ≈ 2.2 < i for queries i ≥ 3, so max(L, i) = i is exercised too
+            # (every layer when shared; the second layer otherwise)
+            values[1] = -1.0
         params[key] = torch.tensor(values, requires_grad=True)
     if tokens:
         inputs = torch.tensor(rng.integers(0, VOCAB, size=(BATCH, N)))

@@ -299,6 +299,55 @@ fn rank_section(out: &mut String, runs: &[StoredRun], fams: &[String]) {
     let _ = writeln!(out, "\nReading: {}", crate::plot::rank_reading(&chosen));
 }
 
+/// Every variant at the largest model of each target: the theory's verdict with its reason
+/// beside the constant-input result over the exact floor (the `variants` figure's numbers).
+fn variants_section(out: &mut String, cells: &[Cell]) {
+    let spread = match cells.iter().map(|c| c.constant.k).max().unwrap_or(0) {
+        k if k < 2 => "one seed, no interval".to_string(),
+        k => format!("mean ± 95% CI over {k} seeds"),
+    };
+    let _ = writeln!(
+        out,
+        "\n## Each variant beside the theory\n\nConstant-input error (mean squared error for real targets, accuracy for token targets; the barrier's metric) over the exact floor at the largest model of each target, {spread}, beside the theory's verdict (`urpe classify` gives the same verdict for any setting). A bound variant cannot go below 1 on a real target or above 1 on a token target; a free one may, if training finds how. General inputs (the paper's metric) in the last column.\n"
+    );
+    let _ = writeln!(out, "| target | variant | theory | constant | floor | constant / floor | general | why |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let mut kinds: Vec<TargetKind> = cells.iter().map(|c| c.key.target).collect();
+    kinds.dedup();
+    for target in TargetKind::ALL.into_iter().filter(|t| kinds.contains(t)) {
+        let at: Vec<&Cell> = cells.iter().filter(|c| c.key.target == target).collect();
+        let Some(top) = at.iter().map(|c| (c.key.depth * c.key.width, c.key.depth, c.key.width)).max() else {
+            continue;
+        };
+        let mut here: Vec<&Cell> =
+            at.into_iter().filter(|c| (c.key.depth * c.key.width, c.key.depth, c.key.width) == top).collect();
+        let mut labels: Vec<String> = here.iter().map(|c| c.key.family.clone()).collect();
+        Variant::sort_labels(&mut labels);
+        here.sort_by_key(|c| labels.iter().position(|l| *l == c.key.family));
+        for c in here {
+            let floor = match c.floor {
+                Floor::Mse { mse } => mse,
+                Floor::Classes { accuracy, .. } => accuracy,
+            };
+            let _ = writeln!(
+                out,
+                "| {} (n = {}, {} × {}) | {} | {} | {} | {:.4} | {:.3} | {} | {} |",
+                target,
+                c.key.n,
+                c.key.depth,
+                c.key.width,
+                c.key.family,
+                if c.barrier_bound { "bound" } else { "free" },
+                pm(&c.constant),
+                floor,
+                c.constant.mean / floor,
+                pm(&c.general),
+                c.theory_reason
+            );
+        }
+    }
+}
+
 /// A setting as a configuration file spells it (`cosine`, `post`, `adamw`).
 fn as_written(value: &impl serde::Serialize) -> String {
     match serde_json::to_value(value) {
@@ -435,6 +484,7 @@ pub fn report(runs: &[StoredRun], figures: &[FigureEntry], ctx: &ReportContext) 
     }
     gate_section(&mut out, &stats::gate_comparisons(&cells));
     token_section(&mut out, &cells, &fams);
+    variants_section(&mut out, &cells);
     rank_section(&mut out, runs, &fams);
     let floor_of = |t: TargetKind| runs.iter().find(|r| r.record.config.target == t).map(|r| r.record.floor);
     if let Some(Floor::Mse { mse }) = floor_of(TargetKind::PositionShift) {

@@ -103,7 +103,8 @@ impl Arch {
         spec.urpe = urpe;
         spec.activation = Some(self.activation);
         spec.norm = Some(self.norm);
-        spec.causal = self.causal;
+        // a causal-only family (cope) always gets the mask
+        spec.causal = self.causal || family.causal_only();
         spec.share_position = Some(self.share_position);
         spec
     }
@@ -346,7 +347,7 @@ fn check_stochastic<F: Float>(case: &Case) -> Result<(), TestCaseError> {
             for (l, layer) in cache.layers.iter().enumerate() {
                 let probs = &layer.attn.probs;
                 for ((b, h, i, j), &p) in probs.indexed_iter() {
-                    let masked = case.arch.causal && j > i;
+                    let masked = model.config.causal && j > i;
                     prop_assert!(
                         p >= F::zero() && (!masked || p == F::zero()),
                         "{} layer {l}: A[{b},{h},{i},{j}] = {p}",
@@ -395,7 +396,7 @@ fn separation(arch: &Arch, family: Family, urpe: bool, scale: f64, rng: &mut Cha
     let mut model = random_model::<f64>(arch.config(family, urpe), scale, rng);
     let uniform = Uniform::new(0.5, 1.5).expect("a valid range");
     // offsets −(n − 1)..=0 (causal) or ..=n − 1, at index offset + n_max − 1
-    let last = if arch.causal { arch.n_max - 1 } else { arch.n_max + arch.n - 2 };
+    let last = if model.config.causal { arch.n_max - 1 } else { arch.n_max + arch.n - 2 };
     for id in gate_ids(&model) {
         model.params.slice_mut(id).iter_mut().for_each(|c| *c = uniform.sample(rng));
         for c in model.params.mat(id).rows() {

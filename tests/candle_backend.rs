@@ -16,7 +16,7 @@
 use candle_core::{DType, Device};
 use urpe::candle::CandleModel;
 use urpe::candle::check::{compare, random_case, random_case_of, reference, relative_gap};
-use urpe::config::{Family, ModelSpec};
+use urpe::config::{Family, ModelSpec, check_combination};
 use urpe::nn::Model;
 use urpe::normaliser::Attention;
 use urpe::optim::{Adam, Decay, OptimConfig, OptimizerKind, grad_norm};
@@ -68,12 +68,15 @@ fn candle_and_ndarray_agree_on_outputs_loss_and_gradients() {
 }
 
 /// Every normaliser other than softmax (their candle forms, differentiated by candle's
-/// autograd) on a family of each kind, gate on and off: the same agreement as above.
+/// autograd; differential attention's own path) on a family of each kind that it takes
+/// (none, a learned and a fixed score bias, a q/k transform, a value term), gate on and off:
+/// the same agreement as above.
 #[test]
 fn candle_and_ndarray_agree_for_every_normaliser() {
     let mut failures = Vec::new();
     for attention in urpe::normaliser::ALL.map(Attention).into_iter().filter(|a| !a.is_softmax()) {
-        for family in [Family::Nope, Family::T5, Family::Rope, Family::ShawValue, Family::Xpos] {
+        let kinds = [Family::Nope, Family::T5, Family::Alibi, Family::Rope, Family::ShawValue, Family::Xpos];
+        for family in kinds.into_iter().filter(|&f| check_combination(f, attention).is_ok()) {
             for urpe in [false, true] {
                 for seed in 0..3 {
                     let id = 100 * seed + family.index() as u64;
@@ -124,6 +127,31 @@ fn candle_and_ndarray_agree_with_bos() {
         }
     }
     assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// cope at n = n_max with every query and key equal (their weights 0, biases 2): every gate
+/// is g = σ(4·√d_h) > 0.99, so p_ij = (i − j + 1)·g, and the first key seen from the last
+/// query, n·g > n − 1, is clamped at P = n_max − 1 while the others are not. The engines
+/// agree there too (f64, 1e-10 as above), gate on and off.
+#[test]
+fn cope_engines_agree_where_positions_are_clamped() {
+    let mut checked = 0;
+    for seed in 0..40 {
+        let mut case = random_case(Family::Cope, seed % 2 == 0, seed, 0.7).unwrap();
+        if case.model.config.n_max != case.x.dim().1 {
+            continue;
+        }
+        for layer in case.model.layout.layers.clone() {
+            for lin in [layer.attn.q, layer.attn.k] {
+                case.model.params.slice_mut(lin.weight).fill(0.0);
+                case.model.params.slice_mut(lin.bias).fill(2.0);
+            }
+        }
+        let (gap, at) = compare::<f64>(&case, &Device::Cpu, DType::F64, DType::F64, 1e-2).unwrap();
+        assert!(gap <= 1e-10, "cope seed {seed}: {at}: {gap:e}");
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} cases with n = n_max");
 }
 
 /// 10 Adam (and AdamW with clipping) steps on the same batch give the same losses (f64,

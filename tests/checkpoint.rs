@@ -17,6 +17,7 @@ fn config(family: Family, urpe: bool, share: bool, tokens: bool) -> ModelConfig 
     spec.ffn = Some(12);
     spec.norm = Some(Norm::Pre);
     spec.share_position = Some(share);
+    spec.causal = family.causal_only();
     spec.t5_buckets = Some(8);
     spec.t5_max_distance = Some(16);
     spec.resolve().unwrap()
@@ -63,6 +64,28 @@ fn save_then_load_is_bit_exact_for_every_family() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+}
+
+/// Every normaliser's model (its own tensors included: the sink's β, differential
+/// attention's λ vectors) round trips bit for bit, with its configuration.
+#[test]
+fn save_then_load_is_bit_exact_for_every_normaliser() {
+    let dir = tempfile::tempdir().unwrap();
+    for attention in urpe::normaliser::ALL.map(urpe::normaliser::Attention) {
+        let mut spec =
+            ModelSpec::new(Family::T5, 2, 8, 2, 6, InputKind::Tokens { vocab: 5 }, OutputKind::Classes { classes: 4 });
+        spec.attention = Some(attention);
+        spec.causal = attention.0.causal_only();
+        spec.urpe = true;
+        let m = distinct_model(spec.resolve().unwrap());
+        let path = dir.path().join(format!("{attention}.safetensors"));
+        checkpoint::save(&m, &path).unwrap();
+        let back: Model<f32> = checkpoint::load(&path).unwrap();
+        assert_eq!(back.config, m.config, "{attention}");
+        let bits = |m: &Model<f32>| m.params.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&m), "{attention}");
+        assert_eq!(back.layout.tensors.specs(), m.layout.tensors.specs());
+    }
 }
 
 #[test]

@@ -51,7 +51,9 @@ fn urpe_family_is_t5_with_the_gate() {
 #[test]
 fn json_and_toml_round_trip() {
     for family in Family::ALL {
-        let c = ModelConfig::from_toml(&with(&format!("family = \"{family}\"\nurpe = true"))).unwrap();
+        let causal = family.causal_only();
+        let c =
+            ModelConfig::from_toml(&with(&format!("family = \"{family}\"\nurpe = true\ncausal = {causal}"))).unwrap();
         assert_eq!(ModelConfig::from_json(&c.to_json()).unwrap(), c);
         assert_eq!(ModelConfig::from_toml(&toml::to_string(&c).unwrap()).unwrap(), c);
     }
@@ -72,6 +74,7 @@ fn each_invalid_value_names_its_field_and_value() {
         ("family = \"t5-bucketed\"\nt5_max_distance = 4", "`t5_max_distance` = 4", "exceed"),
         ("family = \"ape-sin\"\nwidth = 9\nheads = 3", "`width` = 9", "even"),
         ("rope_base = 0.5", "`rope_base` = 0.5", "above 1"),
+        ("family = \"cope\"", "`causal` = false", "family `cope` is causal only"),
     ];
     for (extra, names, allowed) in cases {
         let msg = rejected(&with(extra));

@@ -10,7 +10,7 @@ use urpe::experiment::{Experiment, StoredRun};
 use urpe::plot::{Figure, draw_all, draw_run};
 use urpe::train::{Metrics, SetMetrics};
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 10] = [
     "error_vs_width_constant",
     "error_vs_width_general",
     "error_vs_depth",
@@ -20,6 +20,7 @@ const ALL: [&str; 9] = [
     "training_curves",
     "constant_profile",
     "positional_rank",
+    "variants",
 ];
 
 /// Real runs of a tiny grid: two real and two token targets, a barrier-bound family and
@@ -78,11 +79,11 @@ fn every_figure_is_drawn_when_the_runs_have_its_data() {
     assert_eq!(names(&figures), ALL);
     check_files(&figures, &out);
 
-    // token targets only: the accuracy figures, URPE's tables and the training curves
+    // token targets only: the accuracy figures, URPE's tables, the training curves, the variants
     let tokens: Vec<StoredRun> = runs.iter().filter(|r| r.record.config.target.is_classification()).cloned().collect();
     let only = dir.path().join("tokens");
     let figures = draw_all(&tokens, &only).unwrap();
-    assert_eq!(names(&figures), ["token_accuracy", "accuracy_vs_step", "urpe_tables", "training_curves"]);
+    assert_eq!(names(&figures), ["token_accuracy", "accuracy_vs_step", "urpe_tables", "training_curves", "variants"]);
     check_files(&figures, &only);
 
     // real targets without URPE: no tables, no accuracy
@@ -322,4 +323,9 @@ fn captions_and_report_read_the_store_and_one_seed_claims_no_interval() {
     assert!(text.contains("One seed per grid point: every number is a single run, with no confidence interval."));
     assert!(!text.contains("95% Student-t"), "{text}");
     assert!(text.contains("The sweeps' wall time was not logged"));
+    // every variant beside the theory, with its reason, one seed without an interval
+    let section = text.split("## Each variant beside the theory").nth(1).expect("the variants section");
+    assert!(section.contains("one seed, no interval"), "{section}");
+    assert!(section.contains("| nope | bound |") && section.contains("| urpe | free |"), "{section}");
+    assert!(section.contains("the gate: the rows of M"), "{section}");
 }

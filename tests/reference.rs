@@ -147,5 +147,7 @@ fixtures! {
     nope, ape_learned, ape_sin, t5, t5_urpe, t5_urpe_pre_causal_per_layer, t5_bucketed, alibi,
     rope, rope_urpe_none, shaw_key, shaw_value, xl, xl_urpe_causal, kerple, kerple_urpe_causal,
     t5_sigmoid, rope_relu_causal, nope_stick_breaking, alibi_stick_breaking_urpe, xpos, xpos_urpe_sigmoid,
-    t5_sink, rope_sink_urpe_causal, t5_bos, nope_bos_causal,
+    t5_sink, rope_sink_urpe_causal, fire, fire_urpe_causal, fire_sigmoid, cope_causal, cope_urpe_causal,
+    t5_differential, alibi_differential_urpe_causal, shaw_value_differential_urpe,
+    t5_bos, nope_bos_causal,
 }

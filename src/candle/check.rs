@@ -37,7 +37,7 @@ pub fn random_case(family: Family, urpe: bool, seed: u64, scale: f64) -> Result<
 
 /// [`random_case`] with heads of the widths `head_widths` (bf16 checks take wider heads:
 /// a layer norm over 2 to 4 entries is too ill-conditioned for 8 significant bits) and the
-/// normaliser `attention` (a causal-only one gets the mask).
+/// normaliser `attention` (a causal-only normaliser or family gets the mask).
 pub fn random_case_of(
     family: Family,
     urpe: bool,
@@ -60,7 +60,7 @@ pub fn random_case_of(
         ModelSpec::new(family, rng.random_range(1..4), heads * dh, heads, n + rng.random_range(0..3), input, output);
     spec.urpe = urpe;
     spec.norm = Some([Norm::Post, Norm::Pre, Norm::None][rng.random_range(0..3)]);
-    spec.causal = rng.random_range(0..2) == 0 || attention.0.causal_only();
+    spec.causal = rng.random_range(0..2) == 0 || attention.0.causal_only() || family.causal_only();
     spec.attention = Some(attention);
     spec.share_position = Some(rng.random_range(0..2) == 0);
     spec.activation = Some(if rng.random_range(0..2) == 0 { Activation::Gelu } else { Activation::Relu });

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod check;
 pub mod device;
+pub mod differential;
 pub mod fused;
 pub mod grads;
 pub mod model;

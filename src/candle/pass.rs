@@ -9,6 +9,7 @@
 //! or n + 1 with `bos`: row 0 the BOS); heads are [b, h, m, d_h]. The head reads the n input
 //! rows only.
 
+use super::differential::DifferentialGraph;
 use super::fused::{
     add_rows, bias_activation, bias_activation_backward, layer_norm, layer_norm_backward, layer_norm_xhat_product,
     merge_heads, mul_rows, softmax, softmax_backward, split_heads,
@@ -29,6 +30,21 @@ struct AttentionCache {
     q: Tensor,
     k: Tensor,
     v: Tensor,
+    /// What the heads keep between q, k, v and their outputs.
+    heads: HeadsCache,
+    merged: Tensor,
+}
+
+/// The heads' part of attention, from q, k, v [b, h, n, d_h] to their outputs.
+enum HeadsCache {
+    /// Scores, a normaliser, the gate and the product with V.
+    Single(Box<ScoresCache>),
+    /// Differential attention, a graph that candle's autograd differentiates whole.
+    Differential(DifferentialGraph),
+}
+
+/// What the backward of scores, normaliser, gate and product with V needs.
+struct ScoresCache {
     /// q', k' of the scores (q, k themselves for families without a transform).
     qs: Tensor,
     ks: Tensor,
@@ -44,7 +60,6 @@ struct AttentionCache {
     p: Tensor,
     /// The weights that multiply V: A ⊙ C with the gate, A without.
     mix: Tensor,
-    merged: Tensor,
 }
 
 /// What the feed-forward backward needs.
@@ -180,12 +195,38 @@ impl CandleModel {
     ) -> candle_core::Result<(Tensor, AttentionCache)> {
         let c = &self.config;
         let rows = x.dims2()?.0;
-        let (b, n, h, dh) = (batch, rows / batch, c.heads, c.head_dim());
+        let (n, h) = (rows / batch, c.heads);
         let lin = [ids.q, ids.k, ids.v];
         let (w_qkv, b_qkv) = (self.w_cat(lin.map(|l| l.weight), 1)?, self.w_cat(lin.map(|l| l.bias), 0)?);
         let qkv = split_heads(&x.matmul(&w_qkv)?, &b_qkv, n, h, 3)?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let terms = self.score_terms(ids, &q, &k, consts)?;
+        let (o, heads) = match ids.differential {
+            Some(own) => {
+                let (o, graph) = self.differential_forward(ids, own, [&q, &k, &v], consts)?;
+                (o, HeadsCache::Differential(graph))
+            }
+            None => {
+                let (o, cache) = self.scores_forward(ids, &q, &k, &v, consts)?;
+                (o, HeadsCache::Single(Box::new(cache)))
+            }
+        };
+        let merged = merge_heads(&[&o])?;
+        let out = self.linear_forward(&merged, ids.o)?;
+        Ok((out, AttentionCache { x: x.clone(), w_qkv, q, k, v, heads, merged }))
+    }
+
+    /// From q, k, v [b, h, n, d_h]: the scores with the family's terms, the normaliser, the
+    /// gate and the product with V (with the family's value term), the heads' outputs.
+    fn scores_forward(
+        &self,
+        ids: &AttentionIds,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        consts: &Constants,
+    ) -> candle_core::Result<(Tensor, ScoresCache)> {
+        let (b, h, n, dh) = q.dims4()?;
+        let terms = self.score_terms(ids, q, k, consts)?;
         let has_terms = terms.is_some();
         let (qs, ks, extra) = match terms {
             Some(t) => {
@@ -212,32 +253,15 @@ impl CandleModel {
             Some(g) => mul_rows(&p.reshape((b, h * n * n))?, &self.flat_compute(g)?)?.reshape((b, h, n, n))?,
             None => p.clone(),
         };
-        let mut o = mix.matmul(&v)?;
+        let mut o = mix.matmul(v)?;
         let value_term = self.value_term(ids, &mix, consts)?;
         let has_value_term = value_term.is_some();
         if let Some(e) = value_term {
             o = (o + e.detach().to_dtype(self.compute)?)?;
         }
-        let merged = merge_heads(&[&o])?;
-        let out = self.linear_forward(&merged, ids.o)?;
-        let cache = AttentionCache {
-            x: x.clone(),
-            w_qkv,
-            q,
-            k,
-            v,
-            qs,
-            ks,
-            has_terms,
-            has_value_term,
-            bias_learned: bias.learned,
-            normalised,
-            gate,
-            p,
-            mix,
-            merged,
-        };
-        Ok((out, cache))
+        let cache =
+            ScoresCache { qs, ks, has_terms, has_value_term, bias_learned: bias.learned, normalised, gate, p, mix };
+        Ok((o, cache))
     }
 
     fn attention_backward(
@@ -248,44 +272,69 @@ impl CandleModel {
         g: &Tensor,
         grads: &mut Grads,
     ) -> candle_core::Result<Tensor> {
-        let (b, h, n, dh) = c.q.dims4()?;
+        let (_, h, n, dh) = c.q.dims4()?;
         let d = h * dh;
-        let scale = 1.0 / (dh as f64).sqrt();
         let g_merged = self.linear_backward(&c.merged, ids.o, g, grads)?;
         let g_o = split_heads(&g_merged, &consts.zero_width, n, h, 1)?.get(0)?;
+        let [g_q, g_k, g_v] = match &c.heads {
+            HeadsCache::Single(cache) => self.scores_backward(cache, c, ids, consts, &g_o, grads)?,
+            HeadsCache::Differential(graph) => self.differential_backward(graph, &g_o, grads)?,
+        };
+        let g_y = merge_heads(&[&g_q, &g_k, &g_v])?; // ∂L/∂(x·[W_q W_k W_v] + b), [rows, 3d]
+        let (g_w, g_b) = (c.x.t()?.matmul(&g_y)?, self.column_sum(&g_y)?);
+        for (s, lin) in [ids.q, ids.k, ids.v].into_iter().enumerate() {
+            grads.add(lin.weight, g_w.narrow(1, s * d, d)?)?;
+            grads.add(lin.bias, g_b.narrow(0, s * d, d)?)?;
+        }
+        g_y.matmul(&c.w_qkv.t()?)
+    }
+
+    /// Backward of [`Self::scores_forward`] from ∂L/∂(heads' outputs) `g_o`: ∂L/∂q, ∂L/∂k,
+    /// ∂L/∂v, and the position tensors' gradients added to `grads`.
+    fn scores_backward(
+        &self,
+        sc: &ScoresCache,
+        c: &AttentionCache,
+        ids: &AttentionIds,
+        consts: &Constants,
+        g_o: &Tensor,
+        grads: &mut Grads,
+    ) -> candle_core::Result<[Tensor; 3]> {
+        let (b, h, n, dh) = c.q.dims4()?;
+        let scale = 1.0 / (dh as f64).sqrt();
         let mut g_mix = g_o.matmul(&c.v.t()?)?;
-        let g_v = c.mix.t()?.matmul(&g_o)?;
-        if c.has_value_term {
+        let g_v = sc.mix.t()?.matmul(g_o)?;
+        if sc.has_value_term {
             // a leaf copy of G only for families with a value term (it is [b, h, n, n])
-            let mix = Var::from_tensor(&c.mix)?;
+            let mix = Var::from_tensor(&sc.mix)?;
             let term = self.value_term(ids, mix.as_tensor(), consts)?.expect("the forward pass had a value term");
-            if let Some(extra) = self.vjp(&[(&term, &g_o)], &[&mix], grads)?.remove(0) {
+            if let Some(extra) = self.vjp(&[(&term, g_o)], &[&mix], grads)?.remove(0) {
                 g_mix = (g_mix + extra)?;
             }
         }
-        let g_p = match &c.gate {
+        let g_p = match &sc.gate {
             Some(gate) => {
                 let flat = |t: &Tensor| t.reshape((b, h * n * n));
-                let g_gate = self.column_sum(&(flat(&g_mix)? * flat(&c.p)?)?)?.reshape((h, n, n))?;
+                let g_gate = self.column_sum(&(flat(&g_mix)? * flat(&sc.p)?)?)?.reshape((h, n, n))?;
                 self.vjp(&[(gate, &g_gate)], &[], grads)?;
                 mul_rows(&flat(&g_mix)?, &self.flat_compute(gate)?)?.reshape((b, h, n, n))?
             }
             None => g_mix,
         };
-        let ds = match &c.normalised {
-            None => softmax_backward(&c.p, &g_p, scale)?, // scale · ∂L/∂(scores)
+        let ds = match &sc.normalised {
+            None => softmax_backward(&sc.p, &g_p, scale)?, // scale · ∂L/∂(scores)
             Some((z, a)) => {
                 let g_z = self.vjp(&[(a, &g_p)], &[z], grads)?.remove(0);
-                (g_z.map_or_else(|| c.p.zeros_like(), Ok)? * scale)?
+                (g_z.map_or_else(|| sc.p.zeros_like(), Ok)? * scale)?
             }
         };
-        if let Some(learned) = &c.bias_learned {
+        if let Some(learned) = &sc.bias_learned {
             let g_bias = (self.column_sum(&ds.reshape((b, h * n * n))?)? / scale)?.reshape((h, n, n))?;
             self.vjp(&[(learned, &g_bias)], &[], grads)?;
         }
-        let g_qs = ds.matmul(&c.ks)?;
-        let g_ks = ds.t()?.matmul(&c.qs)?;
-        let (g_q, g_k) = if c.has_terms {
+        let g_qs = ds.matmul(&sc.ks)?;
+        let g_ks = ds.t()?.matmul(&sc.qs)?;
+        let (g_q, g_k) = if sc.has_terms {
             let (q, k) = (Var::from_tensor(&c.q)?, Var::from_tensor(&c.k)?);
             let t = self.score_terms(ids, q.as_tensor(), k.as_tensor(), consts)?.expect("score terms");
             let mut pairs = vec![(&t.q, &g_qs), (&t.k, &g_ks)];
@@ -298,13 +347,7 @@ impl CandleModel {
         } else {
             (g_qs, g_ks)
         };
-        let g_y = merge_heads(&[&g_q, &g_k, &g_v])?; // ∂L/∂(x·[W_q W_k W_v] + b), [rows, 3d]
-        let (g_w, g_b) = (c.x.t()?.matmul(&g_y)?, self.column_sum(&g_y)?);
-        for (s, lin) in [ids.q, ids.k, ids.v].into_iter().enumerate() {
-            grads.add(lin.weight, g_w.narrow(1, s * d, d)?)?;
-            grads.add(lin.bias, g_b.narrow(0, s * d, d)?)?;
-        }
-        g_y.matmul(&c.w_qkv.t()?)
+        Ok([g_q, g_k, g_v])
     }
 
     fn block_forward(

@@ -54,13 +54,7 @@ impl CandleModel {
     pub fn score_bias(&self, pos: &PositionIds, consts: &Constants, n: usize) -> Result<ScoreBias> {
         let cx = self.family_cx(&pos.family, consts, n);
         let learned = self.family().learned_bias(&cx)?;
-        let mut rows: Option<Tensor> = learned.as_ref().map(|t| t.detach());
-        for constant in [&self.family().fixed_bias(&cx), &consts.mask].into_iter().flatten() {
-            rows = Some(match rows {
-                Some(r) => r.broadcast_add(constant)?,
-                None => constant.clone(),
-            });
-        }
+        let rows = self.with_constant_bias(learned.as_ref().map(|t| t.detach()), &cx, consts)?;
         let rows = match rows {
             Some(r) => {
                 let n_cols = r.dim(D::Minus1)?;
@@ -69,6 +63,27 @@ impl CandleModel {
             None => consts.no_bias.clone(),
         };
         Ok(ScoreBias { rows, learned })
+    }
+
+    /// The score bias as one graph over the model's variables, in their type: the family's
+    /// learned part [h, n, n] plus its fixed part and the causal mask (broadcast); none where
+    /// there is none. For a path that candle's autograd differentiates whole (differential
+    /// attention).
+    pub fn score_bias_graph(&self, pos: &PositionIds, consts: &Constants, n: usize) -> Result<Option<Tensor>> {
+        let cx = self.family_cx(&pos.family, consts, n);
+        self.with_constant_bias(self.family().learned_bias(&cx)?, &cx, consts)
+    }
+
+    /// `start` plus the family's fixed score bias and the causal mask, where there are any.
+    fn with_constant_bias(&self, start: Option<Tensor>, cx: &CandleCx, consts: &Constants) -> Result<Option<Tensor>> {
+        let mut total = start;
+        for constant in [&self.family().fixed_bias(cx), &consts.mask].into_iter().flatten() {
+            total = Some(match total {
+                Some(t) => t.broadcast_add(constant)?,
+                None => constant.clone(),
+            });
+        }
+        Ok(total)
     }
 
     /// The URPE gate C laid out [h, n, n] (a graph over the model's variables), if on.

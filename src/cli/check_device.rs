@@ -14,7 +14,7 @@ Example:
   urpe check-device --device cuda:0
 
 Prints, per family with and without the gate (and for each normaliser other than softmax,
-on t5 and rope; and with a BOS row, on nope, ape-learned and t5), the largest relative gap over outputs, loss and every gradient of the
+on t5 and rope, or alibi where it refuses rope; and with a BOS row, on nope, ape-learned and t5), the largest relative gap over outputs, loss and every gradient of the
 candle engine in f32 (max-abs, gradients relative to
 max(max |tensor|, G), G the model's largest gradient), then in bf16 mixed precision
 (norm-wise, on models with heads of width 8 or 16), against the ndarray engine in f32 on
@@ -56,13 +56,20 @@ pub fn run(a: Args) -> Result<()> {
         let label = if compute == DType::BF16 { "bf16 (mixed precision)" } else { "f32" };
         outln!("candle {label} on {} against the ndarray engine (f32, CPU), {} models per row", a.device, a.seeds)?;
         let mut worst_all = 0.0f64;
-        // every family with softmax, then each other normaliser on t5 and rope, then a BOS
-        // row before every sequence on nope, ape-learned and t5
+        // every family with softmax, then each other normaliser on t5 and rope (alibi where it
+        // refuses rope), then a BOS row before every sequence on nope, ape-learned and t5
         let others = crate::normaliser::ALL.map(Attention).into_iter().filter(|n| !n.is_softmax());
+        let takes = |n: Attention| {
+            let families = [Family::T5, Family::Rope, Family::Alibi].into_iter();
+            families
+                .filter(move |&f| crate::config::check_combination(f, n).is_ok())
+                .take(2)
+                .map(move |f| (f, n, false))
+        };
         let rows: Vec<(Family, Attention, bool)> = Family::all()
             .into_iter()
             .map(|f| (f, Attention::SOFTMAX, false))
-            .chain(others.flat_map(|n| [(Family::T5, n, false), (Family::Rope, n, false)]))
+            .chain(others.flat_map(takes))
             .chain([Family::Nope, Family::ApeLearned, Family::T5].map(|f| (f, Attention::SOFTMAX, true)))
             .collect();
         for (family, attention, bos) in rows {

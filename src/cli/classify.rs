@@ -18,7 +18,7 @@ theory's verdict (bound: a constant input gives equal output rows at any depth a
 free: it need not) with its reason, and the measured one: the positional rank of random
 models (depth 2, width 8, 2 heads, n = 8, every parameter random; the n input rows, a BOS
 row left out), bound when σ₁/‖h‖ < 1e-12 at every stage of every model, free when it
-exceeds 1e-4 somewhere in every model. Exits 1 when a
+exceeds 1e-9 somewhere in every model. Exits 1 when a
 setting's theory and measurement disagree (a bug). Families registered with
 `urpe::family::register` are included.")]
 pub struct Args {

@@ -8,8 +8,8 @@ use crate::normaliser::Attention;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// Position family: nope, ape-learned, ape-sin, t5, t5-bucketed, alibi, rope, shaw-key,
-    /// shaw-value, xl, kerple, xpos; `urpe` = t5 with the gate; FAMILY+urpe adds the gate to any
-    /// family.
+    /// shaw-value, xl, kerple, xpos, fire, cope (with --causal); `urpe` = t5 with the gate;
+    /// FAMILY+urpe adds the gate to any family.
     #[arg(long, value_parser = parse_variant)]
     pub family: Option<Variant>,
     /// Add the URPE gate (Toeplitz C after the softmax) to the family.
@@ -43,8 +43,9 @@ pub struct ModelArgs {
     #[arg(long)]
     pub per_layer_position: bool,
     /// Attention normaliser: softmax, sink (a learned logit per head in the denominator),
-    /// sigmoid (σ(s − log n)), relu (ReLU(s)/n) or stick-breaking (with --causal) [default:
-    /// softmax].
+    /// sigmoid (σ(s − log n)), relu (ReLU(s)/n), stick-breaking (with --causal) or
+    /// differential (softmax(S¹) − λ·softmax(S²) from the halves of each head; an even head
+    /// width, a family whose score term is a bias) [default: softmax].
     #[arg(long, value_parser = parse_attention)]
     pub attention: Option<Attention>,
     /// Place a learned vector (`bos`) before every sequence: the blocks see n + 1 rows, the

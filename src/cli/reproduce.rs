@@ -13,21 +13,23 @@ use std::time::Instant;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  urpe reproduce                        # about 5 minutes on 2 cores: results/reproduce, figures/
-  urpe reproduce --profile full --results results/full --figures figures/full
+  urpe reproduce                   # about 8 minutes on 2 cores: results/reproduce, figures/
+  urpe reproduce --profile zoo     # families and normalisers: results/zoo, figures/zoo
+  urpe reproduce --profile full    # for a GPU or a cluster: results/full, figures/full
 
 Running it again resumes: stored runs are not trained again, figures are redrawn.
-The experiment files are experiments/reproduce.toml (quick) and experiments/full.toml.")]
+The experiment files are experiments/reproduce.toml (quick), experiments/zoo.toml and
+experiments/full.toml.")]
 pub struct Args {
     /// Which compiled-in experiment.
     #[arg(long, value_enum, default_value = "quick")]
     profile: Profile,
-    /// Results folder.
-    #[arg(long, default_value = "results/reproduce")]
-    results: PathBuf,
-    /// Figures and REPORT.md folder.
-    #[arg(long, default_value = "figures")]
-    figures: PathBuf,
+    /// Results folder [default: results/reproduce, results/zoo or results/full].
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Figures and REPORT.md folder [default: figures, figures/zoo or figures/full].
+    #[arg(long)]
+    figures: Option<PathBuf>,
     /// Worker threads [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
@@ -35,27 +37,23 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let experiment = a.profile.experiment();
+    let (results, figures) = a.profile.folders();
+    let results = a.results.clone().unwrap_or_else(|| results.into());
+    let figures = a.figures.clone().unwrap_or_else(|| figures.into());
     let start = Instant::now();
     let options = crate::experiment::sweep::SweepOptions::default();
-    let summary = run_sweep(&experiment, &a.results, None, options, a.threads, &crate::engine::Backend::Ndarray)?;
+    let summary = run_sweep(&experiment, &results, None, options, a.threads, &crate::engine::Backend::Ndarray)?;
     if summary.left > 0 {
         return Err(Error::Interrupted(format!("{} runs left; run `urpe reproduce` again to resume", summary.left)));
     }
     let seconds = start.elapsed().as_secs_f64();
-    let profile = match a.profile {
-        Profile::Quick => "quick",
-        Profile::Full => "full",
-    };
+    let profile = a.profile.name();
     let commands = vec![
-        format!(
-            "urpe reproduce --profile {profile} --results {} --figures {}",
-            a.results.display(),
-            a.figures.display()
-        ),
-        format!("urpe plot {} --out {}   # redraws from the store alone", a.results.display(), a.figures.display()),
+        format!("urpe reproduce --profile {profile} --results {} --figures {}", results.display(), figures.display()),
+        format!("urpe plot {} --out {}   # redraws from the store alone", results.display(), figures.display()),
     ];
     let report =
-        super::runtime::with_threads(a.threads, || plot_and_report(&a.results, &a.figures, Some(seconds), commands))?;
+        super::runtime::with_threads(a.threads, || plot_and_report(&results, &figures, Some(seconds), commands))?;
     outln!(
         "{} runs ({} new) in {:.0} s; report: {}",
         summary.jobs,

@@ -10,7 +10,7 @@ pub use crate::error::ConfigError;
 pub use crate::family::Family;
 use crate::family::FamilyDims;
 use crate::normaliser::Attention;
-pub use variant::Variant;
+pub use variant::{ModelLabel, Variant};
 
 use serde::{Deserialize, Serialize};
 
@@ -137,8 +137,8 @@ pub struct ModelSpec {
     /// RoPE base θ: angle of pair k at position i is i·θ^(−2k/d_h) (default 10000).
     #[serde(default)]
     pub rope_base: Option<f64>,
-    /// Attention normaliser: softmax (default), sink, sigmoid, relu or stick-breaking (causal
-    /// only).
+    /// Attention normaliser: softmax (default), sink, sigmoid, relu, stick-breaking (causal
+    /// only) or differential (an even head width, a family whose score term is a bias).
     #[serde(default)]
     pub attention: Option<Attention>,
     /// A learned vector placed before every sequence (default false).
@@ -351,10 +351,15 @@ impl ModelConfig {
     }
 
     /// Whether the model maps constant inputs to equal output rows, with the reason in one
-    /// line. Bound: all position information inside a right-stochastic normaliser and no gate
-    /// (Proposition 1), or a normaliser whose rows need not sum to one over a model that
-    /// carries no position at all (no family terms, no causal mask: every row of A is then
-    /// the same row). Free otherwise.
+    /// line. Bound: all position information inside a normaliser whose rows all have the same
+    /// sum (right-stochastic, or differential: [`crate::normaliser::Normaliser::rows_sum_equal`])
+    /// and no gate (Proposition 1), or a normaliser whose row sums may differ over a model
+    /// that carries no position at all (no family terms, no causal mask: every row of A is
+    /// then the same row). Free otherwise; with the gate, a normaliser that RMS-normalises each
+    /// head's output rows ([`crate::normaliser::Normaliser::normalises_head_rows`]) over a
+    /// family with position only in the scores is free through less: on a constant input the
+    /// gate scales row i of M·V by s_i = Σ_j M_ij, and the norm removes |s_i|, leaving the
+    /// signs of the s_i and terms of the order of the norm's ε.
     ///
     /// With `bos` the input is no longer constant: it is (b, x, …, x). A family that carries
     /// position sees the BOS at offset −i from row i, a different offset for every row, so the
@@ -366,7 +371,17 @@ impl ModelConfig {
     pub fn barrier_verdict(&self) -> (bool, String) {
         let (family, attention) = (self.family.def().placement(), self.attention.0);
         if self.urpe {
-            return (false, format!("the gate: {}", crate::family::gate::PLACEMENT.reason));
+            let gate = format!("the gate: {}", crate::family::gate::PLACEMENT.reason);
+            if family.inside_softmax_only && attention.normalises_head_rows() {
+                return (
+                    false,
+                    format!(
+                        "{gate}, but on a constant input it only scales row i of M·V by s_i = Σ_j M_ij, and {}'s per-head RMS norm removes |s_i|: position survives in the signs of the s_i, otherwise only at the order of the norm's ε",
+                        attention.name()
+                    ),
+                );
+            }
+            return (false, gate);
         }
         if !family.inside_softmax_only {
             return (false, format!("{}: {}", self.family, family.reason));
@@ -376,7 +391,7 @@ impl ModelConfig {
                 (true, _) => (
                     false,
                     format!(
-                        "a distinct first token: {} sees it at offset −i from row i, so the rows weigh it differently",
+                        "a distinct first token: {} places it differently from each row i (at offset −i; for cope, a count of i + 1 gates), so the rows weigh it differently",
                         self.family
                     ),
                 ),
@@ -393,7 +408,7 @@ impl ModelConfig {
                 ),
             };
         }
-        if attention.right_stochastic() {
+        if attention.rows_sum_equal() {
             return (true, format!("{}: {}; {}: {}", self.family, family.reason, attention.name(), attention.reason()));
         }
         if !self.family.carries_position() && !self.causal {
@@ -432,7 +447,17 @@ impl ModelConfig {
             return Err(ConfigError::new(
                 "attention",
                 self.attention,
-                "a causal-only normaliser: set `causal = true` (--causal), or choose softmax, sink, sigmoid or relu",
+                "a causal-only normaliser: set `causal = true` (--causal), or choose softmax, sink, sigmoid, relu or differential",
+            ));
+        }
+        if self.family.causal_only() && !self.causal {
+            return Err(ConfigError::new(
+                "causal",
+                self.causal,
+                format!(
+                    "family `{}` is causal only: set `causal = true` (--causal), or choose another family",
+                    self.family
+                ),
             ));
         }
         if !self.width.is_multiple_of(self.heads) {
@@ -455,6 +480,19 @@ impl ModelConfig {
         if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
             return Err(ConfigError::new("rope_base", self.rope_base, "a finite number above 1"));
         }
+        if self.attention.0.differential() && !self.head_dim().is_multiple_of(2) {
+            return Err(ConfigError::new(
+                "attention",
+                self.attention,
+                format!(
+                    "splits each head's queries and keys into two halves, so the head width `width`/`heads` = {}/{} = {} must be even: change `heads` or `width`",
+                    self.width,
+                    self.heads,
+                    self.head_dim()
+                ),
+            ));
+        }
+        check_combination(self.family, self.attention)?;
         self.family.def().validate(&self.family_dims())?;
         Ok(())
     }
@@ -483,6 +521,26 @@ impl ModelConfig {
             .map(|(k, v)| format!("{k}: {v} vs {}", b.get(k).cloned().unwrap_or_default()))
             .collect()
     }
+}
+
+/// Whether the normaliser `attention` takes the family `family`. Differential attention adds
+/// the family's score term to each of its two score matrices, whose queries and keys have half
+/// the head width, so it takes only families whose score term is a bias
+/// ([`crate::family::PositionFamily::score_term_is_bias`]); the error names `family` and
+/// `attention`.
+pub fn check_combination(family: Family, attention: Attention) -> Result<(), ConfigError> {
+    if attention.0.differential() && !family.score_term_is_bias() {
+        let takes: Vec<&str> = Family::all().into_iter().filter(|f| f.score_term_is_bias()).map(|f| f.name()).collect();
+        return Err(ConfigError::new(
+            "family",
+            family,
+            format!(
+                "`attention` = {attention} gives each half of a head its own score matrix, and this family's terms read or rotate queries and keys with tensors sized for the whole head; choose a family whose score term is a bias ({}) or another attention",
+                takes.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses TOML into `T`; errors are one line: `line L, column C: message`.

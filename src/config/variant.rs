@@ -8,6 +8,7 @@
 
 use crate::error::ConfigError;
 use crate::family::Family;
+use crate::normaliser::Attention;
 use std::fmt;
 use std::str::FromStr;
 
@@ -82,12 +83,87 @@ impl Variant {
     /// urpe::config::Variant::sort_labels(&mut labels);
     /// assert_eq!(labels, ["nope", "rope", "ape-learned", "urpe"]);
     /// ```
+    /// A label that names a normaliser after the variant ([`ModelLabel`]) sorts by its variant,
+    /// then by the whole label.
     pub fn sort_labels(labels: &mut Vec<String>) {
-        labels.sort_by_cached_key(|l| match Variant::parse(l) {
-            Ok(v) => (false, v.order_key(), l.clone()),
+        labels.sort_by_cached_key(|l| match ModelLabel::parse(l) {
+            Ok(m) => (false, m.variant.order_key(), l.clone()),
             Err(_) => (true, (true, true, usize::MAX), l.clone()),
         });
         labels.dedup();
+    }
+}
+
+/// A model label as experiments write it: a variant label ([`Variant::parse`]), then,
+/// after a space, the attention normaliser where it is not softmax (`t5 sigmoid`,
+/// `fire+urpe stick-breaking`, `nope sink`), then `bos` for a learned first row before
+/// every sequence (`nope bos`, `t5 sigmoid bos`). One label names one setting, so runs of
+/// different normalisers, or with and without the BOS row, never share a grid point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelLabel {
+    /// The family and the gate.
+    pub variant: Variant,
+    /// The normaliser (softmax when the label names none).
+    pub attention: Attention,
+    /// A BOS row before every sequence ([`crate::config::ModelSpec::bos`]).
+    pub bos: bool,
+}
+
+impl ModelLabel {
+    /// Parses `VARIANT [NORMALISER] [bos]`.
+    ///
+    /// ```
+    /// use urpe::config::{ModelLabel, Variant};
+    /// let m = ModelLabel::parse("rope+urpe sigmoid").unwrap();
+    /// assert_eq!(m.variant.to_string(), "rope+urpe");
+    /// assert_eq!(m.attention.to_string(), "sigmoid");
+    /// assert_eq!(m.base().unwrap(), "rope sigmoid");
+    /// let b = ModelLabel::parse("urpe bos").unwrap();
+    /// assert!(b.bos && b.attention.is_softmax());
+    /// assert_eq!(b.base().unwrap(), "t5 bos");
+    /// assert!(ModelLabel::parse("t5 softmax2").is_err());
+    /// assert!(ModelLabel::parse("t5 bos sigmoid").is_err());
+    /// ```
+    pub fn parse(label: &str) -> Result<Self, ConfigError> {
+        const FORM: &str = "VARIANT [NORMALISER] [bos]";
+        let mut words: Vec<&str> = label.split(' ').collect();
+        let bos = words.len() > 1 && words.last() == Some(&"bos");
+        if bos {
+            words.pop();
+        }
+        let variant = Variant::parse(words[0])?;
+        let attention = match words.get(1) {
+            None => Attention::SOFTMAX,
+            Some(name) => Attention::by_name(name).ok_or_else(|| {
+                ConfigError::new(
+                    "families",
+                    label,
+                    format!("{FORM}, a normaliser one of {}, `bos` last", Attention::names()),
+                )
+            })?,
+        };
+        if words.len() > 2 {
+            return Err(ConfigError::new("families", label, format!("{FORM} (three words at most)")));
+        }
+        Ok(ModelLabel { variant, attention, bos })
+    }
+
+    /// The label of the same setting without the gate, for a gated variant.
+    pub fn base(&self) -> Option<String> {
+        self.variant.gate.then(|| ModelLabel { variant: self.variant.base(), ..*self }.to_string())
+    }
+}
+
+impl fmt::Display for ModelLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.variant)?;
+        if !self.attention.is_softmax() {
+            write!(f, " {}", self.attention)?;
+        }
+        if self.bos {
+            f.write_str(" bos")?;
+        }
+        Ok(())
     }
 }
 

@@ -9,6 +9,8 @@ pub enum Profile {
     Quick,
     /// experiments/full.toml: the larger grid for a GPU or a cluster.
     Full,
+    /// experiments/zoo.toml: every family and normaliser of the zoo, with and without a BOS row, against the floor.
+    Zoo,
 }
 
 impl Profile {
@@ -17,6 +19,25 @@ impl Profile {
         match self {
             Profile::Quick => include_str!("../../experiments/reproduce.toml"),
             Profile::Full => include_str!("../../experiments/full.toml"),
+            Profile::Zoo => include_str!("../../experiments/zoo.toml"),
+        }
+    }
+
+    /// The name as `--profile` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Quick => "quick",
+            Profile::Full => "full",
+            Profile::Zoo => "zoo",
+        }
+    }
+
+    /// Where its results and its figures go by default.
+    pub fn folders(self) -> (&'static str, &'static str) {
+        match self {
+            Profile::Quick => ("results/reproduce", "figures"),
+            Profile::Full => ("results/full", "figures/full"),
+            Profile::Zoo => ("results/zoo", "figures/zoo"),
         }
     }
 
@@ -28,5 +49,9 @@ impl Profile {
 
 /// The description of a compiled-in experiment of that name, if any.
 pub fn description(name: &str) -> Option<String> {
-    [Profile::Quick, Profile::Full].into_iter().map(Profile::experiment).find(|e| e.name == name).map(|e| e.description)
+    [Profile::Quick, Profile::Full, Profile::Zoo]
+        .into_iter()
+        .map(Profile::experiment)
+        .find(|e| e.name == name)
+        .map(|e| e.description)
 }

@@ -3,8 +3,8 @@
 //! them, in a fixed order, into complete training runs.
 
 use super::settings::fnv1a;
-use crate::config::Variant;
-use crate::config::{Activation, ConfigError, Family, ModelSpec, Norm};
+use crate::config::ModelLabel;
+use crate::config::{Activation, ConfigError, ModelSpec, Norm};
 use crate::optim::OptimConfig;
 use crate::run::{EvalConfig, TrainConfig};
 use crate::theory::{Target, TargetKind};
@@ -68,7 +68,8 @@ impl<'de> Deserialize<'de> for TargetSpec {
 pub struct Grid {
     /// Targets.
     pub targets: Option<Vec<TargetSpec>>,
-    /// Model families as labels: a family name, `urpe` (= t5 + gate), or `FAMILY+urpe`.
+    /// Model labels ([`ModelLabel`]): a family name, `urpe` (= t5 + gate) or `FAMILY+urpe`, then
+    /// the normaliser where it is not softmax, then `bos` (`t5 sigmoid bos`).
     pub families: Option<Vec<String>>,
     /// Depths.
     pub depths: Option<Vec<usize>>,
@@ -185,9 +186,9 @@ pub struct Job {
     pub config: TrainConfig,
 }
 
-/// Parses an experiment's family label (see [`Variant::parse`]); errors name `families`.
-fn parse_label(label: &str) -> Result<Variant, ConfigError> {
-    Variant::parse(label).map_err(|e| ConfigError { field: "families".into(), ..e })
+/// Parses an experiment's model label (see [`ModelLabel::parse`]); errors name `families`.
+fn parse_label(label: &str) -> Result<ModelLabel, ConfigError> {
+    ModelLabel::parse(label).map_err(|e| ConfigError { field: "families".into(), ..e })
 }
 
 impl Experiment {
@@ -232,7 +233,7 @@ impl Experiment {
             for t in targets {
                 let target = Target::new(t.kind, t.n, t.d.unwrap_or(8), t.vocab.unwrap_or(10));
                 for label in families {
-                    let Variant { family, gate: urpe } = parse_label(label)?;
+                    let model = parse_label(label)?;
                     for &depth in depths {
                         for &width in widths {
                             for &h in heads {
@@ -248,7 +249,7 @@ impl Experiment {
                                     continue;
                                 }
                                 for &seed in seeds {
-                                    let config = g.run(&target, family, urpe, depth, width, h, seed)?;
+                                    let config = g.run(&target, model, depth, width, h, seed)?;
                                     let canonical =
                                         serde_json::to_string(&(&self.name, &config)).expect("serialisable");
                                     let id = format!("{:016x}", fnv1a(canonical.as_bytes()));
@@ -306,15 +307,17 @@ impl Grid {
     fn run(
         &self,
         target: &Target,
-        family: Family,
-        urpe: bool,
+        model: ModelLabel,
         depth: usize,
         width: usize,
         heads: usize,
         seed: u64,
     ) -> Result<TrainConfig, ConfigError> {
+        let family = model.variant.family;
         let mut spec = ModelSpec::new(family, depth, width, heads, target.n, target.input_kind(), target.output_kind());
-        spec.urpe = urpe;
+        spec.urpe = model.variant.gate;
+        spec.attention = Some(model.attention);
+        spec.bos = model.bos;
         spec.norm = self.norm;
         spec.activation = self.activation;
         spec.causal = self.causal.unwrap_or(false);

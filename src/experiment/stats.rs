@@ -4,7 +4,7 @@
 
 use super::settings;
 use super::store::StoredRun;
-use crate::config::Variant;
+use crate::config::ModelLabel;
 use crate::run::{Metrics, Outcome, SetMetrics};
 use crate::theory::{Floor, TargetKind};
 use serde::Serialize;
@@ -130,6 +130,8 @@ pub struct Cell {
     pub floor: Floor,
     /// True when the family is bound by the barrier (Proposition 1).
     pub barrier_bound: bool,
+    /// Why, by the theory ([`crate::config::ModelConfig::barrier_verdict`]), in one line.
+    pub theory_reason: String,
     /// The reduced precision (tf32 or bf16) some run of the cell computed in, if any: its
     /// constant-input accuracy is then not certified.
     pub reduced_precision: Option<String>,
@@ -160,6 +162,7 @@ pub fn cells(runs: &[StoredRun]) -> Vec<Cell> {
             Cell {
                 floor: runs[0].record.floor,
                 barrier_bound: runs[0].record.config.model.barrier_bound(),
+                theory_reason: runs[0].record.config.model.barrier_verdict().1,
                 reduced_precision: runs.iter().find_map(|r| r.record.reduced_precision()).map(str::to_string),
                 constant: mean_ci(&constant_values),
                 general: mean_ci(&general),
@@ -187,9 +190,10 @@ pub struct GateComparison {
     pub welch: Option<Welch>,
 }
 
-/// The base label of a gated variant's label (`urpe` → `t5`, `rope+urpe` → `rope`).
+/// The base label of a gated variant's label (`urpe` → `t5`, `rope+urpe sigmoid` →
+/// `rope sigmoid`).
 pub fn base_family(label: &str) -> Option<String> {
-    Variant::parse(label).ok().filter(|v| v.gate).map(|v| v.base().to_string())
+    ModelLabel::parse(label).ok()?.base()
 }
 
 /// Welch's test of every URPE grid point against its base family's at the same point.

@@ -21,6 +21,10 @@ impl PositionFamily for Alibi {
         Placement { inside_softmax_only: true, reason: "a fixed term in the scores" }
     }
 
+    fn score_term_is_bias(&self) -> bool {
+        true
+    }
+
     #[cfg(feature = "candle")]
     fn candle(&self, dims: &FamilyDims) -> Option<Box<dyn super::candle::CandleTerms>> {
         Some(Box::new(on_candle::FixedBias(*dims)))

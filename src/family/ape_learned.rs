@@ -21,6 +21,10 @@ impl PositionFamily for ApeLearned {
         Placement { inside_softmax_only: false, reason: "the rows of a constant input differ before the first layer" }
     }
 
+    fn score_term_is_bias(&self) -> bool {
+        true
+    }
+
     fn declare_input(&self, t: &mut ParamLayout, dims: &FamilyDims) -> FamilyIds {
         FamilyIds::new(&[t.push("pos.ape", &[dims.n_max, dims.width], WEIGHT)])
     }

@@ -22,6 +22,10 @@ impl PositionFamily for ApeSin {
         Placement { inside_softmax_only: false, reason: "the rows of a constant input differ before the first layer" }
     }
 
+    fn score_term_is_bias(&self) -> bool {
+        true
+    }
+
     fn validate(&self, dims: &FamilyDims) -> Result<(), ConfigError> {
         if !dims.width.is_multiple_of(2) {
             return Err(ConfigError::new(

@@ -1,6 +1,7 @@
 //! `kerple` (Chi et al. 2022), the logarithmic kernel: scores − r₁·log(1 + r₂·|j − i|) per
 //! head, with r = softplus(ρ) > 0 from the learned ρ (`{prefix}.kerple`, [heads, 2]: ρ₁, ρ₂).
 
+use super::kernels::sigmoid;
 use super::{FamilyDims, FamilyIds, Head, Placement, PositionFamily, Terms, WEIGHT, Work, add_grad_block, grad_block};
 use crate::float::Float;
 use crate::params::{ParamLayout, Params};
@@ -20,6 +21,10 @@ impl PositionFamily for Kerple {
 
     fn placement(&self) -> Placement {
         Placement { inside_softmax_only: true, reason: "a term in the scores" }
+    }
+
+    fn score_term_is_bias(&self) -> bool {
+        true
     }
 
     fn declare(&self, t: &mut ParamLayout, prefix: &str, dims: &FamilyDims) -> FamilyIds {
@@ -47,11 +52,6 @@ impl PositionFamily for Kerple {
 /// softplus(x) = log(1 + eˣ), computed without overflow.
 fn softplus<F: Float>(x: F) -> F {
     x.max(F::zero()) + (-x.abs()).exp().ln_1p()
-}
-
-/// σ(x) = 1/(1 + e⁻ˣ), the derivative of softplus.
-fn sigmoid<F: Float>(x: F) -> F {
-    F::one() / (F::one() + (-x).exp())
 }
 
 /// S_ij −= r₁·log(1 + r₂·|j − i|) for the head's (r₁, r₂).

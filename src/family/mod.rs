@@ -19,6 +19,8 @@ pub mod kernels;
 mod alibi;
 mod ape_learned;
 mod ape_sin;
+mod cope;
+mod fire;
 mod kerple;
 mod nope;
 mod rope;
@@ -154,6 +156,28 @@ pub struct Work<'a, F> {
     pub v: ndarray::ArrayViewMut1<'a, F>,
 }
 
+/// Length of the buffer [`Work::new`] splits for length n and head width d_h:
+/// n(2n − 1) + 2n·d_h + n.
+pub fn work_len(n: usize, dh: usize) -> usize {
+    n * (2 * n - 1) + 2 * n * dh + n
+}
+
+impl<'a, F> Work<'a, F> {
+    /// The workspace for length n and head width d_h, from a buffer at least [`work_len`]
+    /// long.
+    pub fn new(buf: &'a mut [F], n: usize, dh: usize) -> Self {
+        let (skew, rest) = buf.split_at_mut(n * (2 * n - 1));
+        let (a, rest) = rest.split_at_mut(n * dh);
+        let (b, rest) = rest.split_at_mut(n * dh);
+        Work {
+            skewed: ArrayViewMut2::from_shape((n, 2 * n - 1), skew).expect("a workspace buffer"),
+            a: ArrayViewMut2::from_shape((n, dh), a).expect("a workspace buffer"),
+            b: ArrayViewMut2::from_shape((n, dh), b).expect("a workspace buffer"),
+            v: ndarray::ArrayViewMut1::from(&mut rest[..n]),
+        }
+    }
+}
+
 /// Queries or keys, for a family's transform of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -254,6 +278,23 @@ pub trait PositionFamily: Send + Sync + 'static {
     /// a constant input are equal along every row, whatever the normaliser.
     fn carries_position(&self) -> bool {
         true
+    }
+
+    /// True for a family defined with the causal mask only (cope): the configuration then
+    /// requires `causal = true`, and loops over every setting leave it out without the mask.
+    fn causal_only(&self) -> bool {
+        false
+    }
+
+    /// True when the family's score term, if it has one, is a bias B_h[i, j] that reads
+    /// neither queries nor keys, and the family does not transform them (nope, ape-*, t5,
+    /// t5-bucketed, alibi, kerple, fire, shaw-value): such a term does not depend on the head width
+    /// and can be added to any score matrix of head h, as differential attention does to
+    /// both of its halves. False (the default, the safe answer for a family of one's own)
+    /// when its terms read or rotate q and k with tensors and tables sized for d_h (rope,
+    /// xpos, shaw-key, xl, cope).
+    fn score_term_is_bias(&self) -> bool {
+        false
     }
 
     /// Checks the sizes the family needs (for example an even head width).
@@ -366,9 +407,13 @@ impl Family {
     pub const Kerple: Family = Family(&kerple::Kerple);
     /// xPos: RoPE with rotated queries and keys scaled by ζ^{±i/γ}.
     pub const Xpos: Family = Family(&xpos::Xpos);
+    /// FIRE: scores + f_θ(ψ̃(i − j)/ψ(max(L, i)))_h, a learned MLP of the warped offset.
+    pub const Fire: Family = Family(&fire::Fire);
+    /// CoPE: scores + q_i·e[p_ij]/√d_h at contextual positions p_ij = Σ_{k=j..i} σ(c_ik); causal only.
+    pub const Cope: Family = Family(&cope::Cope);
 
     /// The built-in families, in catalogue order.
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 14] = [
         Family::Nope,
         Family::ApeLearned,
         Family::ApeSin,
@@ -381,6 +426,8 @@ impl Family {
         Family::Xl,
         Family::Kerple,
         Family::Xpos,
+        Family::Fire,
+        Family::Cope,
     ];
 
     /// The family's definition.
@@ -403,6 +450,18 @@ impl Family {
     /// [`PositionFamily::carries_position`]).
     pub fn carries_position(self) -> bool {
         self.0.carries_position()
+    }
+
+    /// True when the family is defined with the causal mask only (see
+    /// [`PositionFamily::causal_only`]).
+    pub fn causal_only(self) -> bool {
+        self.0.causal_only()
+    }
+
+    /// True when the family's score term is a bias that reads neither queries nor keys (see
+    /// [`PositionFamily::score_term_is_bias`]).
+    pub fn score_term_is_bias(self) -> bool {
+        self.0.score_term_is_bias()
     }
 
     /// Every family: the built-in ones, then those registered, in registration order.

@@ -18,6 +18,10 @@ impl PositionFamily for Nope {
         Placement { inside_softmax_only: true, reason: "nothing distinguishes the rows of a constant input at all" }
     }
 
+    fn score_term_is_bias(&self) -> bool {
+        true
+    }
+
     fn carries_position(&self) -> bool {
         false
     }

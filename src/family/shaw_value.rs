@@ -23,6 +23,10 @@ impl PositionFamily for ShawValue {
         Placement { inside_softmax_only: false, reason: "a position vector is added to the values, after the softmax" }
     }
 
+    fn score_term_is_bias(&self) -> bool {
+        true
+    }
+
     fn declare(&self, t: &mut ParamLayout, prefix: &str, dims: &FamilyDims) -> FamilyIds {
         FamilyIds::new(&[t.push(format!("{prefix}.shaw_value"), &[dims.offsets(), dims.head_dim], WEIGHT)])
     }

@@ -23,6 +23,10 @@ impl PositionFamily for T5 {
         Placement { inside_softmax_only: true, reason: "a term in the scores changes A, which stays right-stochastic" }
     }
 
+    fn score_term_is_bias(&self) -> bool {
+        true
+    }
+
     fn declare(&self, t: &mut ParamLayout, prefix: &str, dims: &FamilyDims) -> FamilyIds {
         FamilyIds::new(&[t.push(format!("{prefix}.t5"), &[dims.heads, dims.offsets()], WEIGHT)])
     }

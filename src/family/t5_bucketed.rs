@@ -27,6 +27,10 @@ impl PositionFamily for T5Bucketed {
         Placement { inside_softmax_only: true, reason: "a term in the scores, like t5" }
     }
 
+    fn score_term_is_bias(&self) -> bool {
+        true
+    }
+
     fn declare(&self, t: &mut ParamLayout, prefix: &str, dims: &FamilyDims) -> FamilyIds {
         FamilyIds::new(&[t.push(format!("{prefix}.t5_bucketed"), &[dims.heads, dims.t5_buckets], WEIGHT)])
     }

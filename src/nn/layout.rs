@@ -3,6 +3,7 @@
 
 use crate::config::{InputKind, ModelConfig, Norm};
 use crate::family::{FamilyIds, WEIGHT, gate};
+use crate::normaliser::differential::{LAMBDA_STD, LAMBDA_TENSOR};
 use crate::params::{Init, ParamLayout, TensorId};
 
 /// Weight [in, out] and bias [out] of a token-wise affine map y = x·W + b.
@@ -32,6 +33,15 @@ pub struct PositionIds {
     pub gate: Option<TensorId>,
 }
 
+/// λ's vectors of differential attention in one layer, and the layer (λ_init depends on it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DifferentialIds {
+    /// `layers.{l}.attn.lambda`, [4, d_h/2]: rows λ_q1, λ_k1, λ_q2, λ_k2, N(0, 0.1²).
+    pub lambda: TensorId,
+    /// The layer l, from 0.
+    pub layer: usize,
+}
+
 /// Tensors of one attention layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionIds {
@@ -47,6 +57,8 @@ pub struct AttentionIds {
     pub pos: PositionIds,
     /// The normaliser's learned scalar per head (`attn.sink`, [heads]), if it has one.
     pub normaliser: Option<TensorId>,
+    /// Differential attention's λ (`attention = "differential"`).
+    pub differential: Option<DifferentialIds>,
 }
 
 /// Tensors of one block.
@@ -144,6 +156,14 @@ impl ModelLayout {
                         .0
                         .learned_per_head()
                         .map(|name| t.push(format!("{p}.attn.{name}"), &[c.heads], Init::Zeros)),
+                    differential: c.attention.0.differential().then(|| DifferentialIds {
+                        lambda: t.push(
+                            format!("{p}.attn.{LAMBDA_TENSOR}"),
+                            &[4, c.head_dim() / 2],
+                            Init::Normal(LAMBDA_STD),
+                        ),
+                        layer: l,
+                    }),
                 };
                 let norm1 = has_norm.then(|| norm(&mut t, &format!("{p}.norm1"), d));
                 let up = linear(&mut t, &format!("{p}.ffn.up"), d, c.ffn);

@@ -1,8 +1,11 @@
 //! Attention normalisers, one module each, and the list of them: what turns a row of
 //! scores into the row of weights A (configuration field `attention`). A normaliser says
-//! whether its rows always sum to one (right-stochastic A, which Proposition 1 needs) and
-//! gives its row forward and backward to the ndarray engine.
+//! whether its rows always sum to one (right-stochastic A), or at least all to the same
+//! number (what Proposition 1 needs), and gives its row forward and backward to the ndarray
+//! engine. Differential attention builds A from two score matrices per head; see
+//! [`differential`].
 
+pub mod differential;
 mod relu;
 mod sigmoid;
 mod sink;
@@ -35,6 +38,32 @@ pub trait Normaliser: Send + Sync + 'static {
 
     /// True when every row of A sums to one whatever the scores.
     fn right_stochastic(&self) -> bool;
+
+    /// True when every row of the matrix that multiplies V sums to the same number whatever
+    /// the scores and the mask (1 for a right-stochastic normaliser, 1 − λ for differential
+    /// attention), and whatever the normaliser does after the product with V acts on each
+    /// row alone and maps equal rows to equal rows: the condition of Proposition 1. Defaults
+    /// to [`Normaliser::right_stochastic`].
+    fn rows_sum_equal(&self) -> bool {
+        self.right_stochastic()
+    }
+
+    /// True when each head's output rows are RMS-normalised after the product with V
+    /// (differential attention): a positive factor on a row of M·V is removed, up to the
+    /// norm's ε, so a gate that only scales rows on a constant input frees the layer only
+    /// through the signs of those scales (and ε).
+    fn normalises_head_rows(&self) -> bool {
+        false
+    }
+
+    /// True for differential attention ([`differential`]): two score matrices per head, from
+    /// the two halves of its queries and keys, each normalised by the rows of
+    /// [`Normaliser::rows_f64`] (softmax) and combined as A = A¹ − λ·A², and the heads'
+    /// outputs RMS-normalised. The engines run it on a path of their own, and the model has
+    /// λ's vectors per layer (`layers.{l}.attn.lambda`).
+    fn differential(&self) -> bool {
+        false
+    }
 
     /// True when the normaliser is defined for causal attention only (the model must set
     /// `causal`).
@@ -69,7 +98,8 @@ pub trait Normaliser: Send + Sync + 'static {
     /// Why, in one line.
     fn reason(&self) -> &'static str;
 
-    /// The row operations in f32.
+    /// The row operations in f32 (differential attention: those of each of its two score
+    /// matrices).
     fn rows_f32(&self) -> &dyn Rows<f32>;
 
     /// The row operations in f64.
@@ -91,8 +121,11 @@ pub const STICK_BREAKING: &dyn Normaliser = &stick_breaking::StickBreaking;
 /// Softmax with a learned sink logit per head.
 pub const SINK: &dyn Normaliser = &sink::Sink;
 
+/// Differential attention: softmax(S¹) − λ·softmax(S²), heads RMS-normalised.
+pub const DIFFERENTIAL: &dyn Normaliser = &differential::Differential;
+
 /// Every normaliser.
-pub const ALL: [&dyn Normaliser; 5] = [SOFTMAX, SINK, SIGMOID, RELU, STICK_BREAKING];
+pub const ALL: [&dyn Normaliser; 6] = [SOFTMAX, SINK, SIGMOID, RELU, STICK_BREAKING, DIFFERENTIAL];
 
 /// The attention normaliser of a model (configuration field `attention`, by name; default
 /// softmax).

@@ -15,6 +15,7 @@ mod errors;
 mod probes;
 mod run;
 mod tables;
+mod variants;
 
 use crate::config::Variant;
 use crate::error::{Error, Result};
@@ -62,6 +63,7 @@ pub fn draw_all(runs: &[StoredRun], dir: &Path) -> Result<Vec<Figure>> {
     figures.extend(tables::draw(runs, dir)?);
     figures.extend(curves::draw(runs, &cells, dir)?);
     figures.extend(probes::draw(runs, &cells, dir)?);
+    figures.extend(variants::draw(&cells, dir)?);
     Ok(figures)
 }
 

@@ -7,13 +7,20 @@
 //! S = Q_h K_hᵀ/√d_h + the family's score term, A = row_softmax(S), G = A ⊙ C_h[o] (URPE)
 //! or A, out_h = G V_h + the family's value term; out = concat_h(out_h)·W_O + b_O. The
 //! family may also transform Q and K first (rope). Sequences of a batch run in parallel;
-//! per head every product is one matrix multiply.
+//! per head every product is one matrix multiply. Differential attention, two score
+//! matrices per head, has its own per-sequence forward and backward in the submodule
+//! `differential`.
+
+mod differential;
+
+pub use differential::DifferentialCache;
 
 use super::layout::AttentionIds;
 use super::linear::{linear_backward, linear_forward};
 use crate::config::ModelConfig;
-use crate::family::{Head, PositionTerms, Side, Work, add_grad_block, gate};
+use crate::family::{Head, PositionTerms, Side, Work, add_grad_block, gate, work_len};
 use crate::float::Float;
+use crate::normaliser::differential::Lambda;
 use crate::normaliser::{self, Rows};
 use crate::params::Params;
 use ndarray::linalg::general_mat_mul;
@@ -34,7 +41,8 @@ pub struct AttentionCache<F> {
     pub derived: Array2<F>,
     /// Scores S including the position term and the mask, [batch, heads, n, n].
     pub scores: Array4<F>,
-    /// Probabilities A = row_softmax(S), [batch, heads, n, n].
+    /// Probabilities A = row_softmax(S), [batch, heads, n, n] (differential attention: S is
+    /// S¹ and A = softmax(S¹) − λ·softmax(S²)).
     pub probs: Array4<F>,
     /// URPE: G = A ⊙ C, [batch, heads, n, n]; empty without the gate.
     pub gated: Array4<F>,
@@ -42,6 +50,8 @@ pub struct AttentionCache<F> {
     pub heads: Array2<F>,
     /// Layer output concat·W_O + b_O, [batch·n, d].
     pub out: Array2<F>,
+    /// Differential attention's own activations.
+    pub differential: Option<DifferentialCache<F>>,
 }
 
 impl<F: Float> AttentionCache<F> {
@@ -60,6 +70,7 @@ impl<F: Float> AttentionCache<F> {
             gated: if config.urpe { full() } else { Array4::zeros((0, 0, 0, 0)) },
             heads: Array2::zeros((rows, d)),
             out: Array2::zeros((rows, d)),
+            differential: config.attention.0.differential().then(|| DifferentialCache::new(config, batch, n)),
         }
     }
 
@@ -70,7 +81,8 @@ impl<F: Float> AttentionCache<F> {
 }
 
 /// The flat per-sequence gradient buffer of the position terms: the family's
-/// ([`crate::family::PositionFamily::grad_len`]) and then the gate's C [heads, 2·n_max − 1].
+/// ([`crate::family::PositionFamily::grad_len`]), the gate's C [heads, 2·n_max − 1], then the
+/// normaliser's: its scalar per head, or differential attention's ∂L/∂λ.
 #[derive(Clone, Copy, Debug)]
 struct PositionGradLayout {
     family: usize,
@@ -82,7 +94,11 @@ impl PositionGradLayout {
     fn new(config: &ModelConfig, ids: &AttentionIds) -> Self {
         let family = config.family.def().grad_len(&config.family_dims());
         let gate = if ids.pos.gate.is_some() { config.heads * config.offsets() } else { 0 };
-        let normaliser = if ids.normaliser.is_some() { config.heads } else { 0 };
+        let normaliser = match (ids.normaliser, ids.differential) {
+            (Some(_), _) => config.heads,
+            (None, Some(_)) => 1,
+            (None, None) => 0,
+        };
         PositionGradLayout { family, gate, normaliser }
     }
 
@@ -103,7 +119,8 @@ pub struct AttentionGrads<F> {
     /// ∂L/∂V, [batch·n, d].
     pub dv: Array2<F>,
     /// Per sequence: a [n, n] score gradient, a skewed [n, 2n − 1] workspace and two
-    /// [n, d_h] query workspaces.
+    /// [n, d_h] query workspaces (and differential attention's own, see
+    /// [`differential::scratch_len`]).
     scratch: Array2<F>,
     /// Per sequence: position-parameter gradients (see `PositionGradLayout`).
     pos: Array2<F>,
@@ -125,7 +142,11 @@ impl<F: Float> AttentionGrads<F> {
             dq: Array2::zeros((rows, d)),
             dk: Array2::zeros((rows, d)),
             dv: Array2::zeros((rows, d)),
-            scratch: Array2::zeros((batch, scratch_len(n, config.head_dim()))),
+            scratch: Array2::zeros((
+                batch,
+                scratch_len(n, config.head_dim())
+                    + ids.differential.map_or(0, |_| differential::scratch_len(n, config)),
+            )),
             pos: Array2::zeros((batch, pos_len)),
             pos_total: Array1::zeros(pos_len),
         }
@@ -143,6 +164,8 @@ struct Shared<'a, F> {
     derived: ArrayView2<'a, F>,
     n: usize,
     scale: F,
+    /// Differential attention's λ of this layer.
+    lambda: Option<Lambda<F>>,
 }
 
 impl<'a, F: Float> Shared<'a, F> {
@@ -156,7 +179,8 @@ impl<'a, F: Float> Shared<'a, F> {
     ) -> Self {
         let scale = F::c(1.0 / (config.head_dim() as f64).sqrt());
         let normaliser = normaliser::rows::<F>(config.attention.0);
-        Shared { p, ids, terms, normaliser, config, derived, n, scale }
+        let lambda = ids.differential.map(|d| Lambda::new(p.mat(d.lambda), d.layer));
+        Shared { p, ids, terms, normaliser, config, derived, n, scale, lambda }
     }
 
     fn cols(&self, h: usize) -> std::ops::Range<usize> {
@@ -181,24 +205,6 @@ impl<'a, F: Float> Shared<'a, F> {
     }
 }
 
-/// Splits a per-sequence buffer into the workspace of the family's terms.
-fn work<F>(buf: &mut [F], n: usize, dh: usize) -> Work<'_, F> {
-    let (skew, rest) = buf.split_at_mut(n * (2 * n - 1));
-    let (a, rest) = rest.split_at_mut(n * dh);
-    let (b, rest) = rest.split_at_mut(n * dh);
-    Work {
-        skewed: ArrayViewMut2::from_shape((n, 2 * n - 1), skew).expect("scratch"),
-        a: ArrayViewMut2::from_shape((n, dh), a).expect("scratch"),
-        b: ArrayViewMut2::from_shape((n, dh), b).expect("scratch"),
-        v: ndarray::ArrayViewMut1::from(&mut rest[..n]),
-    }
-}
-
-/// Length of [`work`]'s buffer.
-fn work_len(n: usize, dh: usize) -> usize {
-    n * (2 * n - 1) + 2 * n * dh + n
-}
-
 /// Per-sequence views of the forward cache.
 struct SeqForward<'a, F> {
     q: ArrayView2<'a, F>,
@@ -208,12 +214,17 @@ struct SeqForward<'a, F> {
     probs: ArrayViewMut3<'a, F>,
     gated: Option<ArrayViewMut3<'a, F>>,
     heads: ArrayViewMut2<'a, F>,
+    /// Differential attention's own activations of this sequence.
+    differential: Option<differential::SeqCache<'a, F>>,
 }
 
 fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]) {
+    if let Some(own) = s.differential.take() {
+        return differential::sequence_forward(c, s, own, buf);
+    }
     let (n, n_max, dh) = (c.n, c.config.inner_n_max(), c.config.head_dim());
     let p = c.p;
-    let mut work = work(buf, n, dh);
+    let mut work = Work::new(buf, n, dh);
     for h in 0..c.config.heads {
         let cols = c.cols(h);
         let (q, k, v) =
@@ -274,7 +285,11 @@ pub fn attention_forward<F: Float>(
     }
     terms.derive(p, &ids.pos.family, cache.derived.view_mut());
     let shared = Shared::new(p, ids, terms, config, cache.derived.view(), n);
+    if let (Some(own), Some(lambda)) = (&mut cache.differential, shared.lambda) {
+        own.lambda = lambda.value;
+    }
     let mut gated = cache.gated.outer_iter_mut();
+    let mut own = cache.differential.as_mut().map(|d| d.per_sequence(n).into_iter());
     let seqs: Vec<SeqForward<F>> = cache
         .q
         .axis_chunks_iter(Axis(0), n)
@@ -290,6 +305,7 @@ pub fn attention_forward<F: Float>(
             probs,
             gated: if ids.pos.gate.is_some() { gated.next() } else { None },
             heads,
+            differential: own.as_mut().and_then(|o| o.next()),
         })
         .collect();
     debug_assert_eq!(seqs.len(), batch);
@@ -315,13 +331,16 @@ fn sequence_backward<F: Float>(
     layout: &PositionGradLayout,
     s: SeqBackward<F>,
 ) {
+    if let Some(own) = &cache.differential {
+        return differential::sequence_backward(c, cache, own, layout, s);
+    }
     let (n, dh, n_max, heads) = (c.n, c.config.head_dim(), c.config.inner_n_max(), c.config.heads);
     let (p, b) = (c.p, s.b);
     let rows = b * n..(b + 1) * n;
     let (q_all, k_all, v_all) =
         (cache.q.slice(s![rows.clone(), ..]), cache.k.slice(s![rows.clone(), ..]), cache.v.slice(s![rows, ..]));
     let (dscore_buf, rest) = s.scratch.split_at_mut(n * n);
-    let mut work = work(rest, n, dh);
+    let mut work = Work::new(rest, n, dh);
     let (mut dq, mut dk, mut dv) = (s.dq, s.dk, s.dv);
     let (family_grad, rest) = s.pos.split_at_mut(layout.family);
     let (gate_grad, normaliser_grad) = rest.split_at_mut(layout.gate);
@@ -419,6 +438,9 @@ pub fn attention_backward<F: Float>(
     }
     if let Some(id) = ids.normaliser {
         dparams.vec_mut(id).iter_mut().zip(normaliser_total).for_each(|(g, &t)| *g += t);
+    }
+    if let (Some(d), Some(lambda)) = (ids.differential, shared.lambda) {
+        lambda.backward(normaliser_total[0], p.mat(d.lambda), dparams.mat_mut(d.lambda));
     }
     linear_backward(Some(dx.view_mut()), dparams, ids.q, ws.dq.view(), x, p.mat(ids.q.weight));
     linear_backward(Some(dx.view_mut()), dparams, ids.k, ws.dk.view(), x, p.mat(ids.k.weight));
