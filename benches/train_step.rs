@@ -2,14 +2,19 @@
 //! achieved GFLOP/s of the ndarray engine, f32, position-id task, post-norm, FFN 4d,
 //! t5 and t5 + URPE, for the shapes A, B, C of [`urpe::bench::SHAPES`].
 //!
-//! Then, if `python3 -c "import torch"` works, runs `scripts/torch_bench.py` with the same
+//! Then the rate of a 1024³ f32 product through the engine's own GEMM path
+//! ([`urpe::nn::gemm::matmul`], the same pool) and each shape's share of it. Then, if
+//! `python3 -c "import torch"` works, runs `scripts/torch_bench.py` with the same
 //! shapes and thread count and prints the ratio. Threads: `URPE_BENCH_THREADS` (default 2).
 //!
 //! Run: `cargo bench --bench train_step`.
 
+use ndarray::Array2;
 use std::process::Command;
+use std::time::Instant;
 use urpe::bench::{SHAPES, time_steps};
 use urpe::engine::Backend;
+use urpe::nn::gemm::matmul;
 
 fn main() {
     let threads: usize = std::env::var("URPE_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
@@ -26,6 +31,14 @@ fn main() {
             let label = if urpe { "urpe" } else { "t5" };
             println!("{:<6} {label:<6} {ms:>10.3} {gflops:>10.1}", shape.name);
             ours.push((shape.name, label, ms));
+        }
+    }
+    let sgemm = pool.install(sgemm_gflops);
+    println!("sgemm 1024³ through urpe::nn::gemm::matmul: {sgemm:.1} GFLOP/s (median of 7)");
+    for shape in SHAPES.iter().filter(|s| s.name != "paper") {
+        for (name, label, ms) in ours.iter().filter(|(n, _, _)| *n == shape.name) {
+            let share = shape.step_flops() / (ms * 1e-3) / 1e9 / sgemm;
+            println!("{name:<6} {label:<6} {:>9.1}% of sgemm", 100.0 * share);
         }
     }
     let torch = Command::new("python3").args(["-c", "import torch"]).status().is_ok_and(|s| s.success());
@@ -46,4 +59,22 @@ fn main() {
             println!("{shape:<6} {model:<6} {ms:>10.3} {torch_ms:>10.3} {:>7.2}x", torch_ms / ms);
         }
     }
+}
+
+/// Median GFLOP/s of C = A·B, 1024 × 1024 × 1024 in f32, through the engine's GEMM.
+fn sgemm_gflops() -> f64 {
+    let size = 1024;
+    let a = Array2::from_shape_fn((size, size), |(i, j)| ((i * 7 + j * 3) % 13) as f32 / 13.0);
+    let b = Array2::from_shape_fn((size, size), |(i, j)| ((i * 5 + j * 11) % 17) as f32 / 17.0);
+    let mut c = Array2::<f32>::zeros((size, size));
+    let mut times: Vec<f64> = (0..8)
+        .map(|_| {
+            let start = Instant::now();
+            matmul(1.0, a.view(), b.view(), 0.0, c.view_mut());
+            start.elapsed().as_secs_f64()
+        })
+        .skip(1)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    2.0 * (size as f64).powi(3) / times[times.len() / 2] / 1e9
 }

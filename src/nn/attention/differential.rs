@@ -15,8 +15,8 @@ use super::{AttentionCache, PositionGradLayout, SeqBackward, SeqForward, Shared,
 use crate::config::ModelConfig;
 use crate::family::{Head, Work, gate};
 use crate::float::Float;
+use crate::nn::gemm::small_matmul;
 use crate::normaliser::differential::{RMS_EPS, lambda_init};
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s};
 
 /// Differential attention's activations of one layer, beside [`AttentionCache`]'s.
@@ -135,7 +135,7 @@ pub(super) fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, mu
         let mut halves = [own.probs1.index_axis_mut(Axis(0), h), own.probs2.index_axis_mut(Axis(0), h)];
         for (part, (scores, probs)) in scores.iter_mut().zip(&mut halves).enumerate() {
             let head = half_head(c, h, part, q, k);
-            general_mat_mul(scale, &head.q, &head.k.t(), F::zero(), scores);
+            small_matmul(scale, head.q.view(), head.k.t(), F::zero(), scores.view_mut());
             c.terms.scores(&head, scores.view_mut(), &mut work);
             if c.config.causal {
                 for i in 0..n {
@@ -160,7 +160,7 @@ pub(super) fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, mu
             None => s.probs.index_axis(Axis(0), h),
         };
         let mut o = own.unnormed.slice_mut(s![.., cols.clone()]);
-        general_mat_mul(F::one(), &mix, &v, F::zero(), &mut o);
+        small_matmul(F::one(), mix.view(), v.view(), F::zero(), o.view_mut());
         c.terms.values(&c.head(h, q, k), mix, o.view_mut(), &mut work);
         // Y_i = (1 − λ_init)·O_i·r_i
         let mut y = s.heads.slice_mut(s![.., cols]);
@@ -217,9 +217,9 @@ pub(super) fn sequence_backward<F: Float>(
         let mix = if cache.gated.is_empty() { probs } else { cache.gated.slice(s![b, h, .., ..]) };
         let mut first = ArrayViewMut2::from_shape((n, n), &mut *first_buf).expect("scratch");
         // ∂L/∂G = ∂L/∂O·Vᵀ (+ the family's value term), ∂L/∂V = Gᵀ·∂L/∂O
-        general_mat_mul(F::one(), &dout, &v.t(), F::zero(), &mut first);
+        small_matmul(F::one(), dout.view(), v.t(), F::zero(), first.view_mut());
         c.terms.values_backward(&c.head(h, q, k), mix, dout.view(), first.view_mut(), family_grad, &mut work);
-        general_mat_mul(F::one(), &mix.t(), &dout, F::zero(), &mut dv.slice_mut(s![.., cols.clone()]));
+        small_matmul(F::one(), mix.t(), dout.view(), F::zero(), dv.slice_mut(s![.., cols.clone()]).view_mut());
         if let Some(c_id) = c.ids.pos.gate {
             let mut dc = ArrayViewMut2::from_shape((heads, c.config.offsets()), &mut *gate_grad).expect("gate grads");
             gate::backward(first.view_mut(), dc.row_mut(h), probs, p.mat(c_id).row(h), n_max);
@@ -250,8 +250,8 @@ pub(super) fn sequence_backward<F: Float>(
             let range = part * half..(part + 1) * half;
             let mut dq_c = dq_h.slice_mut(s![.., range.clone()]);
             let mut dk_c = dk_h.slice_mut(s![.., range]);
-            general_mat_mul(scale, &ds.t(), &head.q, F::zero(), &mut dk_c);
-            general_mat_mul(scale, &ds, &head.k, F::zero(), &mut dq_c);
+            small_matmul(scale, ds.t(), head.q.view(), F::zero(), dk_c.view_mut());
+            small_matmul(scale, ds.view(), head.k.view(), F::zero(), dq_c.view_mut());
             c.terms.scores_backward(&head, ds.view(), dq_c, dk_c, family_grad, &mut work);
         }
     }

@@ -20,10 +20,10 @@ use super::linear::{linear_backward, linear_forward};
 use crate::config::ModelConfig;
 use crate::family::{Head, PositionTerms, Side, Work, add_grad_block, gate, work_len};
 use crate::float::Float;
+use crate::nn::gemm::small_matmul;
 use crate::normaliser::differential::Lambda;
 use crate::normaliser::{self, Rows};
 use crate::params::Params;
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, s};
 use rayon::prelude::*;
 
@@ -232,7 +232,7 @@ fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]
         let head = c.head(h, q, k);
         let mut scores = s.scores.index_axis_mut(Axis(0), h);
         // content term S = scale · q·Kᵀ, then the family's term
-        general_mat_mul(c.scale, &q, &k.t(), F::zero(), &mut scores);
+        small_matmul(c.scale, q.view(), k.t(), F::zero(), scores.view_mut());
         c.terms.scores(&head, scores.view_mut(), &mut work);
         if c.config.causal {
             for i in 0..n {
@@ -256,7 +256,7 @@ fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]
             None => s.probs.index_axis(Axis(0), h),
         };
         let mut out = s.heads.slice_mut(s![.., cols]);
-        general_mat_mul(F::one(), &mix, &v, F::zero(), &mut out);
+        small_matmul(F::one(), mix.view(), v.view(), F::zero(), out.view_mut());
         c.terms.values(&head, mix, out, &mut work);
     }
 }
@@ -354,9 +354,9 @@ fn sequence_backward<F: Float>(
         let mix = if cache.gated.is_empty() { probs } else { cache.gated.slice(s![b, h, .., ..]) };
         let mut dg = ArrayViewMut2::from_shape((n, n), &mut *dscore_buf).expect("scratch");
         // ∂L/∂G = dout·Vᵀ (+ the family's value term), ∂L/∂V = Gᵀ·dout
-        general_mat_mul(F::one(), &dout, &v.t(), F::zero(), &mut dg);
+        small_matmul(F::one(), dout.view(), v.t(), F::zero(), dg.view_mut());
         c.terms.values_backward(&head, mix, dout, dg.view_mut(), family_grad, &mut work);
-        general_mat_mul(F::one(), &mix.t(), &dout, F::zero(), &mut dv.slice_mut(s![.., cols.clone()]));
+        small_matmul(F::one(), mix.t(), dout.view(), F::zero(), dv.slice_mut(s![.., cols.clone()]).view_mut());
         if let Some(c_id) = c.ids.pos.gate {
             let mut dc = ArrayViewMut2::from_shape((heads, c.config.offsets()), &mut *gate_grad).expect("gate grads");
             gate::backward(dg.view_mut(), dc.row_mut(h), probs, p.mat(c_id).row(h), n_max);
@@ -379,8 +379,8 @@ fn sequence_backward<F: Float>(
         let mut dk_h = dk.slice_mut(s![.., cols.clone()]);
         // content term S = scale · q·Kᵀ: ∂q = scale·dS·K, ∂K = scale·dSᵀ·q (written first;
         // the family's term adds to them)
-        general_mat_mul(c.scale, &ds.t(), &q, F::zero(), &mut dk_h);
-        general_mat_mul(c.scale, &ds, &k, F::zero(), &mut dq_h);
+        small_matmul(c.scale, ds.t(), q.view(), F::zero(), dk_h.view_mut());
+        small_matmul(c.scale, ds.view(), k.view(), F::zero(), dq_h.view_mut());
         c.terms.scores_backward(&head, ds, dq_h.view_mut(), dk_h.view_mut(), family_grad, &mut work);
         if c.terms.transforms() {
             c.terms.transform(Side::Query, dq_h, true);
