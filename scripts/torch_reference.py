@@ -30,7 +30,8 @@ OUT = os.path.join(ROOT, "tests", "fixtures")
 ADAM = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 ADAM_STEPS = 5
 
-# name, family, urpe, norm, causal, share_position, token input/class output[, attention]
+# name, family, urpe, norm, causal, share_position, token input/class output[, attention[,
+# other model fields]]
 CASES = [
     ("nope", "nope", False, "post", False, True, True),
     ("ape_learned", "ape-learned", False, "pre", False, True, False),
@@ -64,6 +65,8 @@ CASES = [
     ("t5_differential", "t5", False, "post", False, True, True, "differential"),
     ("alibi_differential_urpe_causal", "alibi", True, "pre", True, False, False, "differential"),
     ("shaw_value_differential_urpe", "shaw-value", True, "none", False, True, True, "differential"),
+    ("t5_bos", "t5", False, "pre", False, True, False, "softmax", {"bos": True}),
+    ("nope_bos_causal", "nope", False, "post", True, True, True, "softmax", {"bos": True}),
 ]
 DEPTH, WIDTH, HEADS, FFN, N_MAX, N, BATCH, VOCAB, CLASSES, D_IN, D_OUT = 2, 8, 2, 16, 6, 5, 3, 7, 4, 3, 3
 
@@ -128,7 +131,8 @@ class Reference:
     def attention(self, x, l):
         c = self.c
         b, n, d = x.shape
-        h, dh, n_max = c["heads"], d // c["heads"], c["n_max"]
+        # with a BOS row the attention sees one position more than the longest input
+        h, dh, n_max = c["heads"], d // c["heads"], c["n_max"] + int(c.get("bos", False))
         split = lambda t: t.view(b, n, h, dh).transpose(1, 2)  # [b, h, n, dh]
         q = split(self.linear(x, f"layers.{l}.attn.q"))
         k = split(self.linear(x, f"layers.{l}.attn.k"))
@@ -272,6 +276,10 @@ class Reference:
             h = self.p["embed.weight"][inputs]
         else:
             h = self.linear(inputs, "input")
+        bos = c.get("bos", False)
+        if bos:
+            # the learned vector before every sequence: position 0 from here on
+            h = torch.cat([self.p["bos"].expand(h.shape[0], 1, h.shape[2]), h], dim=1)
         n = h.shape[1]
         if c["family"] == "ape-learned":
             h = h + self.p["pos.ape"][:n]
@@ -289,6 +297,8 @@ class Reference:
                 h = h + self.ffn(h, l)
         if c["norm"] == "pre":
             h = self.norm(h, "final_norm")
+        if bos:
+            h = h[:, 1:]  # the head reads the input positions only
         return self.linear(h, "head")
 
 
@@ -298,7 +308,7 @@ def loss_of(config, out, targets):
     return F.mse_loss(out, targets)
 
 
-def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, attention="softmax", *, seed):
+def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, attention="softmax", extra=None, *, seed):
     model = {
         "family": family, "urpe": urpe, "depth": DEPTH, "width": WIDTH, "heads": HEADS, "ffn": FFN,
         "norm": norm, "causal": causal, "n_max": N_MAX, "share_position": share,
@@ -306,6 +316,7 @@ def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, attent
         "input": {"kind": "tokens", "vocab": VOCAB} if tokens else {"kind": "real", "d_in": D_IN},
         "output": {"kind": "classes", "classes": CLASSES} if tokens else {"kind": "real", "d_out": D_OUT},
         "attention": attention,
+        **(extra or {}),
     }
     with tempfile.TemporaryDirectory() as tmp:
         cfg = os.path.join(tmp, "model.json")
@@ -324,6 +335,10 @@ def write_case(urpe_bin, name, family, urpe, norm, causal, share, tokens, attent
     for key, t in tensors.items():
         centre = 1.0 if key.endswith(("norm1.weight", "norm2.weight", "final_norm.weight", ".urpe")) else 0.0
         values = centre + rng.uniform(-0.5, 0.5, size=tuple(t.shape))
+        if key.endswith("fire.rho") and (key.startswith("pos.") or key.startswith("layers.1.")):
+            # L = 6·e^(−1) ≈ 2.2 < i for queries i ≥ 3, so max(L, i) = i is exercised too
+            # (every layer when shared; the second layer otherwise)
+            values[1] = -1.0
         params[key] = torch.tensor(values, requires_grad=True)
     if tokens:
         inputs = torch.tensor(rng.integers(0, VOCAB, size=(BATCH, N)))

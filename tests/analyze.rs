@@ -269,6 +269,42 @@ fn stage_ranks_follow_the_forward_pass() {
     assert_eq!(names, ["input", "block 1", "block 2", "final norm", "output"]);
 }
 
+/// With `bos` the probes measure the n input positions: for nope without the mask every
+/// stage has positional rank 0, although the blocks' rows (the BOS row included) differ; with
+/// the mask, or with t5, the input rows themselves differ. The heads' matrices and the
+/// Toeplitz matrices are those the attention applies, (n + 1) × (n + 1).
+#[test]
+fn the_probes_leave_the_bos_row_out() {
+    let model = |family, causal| {
+        let mut spec =
+            ModelSpec::new(family, 2, 8, 2, 8, InputKind::Tokens { vocab: 11 }, OutputKind::Real { d_out: 3 });
+        spec.bos = true;
+        spec.causal = causal;
+        random_model(spec.resolve().unwrap(), 4).unwrap()
+    };
+    let o = Options { n: 6, rank_inputs: 16, head_inputs: 2, seed: 1 };
+    let bound = model(Family::Nope, false);
+    let a = analyze(&bound, &o).unwrap();
+    assert!(a.barrier_bound_by_theory);
+    let largest = a.rank.iter().map(|s| s.singular[0]).fold(0.0, f64::max);
+    assert!(largest < 1e-12, "σ₁/‖h‖ = {largest}");
+    // not vacuous: with the BOS row each block's rows differ
+    let x = probe_inputs(&bound.config, 6, 16, true, &mut ChaCha8Rng::seed_from_u64(1));
+    let mut cache = bound.cache_for(&x.view());
+    bound.forward(&x.view(), &mut cache).unwrap();
+    assert_eq!((cache.n, cache.inner, cache.embedded.nrows()), (6, 7, 16 * 7));
+    let with_bos = urpe::analysis::rank::stage_rank("block 1", cache.layers[0].output(Norm::Post).view(), 7).unwrap();
+    assert!(with_bos.singular[0] > 1e-3, "{with_bos:?}");
+    assert!(a.heads_constant.iter().all(|h| h.residual < 1e-12));
+    for free in [model(Family::Nope, true), model(Family::T5, false)] {
+        let a = analyze(&free, &o).unwrap();
+        assert!(!a.barrier_bound_by_theory && a.rank[0].rank == 0, "{}: the input rows are equal", a.label);
+        assert!(a.rank[1].singular[0] > 1e-4, "{}: {:?}", a.label, a.rank[1]);
+    }
+    let t5 = analyze(&model(Family::T5, false), &o).unwrap();
+    assert!(t5.spectra.iter().all(|s| s.singular.len() == 7), "{:?}", t5.spectra);
+}
+
 /// faer against LAPACK (ndarray-linalg) on random matrices: `cargo test --features lapack`
 /// on a machine with a system OpenBLAS.
 #[cfg(feature = "lapack")]

@@ -1,5 +1,5 @@
 //! The candle backend against the ndarray engine (feature `candle`): for every family,
-//! with and without the gate, random configurations and weights, the two agree on outputs,
+//! with and without the gate (and with a BOS row), random configurations and weights, the two agree on outputs,
 //! loss and every gradient — per tensor max |candle − ndarray| ≤ tol · max(max |ndarray|,
 //! α·G), G the largest gradient of the model — tol = 1e-10 with α = 1e-2 in f64, tol =
 //! 1e-5 with α = 1 in f32 — and on the losses of 10 Adam steps. The floor α·G judges a
@@ -89,6 +89,39 @@ fn candle_and_ndarray_agree_for_every_normaliser() {
                     if gap > 1e-5 {
                         failures.push(format!("f32 {attention} {}: {at}: {gap:e}", label(family, urpe, seed)));
                     }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// With `bos` (the BOS row before every sequence, its gradient included): every family, gate
+/// on and off, 3 random configurations each; and every other normaliser on nope and t5. The
+/// same agreement as above.
+#[test]
+fn candle_and_ndarray_agree_with_bos() {
+    let mut failures = Vec::new();
+    let others = urpe::normaliser::ALL.map(Attention).into_iter().filter(|a| !a.is_softmax());
+    let rows: Vec<(Family, Attention)> = Family::ALL
+        .into_iter()
+        .map(|f| (f, Attention::SOFTMAX))
+        .chain(others.flat_map(|a| [(Family::Nope, a), (Family::T5, a)]))
+        .collect();
+    for (family, attention) in rows {
+        for urpe in [false, true] {
+            for seed in 0..3 {
+                let id = 100 * seed + family.index() as u64;
+                let case = |scale| {
+                    random_case_of(family, urpe, id, scale, [2, 4], attention).unwrap().with_bos(id, scale).unwrap()
+                };
+                let (gap, at) = compare::<f64>(&case(0.7), &Device::Cpu, DType::F64, DType::F64, 1e-2).unwrap();
+                if gap > 1e-10 {
+                    failures.push(format!("f64 bos {attention} {}: {at}: {gap:e}", label(family, urpe, seed)));
+                }
+                let (gap, at) = compare::<f32>(&case(0.3), &Device::Cpu, DType::F32, DType::F32, 1.0).unwrap();
+                if gap > 1e-5 {
+                    failures.push(format!("f32 bos {attention} {}: {at}: {gap:e}", label(family, urpe, seed)));
                 }
             }
         }

@@ -206,3 +206,39 @@ fn broken_checkpoints_give_clear_errors() {
     assert!(msg.contains("does not match") && msg.contains("depth: 3 vs 2"), "{msg}");
     assert!(checkpoint::load_expecting::<f32>(&p("ok.safetensors"), &m.config).is_ok());
 }
+
+/// `bos = true` round-trips: the vector `bos` [d] and the position tables sized for n_max + 1
+/// rows (the BOS is position 0) are saved and loaded bit for bit, the configuration says
+/// `"bos":true`, and a model without it writes no `bos` field at all (so files written before
+/// the option read unchanged, and a configuration that leaves it out loads as bos = false).
+#[test]
+fn a_bos_model_round_trips_and_old_configurations_read_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    for (family, urpe, tokens) in
+        [(Family::T5, true, true), (Family::ApeLearned, false, false), (Family::Nope, false, true)]
+    {
+        let mut c = config(family, urpe, true, tokens);
+        let without = c.to_json();
+        assert!(!without.contains("bos"), "{without}");
+        c.bos = true;
+        assert!(c.to_json().contains("\"bos\":true"), "{}", c.to_json());
+        assert!(!ModelConfig::from_json(&without).unwrap().bos);
+        let m = distinct_model(c);
+        let shape = |name: &str| m.layout.tensors.find(name).map(|id| m.layout.tensors.spec(id).shape.clone());
+        assert_eq!(shape("bos"), Some(vec![8]), "{family}");
+        if family == Family::T5 {
+            assert_eq!((shape("pos.t5"), shape("pos.urpe")), (Some(vec![2, 13]), Some(vec![2, 13])));
+        }
+        if family == Family::ApeLearned {
+            assert_eq!(shape("pos.ape"), Some(vec![7, 8]));
+        }
+        let path = dir.path().join(format!("{family}-bos.safetensors"));
+        checkpoint::save(&m, &path).unwrap();
+        let back: Model<f32> = checkpoint::load(&path).unwrap();
+        assert!(back.config.bos);
+        assert_eq!(back.config, m.config);
+        let bits = |m: &Model<f32>| m.params.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&m), "{family}");
+        assert_eq!(back.layout.tensors.specs(), m.layout.tensors.specs());
+    }
+}

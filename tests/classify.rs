@@ -1,5 +1,5 @@
-//! `urpe classify`: every family × normaliser × gate × mask setting (the mask always on for
-//! stick-breaking and for cope), the theory's verdict
+//! `urpe classify`: every family × normaliser × gate × BOS × mask setting (the mask always on
+//! for stick-breaking and for cope), the theory's verdict
 //! against the positional rank of random models. The command covers every setting with no
 //! disagreement; the check is not vacuous: a family whose placement lies (it claims to act
 //! inside the softmax only but adds a position term to the values) is caught.
@@ -20,11 +20,12 @@ fn the_command_covers_every_setting_and_agrees_with_the_theory() {
     let o = Command::new(env!("CARGO_BIN_EXE_urpe")).args(["classify", "--json"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    // every family × normaliser that takes it × gate off/on × mask off/on, the mask always on
+    // every family × normaliser that takes it × gate off/on × BOS off/on × mask off/on, the mask always on
     // for a causal-only normaliser or family
     let masks = |f: Family, n: Attention| if n.0.causal_only() || f.causal_only() { 1 } else { 2 };
     let pairs = Family::ALL.into_iter().flat_map(|f| normaliser::ALL.map(Attention).map(|n| (f, n)));
-    let expected: usize = pairs.filter(|&(f, n)| check_combination(f, n).is_ok()).map(|(f, n)| 2 * masks(f, n)).sum();
+    let expected: usize =
+        pairs.filter(|&(f, n)| check_combination(f, n).is_ok()).map(|(f, n)| 2 * 2 * masks(f, n)).sum();
     assert_eq!(rows.len(), expected);
     let refused = ["rope", "xpos", "shaw-key", "xl", "cope"];
     assert!(
@@ -36,15 +37,17 @@ fn the_command_covers_every_setting_and_agrees_with_the_theory() {
         assert!(rows.iter().all(|r| r.get(key).is_some()), "a row without `{key}`");
     }
     assert!(rows.iter().all(|r| r["theory"] == r["measured"]));
-    let bound = |family: &str, attention: &str, causal: bool| {
+    let bound_with = |family: &str, attention: &str, causal: bool, bos: bool| {
         rows.iter().any(|r| {
             r["family"] == family
                 && r["attention"] == attention
                 && r["causal"] == causal
                 && r["gate"] == false
+                && r["bos"] == bos
                 && r["theory"] == "bound"
         })
     };
+    let bound = |family: &str, attention: &str, causal: bool| bound_with(family, attention, causal, false);
     // Proposition 1 with its classic members, and the normalisers that escape it
     assert!(bound("t5", "softmax", false) && bound("rope", "softmax", true) && bound("alibi", "softmax", false));
     assert!(!bound("t5", "sigmoid", false) && !bound("rope", "relu", false) && !bound("nope", "sigmoid", true));
@@ -55,6 +58,17 @@ fn the_command_covers_every_setting_and_agrees_with_the_theory() {
     assert!(bound("kerple", "differential", true) && bound("nope", "differential", true));
     assert!(!bound("shaw-value", "differential", false) && !bound("ape-sin", "differential", true));
     assert!(rows.iter().filter(|r| r["gate"] == true).all(|r| r["theory"] == "free"));
+    // a BOS row: only nope without the mask (and without the gate) keeps equal rows, with
+    // every normaliser; a family that carries position, or the causal mask, separates them
+    assert!(rows.iter().any(|r| r["bos"] == true) && rows.iter().any(|r| r["bos"] == false));
+    for r in rows.iter().filter(|r| r["bos"] == true) {
+        let expected = r["family"] == "nope" && r["causal"] == false && r["gate"] == false;
+        assert_eq!(r["theory"] == "bound", expected, "{r}");
+    }
+    assert!(bound_with("nope", "softmax", false, true) && bound_with("nope", "sigmoid", false, true));
+    assert!(!bound_with("nope", "softmax", true, true), "causal noPE sees the BOS among i keys in row i");
+    assert!(!bound_with("t5", "softmax", false, true) && !bound_with("rope", "softmax", true, true));
+    assert!(bound("t5", "softmax", false) && bound("nope", "softmax", true), "the same settings without the BOS");
     // cope: causal only; bound under softmax, free where rows need not sum to one
     assert!(bound("cope", "softmax", true) && !bound("cope", "sigmoid", true) && !bound("cope", "relu", true));
     assert!(rows.iter().filter(|r| r["family"] == "cope").all(|r| r["causal"] == true));
@@ -100,12 +114,16 @@ impl<F: Float> Terms<F> for LyingTerms {
 fn a_family_whose_placement_lies_is_caught() {
     let lying = register(&LyingValue).unwrap();
     assert!(settings().iter().any(|s| s.family == lying), "registered families are classified");
-    let row =
-        classify(Setting { family: lying, attention: Attention::SOFTMAX, gate: false, causal: false }, 2, 1).unwrap();
+    let row = classify(
+        Setting { family: lying, attention: Attention::SOFTMAX, gate: false, bos: false, causal: false },
+        2,
+        1,
+    )
+    .unwrap();
     assert_eq!((row.theory, row.measured), ("bound", "free"), "{row:?}");
     assert!(!row.agrees());
     // and an honest family is not
-    let honest = Setting { family: Family::T5, attention: Attention::SOFTMAX, gate: false, causal: true };
+    let honest = Setting { family: Family::T5, attention: Attention::SOFTMAX, gate: false, bos: false, causal: true };
     assert!(classify(honest, 2, 1).unwrap().agrees());
 }
 

@@ -1,6 +1,7 @@
 //! The hand-written backward pass against central finite differences in f64, for every
 //! position family (gate on and off), post/pre/none norms, causal on and off, depth 2,
-//! shared and per-layer position tensors, token and real inputs, class and real outputs.
+//! shared and per-layer position tensors, token and real inputs, class and real outputs, and
+//! with a BOS vector (`bos`) on families of each kind.
 //!
 //! Finite differences use the fourth-order stencil
 //! g ≈ (−L(θ+2h) + 8L(θ+h) − 8L(θ−h) + L(θ−2h)) / 12h with h = 2.5e-4 (truncation O(h⁴):
@@ -131,14 +132,22 @@ fn contextual_positions(model: &Model<f64>, cache: &ForwardCache<f64>) -> Vec<f6
 /// 1e-2 from the kink at 0, for cope the first whose contextual positions all lie at least
 /// 1e-2 from an integer (finite differences need a smooth neighbourhood).
 fn problem(family: Family, urpe: bool, norm: Norm, causal: bool, variant: usize) -> Problem {
-    problem_with(family, urpe, norm, causal, variant, Attention::SOFTMAX)
+    problem_with(family, urpe, norm, causal, variant, Attention::SOFTMAX, false)
 }
 
-/// [`problem`] with an attention normaliser; for relu attention also the first seed whose
-/// finite attention scores all lie at least 1e-2 from its kink at 0.
-fn problem_with(family: Family, urpe: bool, norm: Norm, causal: bool, variant: usize, attention: Attention) -> Problem {
+/// [`problem`] with an attention normaliser and, with `bos`, a BOS vector; for relu attention
+/// also the first seed whose finite attention scores all lie at least 1e-2 from its kink at 0.
+fn problem_with(
+    family: Family,
+    urpe: bool,
+    norm: Norm,
+    causal: bool,
+    variant: usize,
+    attention: Attention,
+    bos: bool,
+) -> Problem {
     (0..)
-        .map(|attempt| draw(family, urpe, norm, causal, variant, attention, attempt))
+        .map(|attempt| draw(family, urpe, norm, causal, variant, attention, bos, attempt))
         .find(|p| {
             let (relu_ffn, relu_attention) =
                 (p.model.config.activation == Activation::Relu, attention == Attention(normaliser::RELU));
@@ -158,6 +167,7 @@ fn problem_with(family: Family, urpe: bool, norm: Norm, causal: bool, variant: u
         .expect("some seed")
 }
 
+#[allow(clippy::too_many_arguments)]
 fn draw(
     family: Family,
     urpe: bool,
@@ -165,6 +175,7 @@ fn draw(
     causal: bool,
     variant: usize,
     attention: Attention,
+    bos: bool,
     attempt: u64,
 ) -> Problem {
     let (batch, n) = (2, 5);
@@ -182,6 +193,7 @@ fn draw(
     spec.rope_base = Some(50.0);
     spec.activation = Some(if variant == 3 { Activation::Relu } else { Activation::Gelu });
     spec.attention = Some(attention);
+    spec.bos = bos;
     let config = spec.resolve().unwrap();
     let mut model = Model::<f64>::zeros(config).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1000 + variant as u64 + 100 * attempt);
@@ -371,11 +383,43 @@ fn every_normaliser() {
         for (variant, family) in kinds.filter(|&(_, f)| check_combination(f, attention).is_ok()) {
             for (urpe, causal) in [(false, false), (true, true)] {
                 let causal = causal || attention.0.causal_only();
-                let (err, at) = check(problem_with(family, urpe, Norm::Post, causal, variant, attention), None);
+                let problem = problem_with(family, urpe, Norm::Post, causal, variant, attention, false);
+                let (err, at) = check(problem, None);
                 if err > TOLERANCE {
                     failures.push(format!("{attention} {family} urpe={urpe} causal={causal}: {err:.2e} at {at}"));
                 }
             }
+        }
+    }
+    assert!(failures.is_empty(), "gradient check failures:\n{}", failures.join("\n"));
+}
+
+/// Backward vs finite differences with a BOS vector (`bos`, its gradient included), on a
+/// family of each kind (none, input rows, a score bias, a q/k transform, a value term): token
+/// and real input, causal and not, each norm, gate on and off; every normaliser on nope.
+#[test]
+fn with_bos() {
+    let mut failures = Vec::new();
+    let families = [Family::Nope, Family::ApeLearned, Family::T5, Family::Rope, Family::ShawValue];
+    let mut cases: Vec<(Family, bool, Norm, bool, Attention)> = Vec::new();
+    for family in families {
+        for (urpe, norm, causal) in [(false, Norm::Post, false), (false, Norm::Pre, true), (true, Norm::None, false)] {
+            cases.push((family, urpe, norm, causal, Attention::SOFTMAX));
+        }
+    }
+    for attention in normaliser::ALL.into_iter().map(Attention).filter(|a| !a.is_softmax()) {
+        cases.push((Family::Nope, false, Norm::Post, attention.0.causal_only(), attention));
+    }
+    for (variant, (family, urpe, norm, causal, attention)) in cases.into_iter().enumerate() {
+        // variants alternate token and real input; 3 is the ReLU one
+        let problem = problem_with(family, urpe, norm, causal, variant % 6, attention, true);
+        assert!(problem.model.layout.bos.is_some());
+        let (err, at) = check(problem, None);
+        if std::env::var_os("URPE_REPORT").is_some() {
+            eprintln!("worst {err:.2e} bos {family} {attention} urpe={urpe} {norm:?} causal={causal} at {at}");
+        }
+        if err > TOLERANCE {
+            failures.push(format!("bos {family} {attention} urpe={urpe} {norm:?} causal={causal}: {err:.2e} at {at}"));
         }
     }
     assert!(failures.is_empty(), "gradient check failures:\n{}", failures.join("\n"));
@@ -396,7 +440,7 @@ fn differential_on_every_family_it_takes() {
     for (k, family) in families.into_iter().enumerate() {
         for (urpe, causal) in [(false, k % 2 == 0), (true, k % 2 == 1)] {
             let norm = [Norm::Post, Norm::Pre, Norm::None][k % 3];
-            let (err, at) = check(problem_with(family, urpe, norm, causal, k % 6, attention), None);
+            let (err, at) = check(problem_with(family, urpe, norm, causal, k % 6, attention, false), None);
             if std::env::var_os("URPE_REPORT").is_some() {
                 eprintln!("worst {err:.2e} differential {family} urpe={urpe} {norm:?} causal={causal} at {at}");
             }
@@ -448,8 +492,8 @@ fn a_slightly_wrong_gradient_is_detected() {
 /// different contextual positions, so there it does count).
 #[test]
 fn every_tensor_gets_a_gradient() {
-    for family in Family::ALL {
-        let p = problem(family, true, Norm::Pre, family.causal_only(), 1);
+    for (family, bos) in Family::ALL.into_iter().flat_map(|f| [(f, false), (f, true)]) {
+        let p = problem_with(family, true, Norm::Pre, family.causal_only(), 1, Attention::SOFTMAX, bos);
         let input = p.input();
         let (batch, n) = input.batch_and_length();
         let mut cache = p.model.cache_for(&input);
@@ -467,9 +511,9 @@ fn every_tensor_gets_a_gradient() {
                 family.def().terms_f64(&p.model.config.family_dims()).transforms() || family == Family::Cope;
             // fire's b2_h likewise shifts every score of a row of head h equally
             if spec.name.ends_with("attn.k.bias") && !keys_move || spec.name.ends_with("fire.b2") {
-                assert!(largest < 1e-12, "{family}: {} should be 0, is {largest:e}", spec.name);
+                assert!(largest < 1e-12, "{family} bos={bos}: {} should be 0, is {largest:e}", spec.name);
             } else {
-                assert!(largest > 1e-8, "{family}: {} has no gradient", spec.name);
+                assert!(largest > 1e-8, "{family} bos={bos}: {} has no gradient", spec.name);
             }
         }
     }

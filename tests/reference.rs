@@ -149,4 +149,5 @@ fixtures! {
     t5_sigmoid, rope_relu_causal, nope_stick_breaking, alibi_stick_breaking_urpe, xpos, xpos_urpe_sigmoid,
     t5_sink, rope_sink_urpe_causal, fire, fire_urpe_causal, fire_sigmoid, cope_causal, cope_urpe_causal,
     t5_differential, alibi_differential_urpe_causal, shaw_value_differential_urpe,
+    t5_bos, nope_bos_causal,
 }

@@ -220,8 +220,15 @@ fn the_compiled_in_experiments_are_valid() {
     }
     assert!(Profile::Full.experiment().jobs().unwrap().len() > 10 * quick.len());
     let zoo = Profile::Zoo.experiment().jobs().unwrap();
-    assert!(zoo.iter().all(|j| j.config.model.causal), "the zoo's models are all causal");
+    // causal, but for the BOS row's bound case (nope without the mask), at an n of its own
+    let bidirectional: Vec<_> = zoo.iter().filter(|j| !j.config.model.causal).collect();
+    assert!(bidirectional.iter().any(|j| j.family == "nope bos") && bidirectional.iter().any(|j| j.family == "t5 bos"));
+    assert!(
+        bidirectional.iter().all(|b| zoo.iter().all(|j| !j.config.model.causal || j.config.n != b.config.n)),
+        "a bidirectional run shares its n with a causal one"
+    );
     assert!(zoo.iter().any(|j| !j.config.model.attention.is_softmax()), "the zoo names normalisers");
+    assert_eq!(zoo.iter().filter(|j| j.config.model.bos).count() * 2, zoo.len(), "every variant with and without BOS");
     // token runs store held-out points every 200 steps on the same sets as the real runs
     for j in &quick {
         let expected = if j.config.target.is_classification() { 200 } else { 0 };

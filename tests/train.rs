@@ -293,3 +293,38 @@ fn the_flags_and_a_run_file_share_their_defaults() {
     assert_eq!(from_file, from_flags);
     assert_eq!((from_file.steps, from_file.batch, from_file.optim.lr), (2000, 64, 1e-3), "the documented defaults");
 }
+
+/// The README's BOS runs (position-id, n = 8, vocabulary 8, 300 steps): with a BOS row and the
+/// causal mask, nope learns the constant inputs to accuracy above 0.9 (1.00 measured); the
+/// same model without the mask, and causal nope without the BOS row, are bound
+/// (docs/theory.md §7) and stay at the ceiling 1/8 and the cross-entropy floor ln 8.
+#[test]
+fn a_bos_row_lets_causal_nope_learn_position_and_only_causal() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |flags: &[&str], name: &str| -> RunRecord {
+        let out = dir.path().join(name);
+        let o = Command::new(env!("CARGO_BIN_EXE_urpe"))
+            .args(["train", "--target", "position-id", "--family", "nope", "--n", "8", "--vocab", "8", "--depth", "2"])
+            .args(["--width", "32", "--heads", "4", "--steps", "300", "--lr", "3e-3", "--out"])
+            .arg(&out)
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap()
+    };
+    let constant = |r: &RunRecord| {
+        let v = serde_json::to_value(&r.metrics).unwrap();
+        (v["constant"]["accuracy"].as_f64().unwrap(), v["constant"]["cross_entropy"].as_f64().unwrap())
+    };
+    let free = run(&["--causal", "--bos"], "causal-bos");
+    assert!(free.config.model.bos && !free.config.model.barrier_bound());
+    assert!(constant(&free).0 > 0.9, "{:?}", constant(&free));
+    for (flags, name) in [(&["--bos"][..], "bos"), (&["--causal"][..], "causal")] {
+        let bound = run(flags, name);
+        assert!(bound.config.model.barrier_bound(), "{name}");
+        let (accuracy, cross_entropy) = constant(&bound);
+        assert!(accuracy <= 0.125 + 1e-9, "{name}: accuracy {accuracy}");
+        assert!(cross_entropy >= 8f64.ln() * (1.0 - 1e-6), "{name}: cross-entropy {cross_entropy}");
+    }
+}

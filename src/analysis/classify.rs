@@ -1,4 +1,4 @@
-//! Does an attention setting hit the barrier? For every family × normaliser × gate ×
+//! Does an attention setting hit the barrier? For every family × normaliser × gate × BOS ×
 //! causal mask: the theory's verdict ([`ModelConfig::barrier_verdict`], with its reason)
 //! against a measurement, the positional rank of random models (every parameter random,
 //! as `urpe analyze --random-init`). A setting where the two disagree is a bug.
@@ -18,21 +18,25 @@ pub struct Setting {
     pub attention: Attention,
     /// URPE gate.
     pub gate: bool,
+    /// A learned first token before every sequence (`bos`).
+    pub bos: bool,
     /// Causal mask.
     pub causal: bool,
 }
 
 /// Every setting: every registered family × every normaliser that takes it
-/// ([`check_combination`]) × gate off/on × mask off/on (without the mask off for a
-/// causal-only normaliser or family).
+/// ([`check_combination`]) × gate off/on × BOS off/on × mask off/on (without the mask off
+/// for a causal-only normaliser or family).
 pub fn settings() -> Vec<Setting> {
     let mut out = Vec::new();
     for family in Family::all() {
         for attention in normaliser::ALL.map(Attention).into_iter().filter(|&a| check_combination(family, a).is_ok()) {
             for gate in [false, true] {
-                for causal in [false, true] {
-                    if causal || !(attention.0.causal_only() || family.causal_only()) {
-                        out.push(Setting { family, attention, gate, causal });
+                for bos in [false, true] {
+                    for causal in [false, true] {
+                        if causal || !(attention.0.causal_only() || family.causal_only()) {
+                            out.push(Setting { family, attention, gate, bos, causal });
+                        }
                     }
                 }
             }
@@ -58,7 +62,7 @@ pub struct Row {
     pub attention: String,
     /// URPE gate.
     pub gate: bool,
-    /// A distinct first token (not an option yet: always false).
+    /// A learned first token before every sequence (`bos`).
     pub bos: bool,
     /// Causal mask.
     pub causal: bool,
@@ -80,12 +84,14 @@ impl Row {
 }
 
 /// Classifies `setting` on `models` random models (seeds `seed`, `seed + 1`, …) of depth 2,
-/// width 8, 2 heads, n = 8, token input and output, probed with 32 constant inputs each.
+/// width 8, 2 heads, n = 8, token input and output, probed with 32 constant inputs each (the
+/// positional rank reads the n input rows; a BOS row is left out).
 pub fn classify(setting: Setting, models: usize, seed: u64) -> Result<Row> {
     let mut spec =
         ModelSpec::new(setting.family, 2, 8, 2, 8, InputKind::Tokens { vocab: 11 }, OutputKind::Classes { classes: 5 });
     spec.urpe = setting.gate;
     spec.causal = setting.causal;
+    spec.bos = setting.bos;
     spec.attention = Some(setting.attention);
     let config = spec.resolve()?;
     let (bound, reason) = config.barrier_verdict();
@@ -108,7 +114,7 @@ pub fn classify(setting: Setting, models: usize, seed: u64) -> Result<Row> {
         family: setting.family.to_string(),
         attention: setting.attention.to_string(),
         gate: setting.gate,
-        bos: false,
+        bos: setting.bos,
         causal: setting.causal,
         theory: if bound { "bound" } else { "free" },
         measured,

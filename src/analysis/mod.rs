@@ -124,6 +124,6 @@ pub fn analyze(model: &Model<f64>, o: &Options) -> Result<Analysis> {
         heads_constant,
         heads_general,
         rank: positional_rank(model, o.n, o.rank_inputs, o.seed.wrapping_add(1))?,
-        spectra: spectrum::toeplitz_spectra(model, o.n)?,
+        spectra: spectrum::toeplitz_spectra(model, model.config.inner_len(o.n))?,
     })
 }

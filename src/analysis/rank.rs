@@ -1,6 +1,7 @@
 //! Positional rank: how much position information a model's hidden states carry on
 //! constant inputs. For each stage of the forward pass (the embedded input, every block's
-//! output, the final norm, the head's output), stack the row-centred states P·h(1xᵀ)
+//! output, the final norm, the head's output; the n input positions of each, without the
+//! BOS row of a `bos` model), stack the row-centred states P·h(1xᵀ)
 //! (P = I − 11ᵀ/n) of many constant inputs x into one matrix H and take its singular values
 //! relative to ‖h‖_F, the norm of the uncentred stack. Proposition 1 says H = 0 for every
 //! in-softmax family; URPE and APE give σ₁ > 0.
@@ -8,8 +9,8 @@
 use super::linalg::singular_values;
 use crate::config::Norm;
 use crate::error::Result;
-use crate::nn::ForwardCache;
-use ndarray::{Array2, ArrayView2, Axis};
+use crate::nn::{ForwardCache, bos};
+use ndarray::{Array2, ArrayView2, Axis, CowArray, Ix2};
 use serde::{Deserialize, Serialize};
 
 /// A relative singular value above this counts towards the rank (f64 arithmetic leaves
@@ -34,16 +35,26 @@ pub struct StageRank {
     pub energy: f64,
 }
 
-/// The stages of a cached forward pass, in order, each [batch·n, features].
-pub fn stages<'c>(cache: &'c ForwardCache<f64>, norm: Norm) -> Vec<(String, ArrayView2<'c, f64>)> {
-    let mut out = vec![("input".to_string(), cache.embedded.view())];
+/// The stages of a cached forward pass, in order, each [batch·n, features]: the n input
+/// positions of every sequence (with `bos` the stages before the head also hold a BOS row
+/// per sequence, left out here: the probes measure the rows of the input).
+pub fn stages<'c>(cache: &'c ForwardCache<f64>, norm: Norm) -> Vec<(String, CowArray<'c, f64, Ix2>)> {
+    let inputs = |states: ArrayView2<'c, f64>| -> CowArray<'c, f64, Ix2> {
+        if cache.inner == cache.n {
+            return states.into();
+        }
+        let mut rows = Array2::zeros((cache.batch * cache.n, states.ncols()));
+        bos::without_first_rows(rows.view_mut(), states);
+        rows.into()
+    };
+    let mut out = vec![("input".to_string(), inputs(cache.embedded.view()))];
     for (l, block) in cache.layers.iter().enumerate() {
-        out.push((format!("block {}", l + 1), block.output(norm).view()));
+        out.push((format!("block {}", l + 1), inputs(block.output(norm).view())));
     }
     if let Some(f) = &cache.final_norm {
-        out.push(("final norm".into(), f.out.view()));
+        out.push(("final norm".into(), inputs(f.out.view())));
     }
-    out.push(("output".into(), cache.output.view()));
+    out.push(("output".into(), cache.output.view().into()));
     out
 }
 
@@ -67,5 +78,5 @@ pub fn stage_rank(stage: &str, states: ArrayView2<f64>, n: usize) -> Result<Stag
 
 /// Positional rank of every stage of a forward pass over constant inputs of length `n`.
 pub fn positional_rank(cache: &ForwardCache<f64>, norm: Norm) -> Result<Vec<StageRank>> {
-    stages(cache, norm).into_iter().map(|(stage, h)| stage_rank(&stage, h, cache.n)).collect()
+    stages(cache, norm).into_iter().map(|(stage, h)| stage_rank(&stage, h.view(), cache.n)).collect()
 }

@@ -1,6 +1,7 @@
 //! Spectra of the Toeplitz position matrices of a model: B (added to the scores inside
 //! the softmax: t5, t5-bucketed expanded to offsets, ALiBi's fixed −m_h·|j − i|) and the
-//! URPE gate C (multiplying the probabilities after it), per head, as n × n matrices.
+//! URPE gate C (multiplying the probabilities after it), per head, as n × n matrices (n the
+//! rows the attention sees: one more than the input's with `bos`).
 
 use super::linalg::singular_values;
 use crate::error::Result;

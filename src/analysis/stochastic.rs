@@ -1,7 +1,8 @@
 //! Stochasticity of every attention head: is the matrix that multiplies V right-stochastic
 //! (rows ≥ 0 summing to 1, so that A·1 = 1 and 1 is an eigenvalue)? For in-softmax families
 //! it is, on every input; the URPE gate G = A ⊙ C is not, and its row sums
-//! Σ_j A_ij C_{j−i} are the positional signal it injects.
+//! Σ_j A_ij C_{j−i} are the positional signal it injects. M is the whole matrix the
+//! attention applies: with `bos`, (n + 1) × (n + 1), row and column 0 the BOS.
 
 use super::linalg::eigenvalues;
 use crate::error::Result;
@@ -29,7 +30,8 @@ pub struct HeadStochasticity {
     pub eigen_distance: f64,
     /// max over inputs of ‖M·1 − 1‖∞.
     pub residual: f64,
-    /// With the gate: row sums Σ_j G_ij per position i, averaged over the inputs.
+    /// With the gate: row sums Σ_j G_ij per position i, averaged over the inputs (with `bos`,
+    /// entry 0 is the BOS row).
     pub gated_row_sums: Option<Vec<f64>>,
 }
 

@@ -34,7 +34,7 @@ impl CandleModel {
     fn forward_cached<F: Float>(&self, input: &ModelInput<F>) -> Result<(Tensor, PassCache)> {
         let (batch, n) = input.batch_and_length();
         self.config.check_length(n)?;
-        let constants = self.constants(n)?;
+        let constants = self.constants(self.config.inner_len(n))?;
         let x = self.input_tensor(input)?;
         let (out, cache) = self.forward_pass(&x, batch, n, constants).map_err(err)?;
         let classes = out.dim(1).map_err(err)?;

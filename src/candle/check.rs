@@ -81,6 +81,25 @@ pub fn random_case_of(
 }
 
 impl Case {
+    /// The same case with `bos`: the parameters of the model kept where their shape is
+    /// unchanged; the BOS vector and the position tables (sized for one more row) drawn from
+    /// U(−scale, scale), seeded.
+    pub fn with_bos(&self, seed: u64, scale: f64) -> Result<Case> {
+        let mut config = self.model.config.clone();
+        config.bos = true;
+        let mut model = Model::<f64>::zeros(config)?;
+        let (ours, theirs) = (model.layout.tensors.clone(), self.model.layout.tensors.clone());
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for spec in ours.specs() {
+            let values = &mut model.params.data[spec.range()];
+            match theirs.find(&spec.name).filter(|&id| theirs.spec(id).shape == spec.shape) {
+                Some(id) => values.copy_from_slice(self.model.params.slice(id)),
+                None => values.iter_mut().for_each(|v| *v = rng.random_range(-scale..scale)),
+            }
+        }
+        Ok(Case { model, tokens: self.tokens.clone(), x: self.x.clone(), targets: self.targets.clone() })
+    }
+
     /// The case's input for a model reading `F`.
     pub fn input<'a, F: Float>(&'a self, x: &'a Array3<F>) -> ModelInput<'a, F> {
         match self.model.config.input {

@@ -19,7 +19,8 @@ pub(super) fn err(e: candle_core::Error) -> Error {
     Error::Internal(format!("candle: {e}"))
 }
 
-/// Constant tensors of one sequence length.
+/// Constant tensors of one sequence length n, the rows the blocks see (with `bos`, one more
+/// than the input's; n_max likewise, [`ModelConfig::inner_n_max`]).
 pub struct Constants {
     /// One-hot expansion of offset tables: E[o, i·n + j] = 1 where (j − i) + n_max − 1 = o,
     /// [2·n_max − 1, n·n], so that table·E lays a table [heads, 2·n_max − 1] out as [heads, n·n]
@@ -169,13 +170,15 @@ impl CandleModel {
         ones.matmul(x)?.reshape(k)
     }
 
+    /// The constants of sequences of n rows where the blocks run (with `bos`, one more than
+    /// the input's), made once per n.
     pub(super) fn constants(&self, n: usize) -> Result<Arc<Constants>> {
         let mut cache = self.constants.lock().expect("constants lock");
         if let Some(c) = cache.get(&n) {
             return Ok(c.clone());
         }
         let c = &self.config;
-        let n_max = c.n_max;
+        let n_max = c.inner_n_max();
         let index = |f: &dyn Fn(usize, usize) -> u32| -> Result<Tensor> {
             let v: Vec<u32> = (0..n * n).map(|k| f(k / n, k % n)).collect();
             Tensor::from_vec(v, n * n, &self.device).map_err(err)

@@ -5,7 +5,9 @@
 //! position-specific pieces go through candle's autograd ([`CandleModel::vjp`]), whose
 //! every node would otherwise cost a zero fill and an addition of its size.
 //!
-//! Hidden states are [rows, d] with rows = batch·n; heads are [b, h, n, d_h].
+//! Hidden states are [rows, d] with rows = batch·m, m the rows the blocks see per sequence (n,
+//! or n + 1 with `bos`: row 0 the BOS); heads are [b, h, m, d_h]. The head reads the n input
+//! rows only.
 
 use super::differential::DifferentialGraph;
 use super::fused::{
@@ -78,12 +80,17 @@ struct BlockCache {
 /// Everything the backward pass needs from one forward pass.
 pub struct PassCache {
     batch: usize,
+    /// Input rows per sequence.
     n: usize,
+    /// Rows per sequence where the blocks run: n, or n + 1 with `bos`.
+    m: usize,
     constants: std::sync::Arc<Constants>,
-    /// One-hot tokens [rows, vocab] or real inputs [rows, d_in].
+    /// One-hot tokens [batch·n, vocab] or real inputs [batch·n, d_in].
     input: Tensor,
     blocks: Vec<BlockCache>,
+    /// The last block's output [batch·m, d] (the final norm's input).
     final_in: Tensor,
+    /// What the head reads, [batch·n, d]: the last stage without the BOS rows.
     head_in: Tensor,
 }
 
@@ -404,8 +411,9 @@ impl CandleModel {
         }
     }
 
-    /// Forward pass from the device input (token ids [rows] or reals [batch, n, d_in]):
-    /// the output [rows, out] and the caches of the backward pass.
+    /// Forward pass from the device input (token ids [batch·n] or reals [batch, n, d_in]),
+    /// with `constants` for the m rows the blocks see ([`crate::ModelConfig::inner_len`]):
+    /// the output [batch·n, out] and the caches of the backward pass.
     pub fn forward_pass(
         &self,
         x: &Tensor,
@@ -428,8 +436,14 @@ impl CandleModel {
                 (x2, h)
             }
         };
-        if let Some(table) = self.input_rows(&constants, n)?.map(|t| t.detach().to_dtype(self.compute)).transpose()? {
-            h = add_rows(&h.reshape((batch, n * d))?, &table.flatten_all()?)?.reshape((batch * n, d))?;
+        let m = self.config.inner_len(n);
+        if let Some(b) = ids.bos {
+            // b before every sequence: [batch, 1 + n, d]
+            let first = self.w(b)?.reshape((1, 1, d))?.broadcast_as((batch, 1, d))?;
+            h = Tensor::cat(&[&first, &h.reshape((batch, n, d))?], 1)?.reshape((batch * m, d))?;
+        }
+        if let Some(table) = self.input_rows(&constants, m)?.map(|t| t.detach().to_dtype(self.compute)).transpose()? {
+            h = add_rows(&h.reshape((batch, m * d))?, &table.flatten_all()?)?.reshape((batch * m, d))?;
         }
         let mut blocks = Vec::with_capacity(ids.layers.len());
         for layer in &ids.layers {
@@ -441,8 +455,11 @@ impl CandleModel {
         if ids.final_norm.is_some() {
             h = self.norm_forward(&h, ids.final_norm)?;
         }
+        if ids.bos.is_some() {
+            h = h.reshape((batch, m, d))?.narrow(1, 1, n)?.contiguous()?.reshape((batch * n, d))?;
+        }
         let out = self.linear_forward(&h, ids.head)?;
-        Ok((out, PassCache { batch, n, constants, input, blocks, final_in, head_in: h }))
+        Ok((out, PassCache { batch, n, m, constants, input, blocks, final_in, head_in: h }))
     }
 
     /// Backward pass from ∂L/∂output [rows, out]: every parameter's gradient, in the
@@ -451,7 +468,12 @@ impl CandleModel {
         let ids = &*self.layout;
         let mut grads = Grads::new(self.variables().len(), self.dtype);
         let run = |grads: &mut Grads| -> candle_core::Result<()> {
+            let d = self.config.width;
             let mut g = self.linear_backward(&c.head_in, ids.head, g_out, grads)?;
+            if ids.bos.is_some() {
+                // the head read rows 1..=n: the BOS rows get no gradient from it
+                g = g.reshape((c.batch, c.n, d))?.pad_with_zeros(1, 1, 0)?.reshape((c.batch * c.m, d))?;
+            }
             if ids.final_norm.is_some() {
                 g = self.norm_backward(&c.final_in, ids.final_norm, &g, grads)?;
             }
@@ -460,10 +482,15 @@ impl CandleModel {
             }
             if !ids.input_pos.is_empty() {
                 // learned input rows: their gradient is ∂L/∂(input rows) summed over the batch
-                let d = self.config.width;
-                let sum = self.column_sum(&g.reshape((c.batch, c.n * d))?)?.reshape((c.n, d))?;
-                let rows = self.input_rows(&c.constants, c.n)?.expect("input rows");
+                let sum = self.column_sum(&g.reshape((c.batch, c.m * d))?)?.reshape((c.m, d))?;
+                let rows = self.input_rows(&c.constants, c.m)?.expect("input rows");
                 self.vjp(&[(&rows, &sum)], &[], grads)?;
+            }
+            if let Some(b) = ids.bos {
+                // ∂L/∂b: row 0 of every sequence, summed; the input map gets rows 1..=n
+                let g3 = g.reshape((c.batch, c.m, d))?;
+                grads.add(b, self.column_sum(&g3.narrow(1, 0, 1)?.contiguous()?.reshape((c.batch, d))?)?)?;
+                g = g3.narrow(1, 1, c.n)?.contiguous()?.reshape((c.batch * c.n, d))?;
             }
             match ids.input {
                 InputIds::Embed(e) => grads.add(e, c.input.t()?.matmul(&g)?),

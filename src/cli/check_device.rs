@@ -14,7 +14,7 @@ Example:
   urpe check-device --device cuda:0
 
 Prints, per family with and without the gate (and for each normaliser other than softmax,
-on t5 and rope, or alibi where it refuses rope), the largest relative gap over outputs, loss and every gradient of the
+on t5 and rope, or alibi where it refuses rope; and with a BOS row, on nope, ape-learned and t5), the largest relative gap over outputs, loss and every gradient of the
 candle engine in f32 (max-abs, gradients relative to
 max(max |tensor|, G), G the model's largest gradient), then in bf16 mixed precision
 (norm-wise, on models with heads of width 8 or 16), against the ndarray engine in f32 on
@@ -57,21 +57,31 @@ pub fn run(a: Args) -> Result<()> {
         outln!("candle {label} on {} against the ndarray engine (f32, CPU), {} models per row", a.device, a.seeds)?;
         let mut worst_all = 0.0f64;
         // every family with softmax, then each other normaliser on t5 and rope (alibi where it
-        // refuses rope)
+        // refuses rope), then a BOS row before every sequence on nope, ape-learned and t5
         let others = crate::normaliser::ALL.map(Attention).into_iter().filter(|n| !n.is_softmax());
         let takes = |n: Attention| {
             let families = [Family::T5, Family::Rope, Family::Alibi].into_iter();
-            families.filter(move |&f| crate::config::check_combination(f, n).is_ok()).take(2).map(move |f| (f, n))
+            families
+                .filter(move |&f| crate::config::check_combination(f, n).is_ok())
+                .take(2)
+                .map(move |f| (f, n, false))
         };
-        let rows: Vec<(Family, Attention)> =
-            Family::all().into_iter().map(|f| (f, Attention::SOFTMAX)).chain(others.flat_map(takes)).collect();
-        for (family, attention) in rows {
+        let rows: Vec<(Family, Attention, bool)> = Family::all()
+            .into_iter()
+            .map(|f| (f, Attention::SOFTMAX, false))
+            .chain(others.flat_map(takes))
+            .chain([Family::Nope, Family::ApeLearned, Family::T5].map(|f| (f, Attention::SOFTMAX, true)))
+            .collect();
+        for (family, attention, bos) in rows {
             for urpe in [false, true] {
                 let mut worst = (0.0f64, String::new());
                 for seed in 0..a.seeds {
                     let widths = if compute == DType::BF16 { [8, 16] } else { [2, 4] };
                     let id = 100 * seed + family.index() as u64;
-                    let case = random_case_of(family, urpe, id, 0.3, widths, attention)?;
+                    let mut case = random_case_of(family, urpe, id, 0.3, widths, attention)?;
+                    if bos {
+                        case = case.with_bos(id, 0.3)?;
+                    }
                     let gap = compare::<f32>(&case, &device, DType::F32, compute, 1.0)?;
                     if gap.0 >= worst.0 {
                         worst = gap;
@@ -79,7 +89,11 @@ pub fn run(a: Args) -> Result<()> {
                 }
                 worst_all = worst_all.max(worst.0);
                 let variant = crate::config::Variant::new(family, urpe);
-                let name = if attention.is_softmax() { variant.to_string() } else { format!("{variant} {attention}") };
+                let mut name =
+                    if attention.is_softmax() { variant.to_string() } else { format!("{variant} {attention}") };
+                if bos {
+                    name.push_str(" bos");
+                }
                 outln!("{name:<24} {:>10.2e}  ({})", worst.0, worst.1)?;
             }
         }

@@ -13,11 +13,12 @@ Examples:
   urpe classify --json > classify.json
   urpe classify --models 4 --seed 7
 
-For every family × normaliser (--attention) × URPE gate × causal mask: the theory's verdict
-(bound: a constant input gives equal output rows at any depth and width; free: it need
-not) with its reason, and the measured one: the positional rank of random models (depth 2,
-width 8, 2 heads, n = 8, every parameter random), bound when σ₁/‖h‖ < 1e-12 at every
-stage of every model, free when it exceeds 1e-9 somewhere in every model. Exits 1 when a
+For every family × normaliser (--attention) × URPE gate × BOS (--bos) × causal mask: the
+theory's verdict (bound: a constant input gives equal output rows at any depth and width;
+free: it need not) with its reason, and the measured one: the positional rank of random
+models (depth 2, width 8, 2 heads, n = 8, every parameter random; the n input rows, a BOS
+row left out), bound when σ₁/‖h‖ < 1e-12 at every stage of every model, free when it
+exceeds 1e-9 somewhere in every model. Exits 1 when a
 setting's theory and measurement disagree (a bug). Families registered with
 `urpe::family::register` are included.")]
 pub struct Args {
@@ -42,10 +43,11 @@ pub fn run(a: Args) -> Result<()> {
         super::print_json(&serde_json::to_value(&rows).map_err(|e| Error::Internal(e.to_string()))?)?;
     } else {
         outln!(
-            "{:<14} {:<9} {:<5} {:<6} {:<6} {:<7} {:<9} reason",
+            "{:<14} {:<9} {:<5} {:<5} {:<6} {:<6} {:<7} {:<9} reason",
             "family",
             "attention",
             "gate",
+            "bos",
             "causal",
             "theory",
             "measured",
@@ -54,10 +56,11 @@ pub fn run(a: Args) -> Result<()> {
         for r in &rows {
             let largest = r.positional.iter().copied().fold(0.0, f64::max);
             outln!(
-                "{:<14} {:<9} {:<5} {:<6} {:<6} {:<8} {:<9.1e} {}",
+                "{:<14} {:<9} {:<5} {:<5} {:<6} {:<6} {:<8} {:<9.1e} {}",
                 r.family,
                 r.attention,
                 if r.gate { "on" } else { "off" },
+                if r.bos { "yes" } else { "no" },
                 if r.causal { "yes" } else { "no" },
                 r.theory,
                 r.measured,
@@ -78,8 +81,8 @@ pub fn run(a: Args) -> Result<()> {
         .filter(|r| !r.agrees())
         .map(|r| {
             format!(
-                "{} {} gate {} causal {}: theory {}, measured {}",
-                r.family, r.attention, r.gate, r.causal, r.theory, r.measured
+                "{} {} gate {} bos {} causal {}: theory {}, measured {}",
+                r.family, r.attention, r.gate, r.bos, r.causal, r.theory, r.measured
             )
         })
         .collect();

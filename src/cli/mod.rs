@@ -54,7 +54,7 @@ Examples:
   urpe plot runs/x                    # training and held-out curves of that run
   urpe analyze --checkpoint runs/x/model.safetensors
   urpe analyze --family rope --depth 2 --width 16 --heads 2 --random-init 3
-  urpe classify                       # which family × normaliser × gate × mask is bound
+  urpe classify                       # which family × normaliser × gate × BOS × mask is bound
   urpe export results/reproduce --csv runs.csv --curves curves.csv
 
 {}", crate::error::EXIT_CODES))]

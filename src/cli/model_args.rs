@@ -48,6 +48,10 @@ pub struct ModelArgs {
     /// width, a family whose score term is a bias) [default: softmax].
     #[arg(long, value_parser = parse_attention)]
     pub attention: Option<Attention>,
+    /// Place a learned vector (`bos`) before every sequence: the blocks see n + 1 rows, the
+    /// output keeps n.
+    #[arg(long)]
+    pub bos: bool,
 }
 
 /// What a model reads and writes, given by flags (`urpe init`, `urpe analyze`; `urpe train`
@@ -129,6 +133,7 @@ impl ModelArgs {
             t5_max_distance: None,
             rope_base: None,
             attention: self.attention,
+            bos: self.bos,
         })
     }
 

@@ -141,6 +141,9 @@ pub struct ModelSpec {
     /// only) or differential (an even head width, a family whose score term is a bias).
     #[serde(default)]
     pub attention: Option<Attention>,
+    /// A learned vector placed before every sequence (default false).
+    #[serde(default)]
+    pub bos: bool,
 }
 
 /// A complete, validated model configuration (the `config` metadata of a checkpoint).
@@ -183,6 +186,11 @@ pub struct ModelConfig {
     /// configurations, run ids and fingerprints of softmax models are those of before).
     #[serde(default, skip_serializing_if = "Attention::is_softmax")]
     pub attention: Attention,
+    /// A learned vector b (`bos`, [d], N(0, 0.02²)) placed before every sequence: the blocks
+    /// see n + 1 rows, row 0 the BOS and rows 1..=n the inputs; the head reads rows 1..=n
+    /// (left out of the serialised form when false, so that earlier files read unchanged).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bos: bool,
 }
 
 impl TryFrom<ModelSpec> for ModelConfig {
@@ -222,6 +230,7 @@ impl ModelSpec {
             t5_max_distance: None,
             rope_base: None,
             attention: None,
+            bos: false,
         }
     }
 
@@ -261,6 +270,7 @@ impl ModelSpec {
             t5_max_distance: self.t5_max_distance.unwrap_or(128),
             rope_base: self.rope_base.unwrap_or(10_000.0),
             attention: self.attention.unwrap_or_default(),
+            bos: self.bos,
         };
         config.validate()?;
         Ok(config)
@@ -292,13 +302,14 @@ impl ModelConfig {
         serde_json::to_string(self).expect("a model configuration always serialises")
     }
 
-    /// The sizes the position family's tensors and tables depend on.
+    /// The sizes the position family's tensors and tables depend on (sized for the rows the
+    /// blocks see: n_max + 1 with `bos`).
     pub fn family_dims(&self) -> FamilyDims {
         FamilyDims {
             heads: self.heads,
             head_dim: self.head_dim(),
             width: self.width,
-            n_max: self.n_max,
+            n_max: self.inner_n_max(),
             causal: self.causal,
             t5_buckets: self.t5_buckets,
             t5_max_distance: self.t5_max_distance,
@@ -311,9 +322,21 @@ impl ModelConfig {
         self.width / self.heads
     }
 
-    /// Number of offsets j − i a Toeplitz table stores: 2·n_max − 1.
+    /// Rows the blocks see per sequence of n inputs: n + 1 with `bos` (row 0 the BOS), n
+    /// without.
+    pub fn inner_len(&self, n: usize) -> usize {
+        n + usize::from(self.bos)
+    }
+
+    /// The longest sequence the blocks see, [`Self::inner_len`] of n_max: what every position
+    /// table is sized for.
+    pub fn inner_n_max(&self) -> usize {
+        self.inner_len(self.n_max)
+    }
+
+    /// Number of offsets j − i a Toeplitz table stores: 2·[`Self::inner_n_max`] − 1.
     pub fn offsets(&self) -> usize {
-        2 * self.n_max - 1
+        2 * self.inner_n_max() - 1
     }
 
     /// The attention variant: family and gate.
@@ -337,6 +360,14 @@ impl ModelConfig {
     /// family with position only in the scores is free through less: on a constant input the
     /// gate scales row i of M·V by s_i = Σ_j M_ij, and the norm removes |s_i|, leaving the
     /// signs of the s_i and terms of the order of the norm's ε.
+    ///
+    /// With `bos` the input is no longer constant: it is (b, x, …, x). A family that carries
+    /// position sees the BOS at offset −i from row i, a different offset for every row, so the
+    /// rows weigh it differently (free); a causal mask lets row i see it among i copies of x,
+    /// a share that changes with i (free, the way noPE learns position). Only a model that
+    /// carries no position and has no mask keeps equal rows (bound, whatever the normaliser):
+    /// by induction over the layers, rows 1..n hold one vector h, so each of them sees the
+    /// same keys and values, the BOS row's and n copies of h's, and computes the same output.
     pub fn barrier_verdict(&self) -> (bool, String) {
         let (family, attention) = (self.family.def().placement(), self.attention.0);
         if self.urpe {
@@ -355,6 +386,28 @@ impl ModelConfig {
         if !family.inside_softmax_only {
             return (false, format!("{}: {}", self.family, family.reason));
         }
+        if self.bos {
+            return match (self.family.carries_position(), self.causal) {
+                (true, _) => (
+                    false,
+                    format!(
+                        "a distinct first token: {} places it differently from each row i (at offset −i; for cope, a count of i + 1 gates), so the rows weigh it differently",
+                        self.family
+                    ),
+                ),
+                (false, true) => (
+                    false,
+                    "a distinct first token and the mask: row i sees it among i copies of the input, a share that changes with i".into(),
+                ),
+                (false, false) => (
+                    true,
+                    format!(
+                        "a distinct first token, but {} carries no position and there is no mask: rows 1..n see the same keys and values",
+                        self.family
+                    ),
+                ),
+            };
+        }
         if attention.rows_sum_equal() {
             return (true, format!("{}: {}; {}: {}", self.family, family.reason, attention.name(), attention.reason()));
         }
@@ -370,12 +423,17 @@ impl ModelConfig {
     }
 
     /// Name for reports: the variant's label (`t5`, `urpe`, `rope+urpe`, …), followed by
-    /// the normaliser when it is not softmax (`t5 sigmoid`).
+    /// the normaliser when it is not softmax (`t5 sigmoid`) and by `bos` with a BOS row
+    /// (`nope bos`).
     pub fn label(&self) -> String {
-        match self.attention.is_softmax() {
-            true => self.variant().to_string(),
-            false => format!("{} {}", self.variant(), self.attention),
+        let mut label = self.variant().to_string();
+        if !self.attention.is_softmax() {
+            label = format!("{label} {}", self.attention);
         }
+        if self.bos {
+            label.push_str(" bos");
+        }
+        label
     }
 
     /// Checks every value and combination; the error names the field and what is allowed.

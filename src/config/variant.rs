@@ -96,18 +96,21 @@ impl Variant {
 
 /// A model label as experiments write it: a variant label ([`Variant::parse`]), then,
 /// after a space, the attention normaliser where it is not softmax (`t5 sigmoid`,
-/// `fire+urpe stick-breaking`, `nope sink`). One label names one setting, so runs of
-/// different normalisers never share a grid point.
+/// `fire+urpe stick-breaking`, `nope sink`), then `bos` for a learned first row before
+/// every sequence (`nope bos`, `t5 sigmoid bos`). One label names one setting, so runs of
+/// different normalisers, or with and without the BOS row, never share a grid point.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModelLabel {
     /// The family and the gate.
     pub variant: Variant,
     /// The normaliser (softmax when the label names none).
     pub attention: Attention,
+    /// A BOS row before every sequence ([`crate::config::ModelSpec::bos`]).
+    pub bos: bool,
 }
 
 impl ModelLabel {
-    /// Parses `VARIANT` or `VARIANT NORMALISER`.
+    /// Parses `VARIANT [NORMALISER] [bos]`.
     ///
     /// ```
     /// use urpe::config::{ModelLabel, Variant};
@@ -115,25 +118,34 @@ impl ModelLabel {
     /// assert_eq!(m.variant.to_string(), "rope+urpe");
     /// assert_eq!(m.attention.to_string(), "sigmoid");
     /// assert_eq!(m.base().unwrap(), "rope sigmoid");
+    /// let b = ModelLabel::parse("urpe bos").unwrap();
+    /// assert!(b.bos && b.attention.is_softmax());
+    /// assert_eq!(b.base().unwrap(), "t5 bos");
     /// assert!(ModelLabel::parse("t5 softmax2").is_err());
+    /// assert!(ModelLabel::parse("t5 bos sigmoid").is_err());
     /// ```
     pub fn parse(label: &str) -> Result<Self, ConfigError> {
-        let mut words = label.split(' ');
-        let variant = Variant::parse(words.next().unwrap_or_default())?;
-        let attention = match words.next() {
+        const FORM: &str = "VARIANT [NORMALISER] [bos]";
+        let mut words: Vec<&str> = label.split(' ').collect();
+        let bos = words.len() > 1 && words.last() == Some(&"bos");
+        if bos {
+            words.pop();
+        }
+        let variant = Variant::parse(words[0])?;
+        let attention = match words.get(1) {
             None => Attention::SOFTMAX,
             Some(name) => Attention::by_name(name).ok_or_else(|| {
                 ConfigError::new(
                     "families",
                     label,
-                    format!("VARIANT or VARIANT NORMALISER, a normaliser one of {}", Attention::names()),
+                    format!("{FORM}, a normaliser one of {}, `bos` last", Attention::names()),
                 )
             })?,
         };
-        if words.next().is_some() {
-            return Err(ConfigError::new("families", label, "VARIANT or VARIANT NORMALISER (two words at most)"));
+        if words.len() > 2 {
+            return Err(ConfigError::new("families", label, format!("{FORM} (three words at most)")));
         }
-        Ok(ModelLabel { variant, attention })
+        Ok(ModelLabel { variant, attention, bos })
     }
 
     /// The label of the same setting without the gate, for a gated variant.
@@ -144,10 +156,14 @@ impl ModelLabel {
 
 impl fmt::Display for ModelLabel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.attention.is_softmax() {
-            true => write!(f, "{}", self.variant),
-            false => write!(f, "{} {}", self.variant, self.attention),
+        write!(f, "{}", self.variant)?;
+        if !self.attention.is_softmax() {
+            write!(f, " {}", self.attention)?;
         }
+        if self.bos {
+            f.write_str(" bos")?;
+        }
+        Ok(())
     }
 }
 

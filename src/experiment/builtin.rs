@@ -9,7 +9,7 @@ pub enum Profile {
     Quick,
     /// experiments/full.toml: the larger grid for a GPU or a cluster.
     Full,
-    /// experiments/zoo.toml: every family and normaliser of the zoo against the floor.
+    /// experiments/zoo.toml: every family and normaliser of the zoo, with and without a BOS row, against the floor.
     Zoo,
 }
 

@@ -41,11 +41,12 @@ pub fn fingerprint(config: &TrainConfig) -> String {
 /// Fields of a run's configuration that name its place in a grid (or follow from it):
 /// left out of [`protocol`].
 const GRID_FIELDS: [&str; 2] = ["target", "n"];
-const GRID_MODEL_FIELDS: [&str; 10] =
-    ["family", "urpe", "attention", "depth", "width", "heads", "ffn", "n_max", "input", "output"];
+const GRID_MODEL_FIELDS: [&str; 11] =
+    ["family", "urpe", "attention", "bos", "depth", "width", "heads", "ffn", "n_max", "input", "output"];
 
 /// The fingerprint of a run's protocol: every setting except its seeds and its place in a
-/// grid (target, n, family, gate, normaliser — an experiment's label names the last three —,
+/// grid (target, n, family, gate, normaliser, BOS row — an experiment's label names the last
+/// four —,
 /// depth, width, heads, and what follows from them; the FFN
 /// width enters as its multiple of the width). Two grid points of one protocol can be
 /// compared (URPE against its base family, one width against another); together with the

@@ -68,7 +68,8 @@ impl<'de> Deserialize<'de> for TargetSpec {
 pub struct Grid {
     /// Targets.
     pub targets: Option<Vec<TargetSpec>>,
-    /// Model families as labels: a family name, `urpe` (= t5 + gate), or `FAMILY+urpe`.
+    /// Model labels ([`ModelLabel`]): a family name, `urpe` (= t5 + gate) or `FAMILY+urpe`, then
+    /// the normaliser where it is not softmax, then `bos` (`t5 sigmoid bos`).
     pub families: Option<Vec<String>>,
     /// Depths.
     pub depths: Option<Vec<usize>>,
@@ -316,6 +317,7 @@ impl Grid {
         let mut spec = ModelSpec::new(family, depth, width, heads, target.n, target.input_kind(), target.output_kind());
         spec.urpe = model.variant.gate;
         spec.attention = Some(model.attention);
+        spec.bos = model.bos;
         spec.norm = self.norm;
         spec.activation = self.activation;
         spec.causal = self.causal.unwrap_or(false);

@@ -53,7 +53,8 @@ pub struct FamilyDims {
     pub head_dim: usize,
     /// Model width d.
     pub width: usize,
-    /// Longest sequence; Toeplitz tables hold 2·n_max − 1 offsets.
+    /// Longest sequence the attention sees: the model's n_max, plus one with `bos` (the BOS
+    /// row is position 0); Toeplitz tables hold 2·n_max − 1 offsets.
     pub n_max: usize,
     /// Causal mask on.
     pub causal: bool,
@@ -122,9 +123,9 @@ impl FamilyIds {
 pub struct Head<'a, F> {
     /// Head index.
     pub h: usize,
-    /// Sequence length.
+    /// Sequence length (the rows the attention sees: with `bos`, the BOS row too).
     pub n: usize,
-    /// Longest sequence of the model.
+    /// Longest sequence the attention sees ([`FamilyDims::n_max`]).
     pub n_max: usize,
     /// 1/√d_h, the scale of the content scores.
     pub scale: F,
@@ -190,7 +191,8 @@ pub enum Side {
 /// that adds nothing, so a family writes only the terms it has. Backward methods add
 /// gradients (never overwrite), the way the engine's layers do.
 pub trait Terms<F: Float>: Send + Sync {
-    /// Rows [n_max, d] added to the input rows at positions 0..n (absolute families).
+    /// Rows [n_max, d] added to the input rows at positions 0..n (absolute families; with
+    /// `bos` the BOS row is position 0).
     fn input_rows<'a>(&'a self, _p: &'a Params<F>, _ids: &FamilyIds) -> Option<ArrayView2<'a, F>> {
         None
     }

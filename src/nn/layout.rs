@@ -92,6 +92,8 @@ pub struct ModelLayout {
     pub tensors: std::sync::Arc<ParamLayout>,
     /// Input map.
     pub input: InputIds,
+    /// `bos`, [d]: the vector placed before every sequence (`bos = true` only).
+    pub bos: Option<TensorId>,
     /// The family's tensors at the input (`pos.ape` of ape-learned), never per layer.
     pub input_pos: FamilyIds,
     /// Blocks.
@@ -126,7 +128,7 @@ fn position(t: &mut ParamLayout, prefix: &str, c: &ModelConfig) -> PositionIds {
 }
 
 impl ModelLayout {
-    /// The tensors of a validated configuration, in checkpoint order: input, `pos.ape`,
+    /// The tensors of a validated configuration, in checkpoint order: input, `bos`, `pos.ape`,
     /// shared `pos.*`, then per layer attention, own `pos.*`, norm1, ffn, norm2, then
     /// `final_norm` and `head`.
     pub fn new(c: &ModelConfig) -> Self {
@@ -136,6 +138,7 @@ impl ModelLayout {
             InputKind::Tokens { vocab } => InputIds::Embed(t.push("embed.weight", &[vocab, d], WEIGHT)),
             InputKind::Real { d_in } => InputIds::Linear(linear(&mut t, "input", d_in, d)),
         };
+        let bos = c.bos.then(|| t.push("bos", &[d], WEIGHT));
         let input_pos = c.family.def().declare_input(&mut t, &c.family_dims());
         let shared = c.share_position.then(|| position(&mut t, "pos", c));
         let has_norm = c.norm != Norm::None;
@@ -171,6 +174,6 @@ impl ModelLayout {
             .collect();
         let final_norm = (c.norm == Norm::Pre).then(|| norm(&mut t, "final_norm", d));
         let head = linear(&mut t, "head", d, c.output.size());
-        ModelLayout { tensors: std::sync::Arc::new(t), input, input_pos, layers, final_norm, head }
+        ModelLayout { tensors: std::sync::Arc::new(t), input, bos, input_pos, layers, final_norm, head }
     }
 }

@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod attention;
 pub mod block;
+pub mod bos;
 pub mod ffn;
 pub mod gemm;
 pub mod layernorm;

@@ -1,16 +1,18 @@
-//! The whole model: input map (+ absolute positions), blocks, final LayerNorm (pre-norm),
-//! output head. Parameters live in one flat buffer described by a [`ModelLayout`].
+//! The whole model: input map (the BOS row before it with `bos`, then absolute positions),
+//! blocks, final LayerNorm (pre-norm), output head (on the input rows only). Parameters live
+//! in one flat buffer described by a [`ModelLayout`].
 
 use super::block::{BlockCache, BlockGrads, block_backward, block_forward};
+use super::bos;
 use super::layernorm::{NormCache, layernorm_backward, layernorm_forward};
 use super::layout::{InputIds, ModelLayout};
 use super::linear::{linear_backward, linear_forward};
-use crate::config::{InputKind, ModelConfig};
+use crate::config::{InputKind, ModelConfig, Norm};
 use crate::error::{Error, Result};
 use crate::family::PositionTerms;
 use crate::float::Float;
 use crate::params::{Init, Params};
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, Zip};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Zip};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -35,19 +37,29 @@ impl<F> ModelInput<'_, F> {
     }
 }
 
-/// Every activation of a forward pass, allocated once for a (batch, n) and reused.
+/// Every activation of a forward pass, allocated once for a (batch, n) and reused. The
+/// blocks run on m rows per sequence: m = n + 1 with `bos` (row 0 the BOS), m = n without.
 #[derive(Clone, Debug)]
 pub struct ForwardCache<F> {
     /// Sequences in the batch.
     pub batch: usize,
-    /// Sequence length.
+    /// Sequence length of the input (and of the output).
     pub n: usize,
-    /// Input rows after the input map and absolute positions, [batch·n, d].
+    /// Rows per sequence where the blocks run, m ([`ModelConfig::inner_len`] of n).
+    pub inner: usize,
+    /// With `bos`: the input map's rows [batch·n, d]; empty without (the input map writes
+    /// `embedded` directly).
+    pub inputs: Array2<F>,
+    /// The blocks' input [batch·m, d]: the BOS row (with `bos`), the input map's rows,
+    /// absolute positions.
     pub embedded: Array2<F>,
     /// Blocks.
     pub layers: Vec<BlockCache<F>>,
     /// Final LayerNorm (pre-norm only).
     pub final_norm: Option<NormCache<F>>,
+    /// With `bos`: what the head reads, rows 1..=n of every sequence of the last stage,
+    /// [batch·n, d]; empty without (the head reads the last stage itself).
+    pub head_in: Array2<F>,
     /// Head output (logits or real outputs), [batch·n, out].
     pub output: Array2<F>,
 }
@@ -55,13 +67,18 @@ pub struct ForwardCache<F> {
 impl<F: Float> ForwardCache<F> {
     /// Storage for `batch` sequences of length `n`.
     pub fn new(config: &ModelConfig, batch: usize, n: usize) -> Self {
-        let rows = batch * n;
+        let (rows, d) = (batch * n, config.width);
+        let inner = config.inner_len(n);
+        let bos_rows = if config.bos { rows } else { 0 };
         ForwardCache {
             batch,
             n,
-            embedded: Array2::zeros((rows, config.width)),
-            layers: (0..config.depth).map(|_| BlockCache::new(config, batch, n)).collect(),
-            final_norm: (config.norm == crate::config::Norm::Pre).then(|| NormCache::new(rows, config.width)),
+            inner,
+            inputs: Array2::zeros((bos_rows, d)),
+            embedded: Array2::zeros((batch * inner, d)),
+            layers: (0..config.depth).map(|_| BlockCache::new(config, batch, inner)).collect(),
+            final_norm: (config.norm == Norm::Pre).then(|| NormCache::new(batch * inner, d)),
+            head_in: Array2::zeros((bos_rows, d)),
             output: Array2::zeros((rows, config.output.size())),
         }
     }
@@ -70,6 +87,29 @@ impl<F: Float> ForwardCache<F> {
     pub fn output3(&self) -> ArrayView3<'_, F> {
         let out = self.output.ncols();
         self.output.view().into_shape_with_order((self.batch, self.n, out)).expect("contiguous output")
+    }
+
+    /// The last stage before the head, [batch·m, d]: the final norm's output (pre-norm) or
+    /// the last block's output.
+    pub fn last_stage(&self, norm: Norm) -> ArrayView2<'_, F> {
+        last_stage(&self.final_norm, &self.layers, norm)
+    }
+
+    /// What the head reads, [batch·n, d]: the last stage without the BOS rows.
+    pub fn head_rows(&self, norm: Norm) -> ArrayView2<'_, F> {
+        if self.inner == self.n { self.last_stage(norm) } else { self.head_in.view() }
+    }
+}
+
+/// The final norm's output (pre-norm) or the last block's output.
+fn last_stage<'c, F: Float>(
+    final_norm: &'c Option<NormCache<F>>,
+    layers: &'c [BlockCache<F>],
+    norm: Norm,
+) -> ArrayView2<'c, F> {
+    match final_norm {
+        Some(fnc) => fnc.out.view(),
+        None => layers.last().expect("depth ≥ 1").output(norm).view(),
     }
 }
 
@@ -179,27 +219,23 @@ impl<F: Float> Model<F> {
     pub fn forward<'c>(&self, input: &ModelInput<F>, cache: &'c mut ForwardCache<F>) -> Result<ArrayView3<'c, F>> {
         self.check_input(input)?;
         let (batch, n) = input.batch_and_length();
-        if (cache.batch, cache.n) != (batch, n) || cache.layers.len() != self.config.depth {
+        if (cache.batch, cache.n, cache.inner) != (batch, n, self.config.inner_len(n))
+            || cache.layers.len() != self.config.depth
+        {
             *cache = ForwardCache::new(&self.config, batch, n);
         }
         let (p, ids) = (&self.params, &*self.layout);
-        match (input, ids.input) {
-            (ModelInput::Tokens(tokens), InputIds::Embed(e)) => {
-                let table = p.mat(e);
-                Zip::from(cache.embedded.rows_mut())
-                    .and(tokens.view().into_shape_with_order(batch * n).expect("contiguous ids"))
-                    .for_each(|mut row, &t| row.assign(&table.row(t)));
+        match ids.bos {
+            None => self.input_map(input, cache.embedded.view_mut()),
+            Some(b) => {
+                self.input_map(input, cache.inputs.view_mut());
+                bos::with_first_rows(cache.embedded.view_mut(), cache.inputs.view(), Some(p.vec(b)));
             }
-            (ModelInput::Real(x), InputIds::Linear(lin)) => {
-                let rows = x.as_standard_layout();
-                let x2 = rows.view().into_shape_with_order((batch * n, x.dim().2)).expect("contiguous input");
-                linear_forward(cache.embedded.view_mut(), x2, p.mat(lin.weight), p.vec(lin.bias));
-            }
-            _ => unreachable!("check_input matched the input kind"),
         }
+        let m = cache.inner;
         if let Some(table) = self.terms.input_rows(p, &self.layout.input_pos) {
             for (r, mut row) in cache.embedded.rows_mut().into_iter().enumerate() {
-                row += &table.row(r % n);
+                row += &table.row(r % m);
             }
         }
         for l in 0..self.config.depth {
@@ -211,9 +247,36 @@ impl<F: Float> Model<F> {
             let last = cache.layers.last().expect("depth ≥ 1").output(self.config.norm);
             layernorm_forward(fnc, last.view(), p.vec(fid.weight), p.vec(fid.bias));
         }
-        let h = head_input(&cache.final_norm, &cache.layers, self.config.norm);
-        linear_forward(cache.output.view_mut(), h, p.mat(ids.head.weight), p.vec(ids.head.bias));
+        let last = last_stage(&cache.final_norm, &cache.layers, self.config.norm);
+        let head_in = match ids.bos {
+            None => last,
+            Some(_) => {
+                bos::without_first_rows(cache.head_in.view_mut(), last);
+                cache.head_in.view()
+            }
+        };
+        linear_forward(cache.output.view_mut(), head_in, p.mat(ids.head.weight), p.vec(ids.head.bias));
         Ok(cache.output3())
+    }
+
+    /// The input map's rows, [batch·n, d]: embedded tokens or x·W + b.
+    fn input_map(&self, input: &ModelInput<F>, mut out: ArrayViewMut2<F>) {
+        let (p, ids) = (&self.params, &*self.layout);
+        let (batch, n) = input.batch_and_length();
+        match (input, ids.input) {
+            (ModelInput::Tokens(tokens), InputIds::Embed(e)) => {
+                let table = p.mat(e);
+                Zip::from(out.rows_mut())
+                    .and(tokens.view().into_shape_with_order(batch * n).expect("contiguous ids"))
+                    .for_each(|mut row, &t| row.assign(&table.row(t)));
+            }
+            (ModelInput::Real(x), InputIds::Linear(lin)) => {
+                let rows = x.as_standard_layout();
+                let x2 = rows.view().into_shape_with_order((batch * n, x.dim().2)).expect("contiguous input");
+                linear_forward(out, x2, p.mat(lin.weight), p.vec(lin.bias));
+            }
+            _ => unreachable!("check_input matched the input kind"),
+        }
     }
 
     /// Forward pass with a fresh cache; returns the output [batch, n, out].
@@ -234,17 +297,19 @@ impl<F: Float> Model<F> {
         ws: &mut BackwardWorkspace<F>,
     ) {
         let (p, ids, norm) = (&self.params, &*self.layout, self.config.norm);
-        let n = cache.n;
-        let BackwardWorkspace { d_a, d_b, block, d_input } = ws;
+        let (n, m) = (cache.n, cache.inner);
+        let BackwardWorkspace { d_a, d_b, d_rows, block, d_input } = ws;
+        let (head_in, w_head) = (cache.head_rows(norm), p.mat(ids.head.weight));
         d_a.fill(F::zero());
-        linear_backward(
-            Some(d_a.view_mut()),
-            grads,
-            ids.head,
-            d_output,
-            head_input(&cache.final_norm, &cache.layers, self.config.norm),
-            p.mat(ids.head.weight),
-        );
+        match ids.bos {
+            None => linear_backward(Some(d_a.view_mut()), grads, ids.head, d_output, head_in, w_head),
+            Some(_) => {
+                // the head read rows 1..=n: the BOS rows get no gradient from it
+                d_rows.fill(F::zero());
+                linear_backward(Some(d_rows.view_mut()), grads, ids.head, d_output, head_in, w_head);
+                bos::with_first_rows(d_a.view_mut(), d_rows.view(), None);
+            }
+        }
         if let (Some(fnc), Some(fid)) = (&cache.final_norm, ids.final_norm) {
             d_b.fill(F::zero());
             layernorm_backward(d_b.view_mut(), grads, fid, d_a.view(), fnc, p.vec(fid.weight));
@@ -266,14 +331,23 @@ impl<F: Float> Model<F> {
             );
             std::mem::swap(d_a, d_b);
         }
-        // d_a = ∂L/∂(embedded rows)
-        for chunk in d_a.axis_chunks_iter(Axis(0), n) {
+        // d_a = ∂L/∂(embedded rows), m per sequence
+        for chunk in d_a.axis_chunks_iter(Axis(0), m) {
             self.terms.input_rows_backward(chunk, &ids.input_pos, grads);
         }
+        // ∂L/∂(the input map's rows): d_a itself, or its rows 1..=n with `bos`
+        let d_map = match ids.bos {
+            None => d_a.view(),
+            Some(b) => {
+                bos::first_rows_backward(grads.vec_mut(b), d_a.view(), m);
+                bos::without_first_rows(d_rows.view_mut(), d_a.view());
+                d_rows.view()
+            }
+        };
         match (input, ids.input) {
             (ModelInput::Tokens(tokens), InputIds::Embed(e)) => {
                 let mut d_embed = grads.mat_mut(e);
-                for (&t, row) in tokens.iter().zip(d_a.rows()) {
+                for (&t, row) in tokens.iter().zip(d_map.rows()) {
                     d_embed.row_mut(t).zip_mut_with(&row, |g, &d| *g += d);
                 }
             }
@@ -281,22 +355,10 @@ impl<F: Float> Model<F> {
                 let rows = x.as_standard_layout();
                 let x2 = rows.view().into_shape_with_order((cache.batch * n, x.dim().2)).expect("contiguous input");
                 d_input.fill(F::zero());
-                linear_backward(Some(d_input.view_mut()), grads, lin, d_a.view(), x2, p.mat(lin.weight));
+                linear_backward(Some(d_input.view_mut()), grads, lin, d_map, x2, p.mat(lin.weight));
             }
             _ => unreachable!("forward checked the input kind"),
         }
-    }
-}
-
-/// What the head reads: the final norm's output (pre-norm) or the last block's output.
-fn head_input<'c, F: Float>(
-    final_norm: &'c Option<NormCache<F>>,
-    layers: &'c [BlockCache<F>],
-    norm: crate::config::Norm,
-) -> ArrayView2<'c, F> {
-    match final_norm {
-        Some(fnc) => fnc.out.view(),
-        None => layers.last().expect("depth ≥ 1").output(norm).view(),
     }
 }
 
@@ -305,6 +367,8 @@ fn head_input<'c, F: Float>(
 pub struct BackwardWorkspace<F> {
     d_a: Array2<F>,
     d_b: Array2<F>,
+    /// With `bos`: gradients of the n input rows per sequence, [batch·n, d] (empty without).
+    d_rows: Array2<F>,
     block: BlockGrads<F>,
     /// ∂L/∂input for real inputs, [batch·n, d_in] (empty for tokens).
     pub d_input: Array2<F>,
@@ -314,15 +378,16 @@ impl<F: Float> BackwardWorkspace<F> {
     /// Storage for `batch` sequences of length `n` of `model`.
     pub fn new(model: &Model<F>, batch: usize, n: usize) -> Self {
         let c = &model.config;
-        let rows = batch * n;
+        let (rows, inner) = (batch * n, c.inner_len(n));
         let d_in = match c.input {
             InputKind::Real { d_in } => d_in,
             InputKind::Tokens { .. } => 0,
         };
         BackwardWorkspace {
-            d_a: Array2::zeros((rows, c.width)),
-            d_b: Array2::zeros((rows, c.width)),
-            block: BlockGrads::new(c, batch, n, &model.layout.layers[0]),
+            d_a: Array2::zeros((batch * inner, c.width)),
+            d_b: Array2::zeros((batch * inner, c.width)),
+            d_rows: Array2::zeros((if c.bos { rows } else { 0 }, c.width)),
+            block: BlockGrads::new(c, batch, inner, &model.layout.layers[0]),
             d_input: Array2::zeros((if d_in > 0 { rows } else { 0 }, d_in)),
         }
     }

@@ -123,7 +123,7 @@ fn lambdas<F: Float>(c: &Shared<F>) -> (F, F) {
 /// Forward of one sequence (every head).
 pub(super) fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, mut own: SeqCache<F>, buf: &mut [F]) {
     debug_assert!(!c.terms.transforms(), "the configuration refuses families that transform q and k");
-    let (n, n_max, dh) = (c.n, c.config.n_max, c.config.head_dim());
+    let (n, n_max, dh) = (c.n, c.config.inner_n_max(), c.config.head_dim());
     let (lambda, out_scale) = lambdas(c);
     let scale = half_scale::<F>(c.config);
     let mut work = Work::new(buf, n, dh);
@@ -181,7 +181,7 @@ pub(super) fn sequence_backward<F: Float>(
     layout: &PositionGradLayout,
     s: SeqBackward<F>,
 ) {
-    let (n, dh, n_max, heads) = (c.n, c.config.head_dim(), c.config.n_max, c.config.heads);
+    let (n, dh, n_max, heads) = (c.n, c.config.head_dim(), c.config.inner_n_max(), c.config.heads);
     let half = dh / 2;
     let (lambda, out_scale) = lambdas(c);
     let scale = half_scale::<F>(c.config);

@@ -2,7 +2,8 @@
 //! [`crate::normaliser`]), the URPE gate and the product with V. Scores, probabilities and
 //! gated probabilities are materialised and kept in the cache.
 //!
-//! Per head h (columns h·d_h..(h+1)·d_h of Q, K, V), with o = (j − i) + n_max − 1:
+//! Per head h (columns h·d_h..(h+1)·d_h of Q, K, V), with o = (j − i) + n_max − 1 (n_max the
+//! longest sequence the blocks see, [`ModelConfig::inner_n_max`]):
 //! S = Q_h K_hᵀ/√d_h + the family's score term, A = row_softmax(S), G = A ⊙ C_h[o] (URPE)
 //! or A, out_h = G V_h + the family's value term; out = concat_h(out_h)·W_O + b_O. The
 //! family may also transform Q and K first (rope). Sequences of a batch run in parallel;
@@ -192,7 +193,7 @@ impl<'a, F: Float> Shared<'a, F> {
         Head {
             h,
             n: self.n,
-            n_max: self.config.n_max,
+            n_max: self.config.inner_n_max(),
             scale: self.scale,
             q,
             k,
@@ -221,7 +222,7 @@ fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]
     if let Some(own) = s.differential.take() {
         return differential::sequence_forward(c, s, own, buf);
     }
-    let (n, n_max, dh) = (c.n, c.config.n_max, c.config.head_dim());
+    let (n, n_max, dh) = (c.n, c.config.inner_n_max(), c.config.head_dim());
     let p = c.p;
     let mut work = Work::new(buf, n, dh);
     for h in 0..c.config.heads {
@@ -333,7 +334,7 @@ fn sequence_backward<F: Float>(
     if let Some(own) = &cache.differential {
         return differential::sequence_backward(c, cache, own, layout, s);
     }
-    let (n, dh, n_max, heads) = (c.n, c.config.head_dim(), c.config.n_max, c.config.heads);
+    let (n, dh, n_max, heads) = (c.n, c.config.head_dim(), c.config.inner_n_max(), c.config.heads);
     let (p, b) = (c.p, s.b);
     let rows = b * n..(b + 1) * n;
     let (q_all, k_all, v_all) =
