@@ -4,7 +4,7 @@
 
 use crate::config::Variant;
 use crate::experiment::StoredRun;
-use crate::experiment::stats::{self, Cell, Certificate, GateComparison, MeanCi};
+use crate::experiment::stats::{self, Cell, Certificate, GateComparison, MeanCi, Task};
 use crate::theory::{Floor, TargetKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -59,9 +59,14 @@ fn families(cells: &[Cell]) -> Vec<String> {
     present
 }
 
-/// The largest grid point (depth, then width) of a target.
-fn largest(cells: &[Cell], target: TargetKind) -> Option<(usize, usize)> {
-    cells.iter().filter(|c| c.key.target == target).map(|c| (c.key.depth, c.key.width)).max()
+/// The largest grid point (depth, then width) of a task.
+fn largest(cells: &[Cell], task: Task) -> Option<(usize, usize)> {
+    cells.iter().filter(|c| task.holds(&c.key)).map(|c| (c.key.depth, c.key.width)).max()
+}
+
+/// The tasks of `target` among `tasks`, by sequence length.
+fn tasks_of(tasks: &[Task], target: TargetKind) -> impl Iterator<Item = Task> + '_ {
+    tasks.iter().copied().filter(move |t| t.target == target)
 }
 
 fn floor_mse(floor: Floor) -> Option<f64> {
@@ -71,14 +76,15 @@ fn floor_mse(floor: Floor) -> Option<f64> {
     }
 }
 
-/// Floor against measured constant-input error for every size of one real target.
-fn error_table(out: &mut String, cells: &[Cell], target: TargetKind, fams: &[String]) {
+/// Floor against measured constant-input error for every size of one real task, named
+/// `name`.
+fn error_table(out: &mut String, cells: &[Cell], task: Task, name: &str, fams: &[String]) {
     let rows: BTreeSet<(usize, usize)> =
-        cells.iter().filter(|c| c.key.target == target).map(|c| (c.key.depth, c.key.width)).collect();
-    let Some(floor) = cells.iter().find(|c| c.key.target == target).and_then(|c| floor_mse(c.floor)) else { return };
+        cells.iter().filter(|c| task.holds(&c.key)).map(|c| (c.key.depth, c.key.width)).collect();
+    let Some(floor) = cells.iter().find(|c| task.holds(&c.key)).and_then(|c| floor_mse(c.floor)) else { return };
     let _ = writeln!(
         out,
-        "\n**{target}** — floor {floor:.6} (mean squared error on constant inputs; cells: mean ± 95% CI half-width over seeds; ✗ marks a barrier-bound cell below the floor)\n"
+        "\n**{name}** — floor {floor:.6} (mean squared error on constant inputs; cells: mean ± 95% CI half-width over seeds; ✗ marks a barrier-bound cell below the floor)\n"
     );
     let _ = writeln!(out, "| depth | width | {} |", fams.join(" | "));
     let _ = writeln!(out, "|---|---|{}", "---|".repeat(fams.len()));
@@ -87,7 +93,7 @@ fn error_table(out: &mut String, cells: &[Cell], target: TargetKind, fams: &[Str
         for f in fams {
             let cell = cells
                 .iter()
-                .find(|c| c.key.target == target && &c.key.family == f && c.key.depth == depth && c.key.width == width);
+                .find(|c| task.holds(&c.key) && &c.key.family == f && c.key.depth == depth && c.key.width == width);
             let text = match cell {
                 Some(c) => {
                     let below = c.barrier_bound && c.constant.mean < floor * (1.0 - stats::CERTIFY_SLACK);
@@ -112,17 +118,29 @@ fn reduced_note(cert: &Certificate) -> String {
     }
 }
 
-/// One run that broke (or, in reduced precision, read above) its bound.
-fn violation_line(v: &stats::Violation) -> String {
+/// One run that broke (or, in reduced precision, read above) its bound; its task named among
+/// `tasks`.
+fn violation_line(v: &stats::Violation, tasks: &[Task]) -> String {
     let excess =
         if v.quantity == "accuracy" { format!(" ({:+.2e} relative)", v.value / v.bound - 1.0) } else { String::new() };
     format!(
         "run {} ({} {} depth {} width {}): {} = {} vs bound {}{excess}",
-        v.id, v.key.target, v.key.family, v.key.depth, v.key.width, v.quantity, v.value, v.bound
+        v.id,
+        Task::of(&v.key).name_among(tasks),
+        v.key.family,
+        v.key.depth,
+        v.key.width,
+        v.quantity,
+        v.value,
+        v.bound
     )
 }
 
+/// The certified check's outcome, then per real task with a floor (position-shift,
+/// prefix-sum, position-scale; each length apart) which families go below floor/10 at its
+/// largest size.
 fn verdict(out: &mut String, cells: &[Cell], cert: &Certificate) {
+    let tasks = stats::tasks(cells);
     let _ = writeln!(out, "\n## Verdict\n");
     if cert.checked == 0 {
         let _ = writeln!(
@@ -145,7 +163,7 @@ fn verdict(out: &mut String, cells: &[Cell], cert: &Certificate) {
             cert.checked
         );
         for v in &cert.violations {
-            let _ = writeln!(out, "- {}", violation_line(v));
+            let _ = writeln!(out, "- {}", violation_line(v, &tasks));
         }
     }
     if !cert.uncertified.is_empty() {
@@ -155,16 +173,17 @@ fn verdict(out: &mut String, cells: &[Cell], cert: &Certificate) {
             cert.uncertified.len()
         );
         for v in &cert.uncertified {
-            let _ = writeln!(out, "- {}", violation_line(v));
+            let _ = writeln!(out, "- {}", violation_line(v, &tasks));
         }
     }
-    for target in [TargetKind::PositionShift, TargetKind::PrefixSum, TargetKind::PositionScale] {
-        let Some((depth, width)) = largest(cells, target) else { continue };
-        let Some(floor) = cells.iter().find(|c| c.key.target == target).and_then(|c| floor_mse(c.floor)) else {
+    let real = [TargetKind::PositionShift, TargetKind::PrefixSum, TargetKind::PositionScale];
+    for task in real.into_iter().flat_map(|t| tasks_of(&tasks, t)) {
+        let Some((depth, width)) = largest(cells, task) else { continue };
+        let Some(floor) = cells.iter().find(|c| task.holds(&c.key)).and_then(|c| floor_mse(c.floor)) else {
             continue;
         };
         let at: Vec<&Cell> =
-            cells.iter().filter(|c| c.key.target == target && c.key.depth == depth && c.key.width == width).collect();
+            cells.iter().filter(|c| task.holds(&c.key) && c.key.depth == depth && c.key.width == width).collect();
         let below: Vec<String> = at
             .iter()
             .filter(|c| c.constant.mean < floor / 10.0)
@@ -177,7 +196,8 @@ fn verdict(out: &mut String, cells: &[Cell], cert: &Certificate) {
             .collect();
         let _ = writeln!(
             out,
-            "\n{target}, largest size (depth {depth}, width {width}), floor/10 = {:.2e}: below floor/10: {}; not below: {}.",
+            "\n{}, largest size (depth {depth}, width {width}), floor/10 = {:.2e}: below floor/10: {}; not below: {}.",
+            task.name_among(&tasks),
             floor / 10.0,
             if below.is_empty() { "none".into() } else { below.join(", ") },
             if above.is_empty() { "none".into() } else { above.join(", ") }
@@ -185,7 +205,8 @@ fn verdict(out: &mut String, cells: &[Cell], cert: &Certificate) {
     }
 }
 
-fn gate_section(out: &mut String, comparisons: &[GateComparison]) {
+/// URPE against its base family at every grid point, each task named among `tasks`.
+fn gate_section(out: &mut String, comparisons: &[GateComparison], tasks: &[Task]) {
     if comparisons.is_empty() {
         return;
     }
@@ -205,7 +226,7 @@ fn gate_section(out: &mut String, comparisons: &[GateComparison]) {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} {} | {t} | {df} | {p} |",
-            c.key.target,
+            Task::of(&c.key).name_among(tasks),
             c.key.depth,
             c.key.width,
             pm(&c.urpe),
@@ -215,9 +236,10 @@ fn gate_section(out: &mut String, comparisons: &[GateComparison]) {
     }
 }
 
+/// The token tasks' accuracies beside the paper's, one block of rows per task (target and n).
 fn token_section(out: &mut String, cells: &[Cell], fams: &[String]) {
-    let tasks: Vec<TargetKind> =
-        PAPER_ACCURACY.iter().map(|p| p.0).filter(|t| cells.iter().any(|c| c.key.target == *t)).collect();
+    let all = stats::tasks(cells);
+    let tasks: Vec<Task> = PAPER_ACCURACY.iter().flat_map(|p| tasks_of(&all, p.0)).collect();
     if tasks.is_empty() {
         return;
     }
@@ -232,9 +254,9 @@ fn token_section(out: &mut String, cells: &[Cell], fams: &[String]) {
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for task in tasks {
-        let paper = PAPER_ACCURACY.iter().find(|p| p.0 == task).expect("listed");
+        let paper = PAPER_ACCURACY.iter().find(|p| p.0 == task.target).expect("listed");
         for f in fams {
-            for c in cells.iter().filter(|c| c.key.target == task && &c.key.family == f) {
+            for c in cells.iter().filter(|c| task.holds(&c.key) && &c.key.family == f) {
                 let reported = match f.as_str() {
                     "nope" => format!("{:.3}", paper.1),
                     "t5" => format!("{:.3}", paper.2),
@@ -247,7 +269,8 @@ fn token_section(out: &mut String, cells: &[Cell], fams: &[String]) {
                 };
                 let _ = writeln!(
                     out,
-                    "| {task} | {f} | {} | {} × {} | {} | {} | {} | {ceiling} | {reported} |",
+                    "| {} | {f} | {} | {} × {} | {} | {} | {} | {ceiling} | {reported} |",
+                    task.target,
                     c.key.n,
                     c.key.depth,
                     c.key.width,
@@ -261,19 +284,20 @@ fn token_section(out: &mut String, cells: &[Cell], fams: &[String]) {
 }
 
 /// Positional rank of one trained model per family (lowest seed at the largest model of
-/// the first real target with rank probes): σ₁/‖h‖ per stage and a reading of the table.
-fn rank_section(out: &mut String, runs: &[StoredRun], fams: &[String]) {
+/// the first task with rank probes, named among `tasks`): σ₁/‖h‖ per stage and a reading of
+/// the table.
+fn rank_section(out: &mut String, runs: &[StoredRun], fams: &[String], tasks: &[Task]) {
     let probed: Vec<&StoredRun> = runs.iter().filter(|r| !r.probe.rank.is_empty()).collect();
-    let Some(target) = probed.iter().map(|r| r.record.config.target).min() else { return };
+    let Some(task) = tasks.iter().copied().find(|t| probed.iter().any(|r| t.holds_run(r))) else { return };
     let size = |r: &StoredRun| (r.record.config.model.depth, r.record.config.model.width);
-    let Some(big) = probed.iter().filter(|r| r.record.config.target == target).map(|r| size(r)).max() else { return };
+    let Some(big) = probed.iter().filter(|r| task.holds_run(r)).map(|r| size(r)).max() else { return };
     let chosen: Vec<&StoredRun> = fams
         .iter()
         .filter_map(|f| {
             probed
                 .iter()
                 .copied()
-                .filter(|r| &r.family == f && r.record.config.target == target && size(r) == big)
+                .filter(|r| &r.family == f && task.holds_run(r) && size(r) == big)
                 .min_by_key(|r| r.seed)
         })
         .collect();
@@ -282,8 +306,9 @@ fn rank_section(out: &mut String, runs: &[StoredRun], fams: &[String]) {
     let _ = writeln!(out, "\n## Positional rank inside trained models\n");
     let _ = writeln!(
         out,
-        "σ₁/‖h‖ of the row-centred hidden states of {} constant inputs, stacked, at each stage of one trained model per family ({target}, depth {}, width {}, lowest seed; float64; rank counts σ/‖h‖ > {:.0e}). `urpe analyze --checkpoint F` gives the same for any model.\n",
+        "σ₁/‖h‖ of the row-centred hidden states of {} constant inputs, stacked, at each stage of one trained model per family ({}, depth {}, width {}, lowest seed; float64; rank counts σ/‖h‖ > {:.0e}). `urpe analyze --checkpoint F` gives the same for any model.\n",
         crate::experiment::store::RANK_PROBE_INPUTS,
+        task.name_among(tasks),
         big.0,
         big.1,
         crate::analysis::rank::RANK_TOLERANCE
@@ -299,8 +324,9 @@ fn rank_section(out: &mut String, runs: &[StoredRun], fams: &[String]) {
     let _ = writeln!(out, "\nReading: {}", crate::plot::rank_reading(&chosen));
 }
 
-/// Every variant at the largest model of each target: the theory's verdict with its reason
-/// beside the constant-input result over the exact floor (the `variants` figure's numbers).
+/// Every variant at the largest model of each task (target and n): the theory's verdict
+/// with its reason beside the constant-input result over the exact floor (the `variants`
+/// figure's numbers).
 fn variants_section(out: &mut String, cells: &[Cell]) {
     let spread = match cells.iter().map(|c| c.constant.k).max().unwrap_or(0) {
         k if k < 2 => "one seed, no interval".to_string(),
@@ -312,10 +338,8 @@ fn variants_section(out: &mut String, cells: &[Cell]) {
     );
     let _ = writeln!(out, "| target | variant | theory | constant | floor | constant / floor | general | why |");
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
-    let mut kinds: Vec<TargetKind> = cells.iter().map(|c| c.key.target).collect();
-    kinds.dedup();
-    for target in TargetKind::ALL.into_iter().filter(|t| kinds.contains(t)) {
-        let at: Vec<&Cell> = cells.iter().filter(|c| c.key.target == target).collect();
+    for task in stats::tasks(cells) {
+        let at: Vec<&Cell> = cells.iter().filter(|c| task.holds(&c.key)).collect();
         let Some(top) = at.iter().map(|c| (c.key.depth * c.key.width, c.key.depth, c.key.width)).max() else {
             continue;
         };
@@ -332,8 +356,8 @@ fn variants_section(out: &mut String, cells: &[Cell]) {
             let _ = writeln!(
                 out,
                 "| {} (n = {}, {} × {}) | {} | {} | {} | {:.4} | {:.3} | {} | {} |",
-                target,
-                c.key.n,
+                task.target,
+                task.n,
                 c.key.depth,
                 c.key.width,
                 c.key.family,
@@ -472,6 +496,7 @@ pub fn report(runs: &[StoredRun], figures: &[FigureEntry], ctx: &ReportContext) 
         let _ = writeln!(out, "### {}\n\n![{}]({})\n\n{} ([SVG]({}))\n", f.title, f.title, f.png, f.caption, f.svg);
     }
     let _ = writeln!(out, "\n## Floor against measured error\n");
+    let tasks = stats::tasks(&cells);
     for target in [
         TargetKind::PositionShift,
         TargetKind::PositionScale,
@@ -480,17 +505,26 @@ pub fn report(runs: &[StoredRun], figures: &[FigureEntry], ctx: &ReportContext) 
         TargetKind::AddMean,
         TargetKind::RowMap,
     ] {
-        error_table(&mut out, &cells, target, &fams);
+        for task in tasks_of(&tasks, target) {
+            error_table(&mut out, &cells, task, &task.name_among(&tasks), &fams);
+        }
     }
-    gate_section(&mut out, &stats::gate_comparisons(&cells));
+    gate_section(&mut out, &stats::gate_comparisons(&cells), &tasks);
     token_section(&mut out, &cells, &fams);
     variants_section(&mut out, &cells);
-    rank_section(&mut out, runs, &fams);
-    let floor_of = |t: TargetKind| runs.iter().find(|r| r.record.config.target == t).map(|r| r.record.floor);
-    if let Some(Floor::Mse { mse }) = floor_of(TargetKind::PositionShift) {
+    rank_section(&mut out, runs, &fams, &tasks);
+    let shifts: Vec<(usize, f64)> = tasks_of(&tasks, TargetKind::PositionShift)
+        .filter_map(|t| Some((t.n, cells.iter().find(|c| t.holds(&c.key)).and_then(|c| floor_mse(c.floor))?)))
+        .collect();
+    let floors = match shifts[..] {
+        [] => None,
+        [(_, mse)] => Some(mse.to_string()),
+        _ => Some(shifts.iter().map(|(n, mse)| format!("{mse} at n = {n}")).collect::<Vec<_>>().join(", ")),
+    };
+    if let Some(floors) = floors {
         let _ = writeln!(
             out,
-            "\nFloors are exact (docs/theory.md §4): position-shift Var(p) = (n²−1)/(12n²) = {mse}; `urpe bound` prints them."
+            "\nFloors are exact (docs/theory.md §4): position-shift Var(p) = (n²−1)/(12n²) = {floors}; `urpe bound` prints them."
         );
     }
     out

@@ -1,7 +1,8 @@
 //! Figures: from a tiny real sweep every figure is drawn as a non-empty PNG and SVG; a
 //! figure whose data are missing is skipped without error; no runs draw nothing; the
 //! accuracy-against-step caption reads the data (and says when a series is missing); one
-//! `urpe train` record draws its own curves.
+//! `urpe train` record draws its own curves; one target at two sequence lengths is reported
+//! and drawn as two tasks, never pooled.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -328,4 +329,87 @@ fn captions_and_report_read_the_store_and_one_seed_claims_no_interval() {
     assert!(section.contains("one seed, no interval"), "{section}");
     assert!(section.contains("| nope | bound |") && section.contains("| urpe | free |"), "{section}");
     assert!(section.contains("the gate: the rows of M"), "{section}");
+}
+
+/// Real runs of position-shift at n = 4 and at n = 6 (floors (n²−1)/(12n²) = 0.0781 and
+/// 0.0810) and of prefix-sum at n = 4 alone, from two grids of one experiment.
+fn two_lengths() -> Vec<StoredRun> {
+    let e = Experiment::parse(
+        r#"
+name = "two-lengths"
+[defaults]
+families = ["nope", "urpe"]
+seeds = [1, 2]
+steps = 3
+batch = 4
+eval = { sequences = 8 }
+[[grid]]
+targets = [{ kind = "position-shift", n = 4, d = 2 }, { kind = "prefix-sum", n = 4, d = 2 }]
+depths = [1]
+widths = [4, 8]
+[[grid]]
+targets = [{ kind = "position-shift", n = 6, d = 2 }]
+depths = [1]
+widths = [4, 8]
+"#,
+    )
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    e.jobs().unwrap().iter().map(|job| run_job(&e.name, job, &stop).unwrap().unwrap()).collect()
+}
+
+/// One target at two sequence lengths is two tasks: the report gives each its own verdict
+/// line (naming its n, against its own floor, each family once) and its own error table,
+/// and the figures their own panels and readings; a target at one length keeps its bare
+/// name.
+#[test]
+fn one_target_at_two_lengths_is_never_pooled() {
+    use urpe::report::{ReportContext, report};
+    use urpe::theory::{Floor, Target, TargetKind};
+    let runs = two_lengths();
+    let floor = |n| match Target::new(TargetKind::PositionShift, n, 2, 0).floor() {
+        Floor::Mse { mse } => mse,
+        Floor::Classes { .. } => unreachable!("a real target"),
+    };
+    assert!((floor(4) - floor(6)).abs() > 1e-3, "the two floors differ");
+    let ctx = ReportContext {
+        experiment: "two-lengths".into(),
+        description: String::new(),
+        settings: String::new(),
+        commands: Vec::new(),
+        sweep_seconds: None,
+        logged_seconds: None,
+        logged_sweeps: 0,
+        threads: 1,
+    };
+    let text = report(&runs, &[], &ctx);
+    let verdicts: Vec<&str> = text.lines().filter(|l| l.contains(", largest size (")).collect();
+    assert_eq!(verdicts.len(), 3, "one verdict line per task: {verdicts:#?}");
+    for n in [4, 6] {
+        let head =
+            format!("position-shift (n = {n}), largest size (depth 1, width 8), floor/10 = {:.2e}:", floor(n) / 10.0);
+        let line =
+            verdicts.iter().find(|l| l.starts_with(&head)).unwrap_or_else(|| panic!("no {head:?} in {verdicts:#?}"));
+        for family in ["nope", "urpe"] {
+            assert_eq!(line.matches(&format!("{family} (")).count(), 1, "{family} once in {line}");
+        }
+        let table = format!("**position-shift (n = {n})** — floor {:.6} ", floor(n));
+        assert_eq!(text.matches(&table).count(), 1, "{table:?} once in {text}");
+    }
+    assert!(verdicts.iter().any(|l| l.starts_with("prefix-sum, largest size")), "{verdicts:#?}");
+    assert!(text.contains("\n**prefix-sum** — floor "), "{text}");
+    assert!(!text.contains("**position-shift** —"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let figures = draw_all(&runs, dir.path()).unwrap();
+    let errors = &figure(&figures, "error_vs_width_constant");
+    let svg = std::fs::read_to_string(&errors.svg).unwrap();
+    for n in [4, 6] {
+        let reading = format!("position-shift (n = {n}) (floor {:.4}), constant inputs:", floor(n));
+        assert_eq!(errors.caption.matches(&reading).count(), 1, "{reading:?} once in {}", errors.caption);
+        assert!(svg.contains(&format!("position-shift (n = {n}), depth 1")), "no n = {n} panel");
+        let variants = &figure(&figures, "variants").caption;
+        assert!(variants.contains(&format!("position-shift (n = {n}):")), "no n = {n} in {variants}");
+    }
+    assert!(errors.caption.contains("prefix-sum (floor "), "{}", errors.caption);
 }

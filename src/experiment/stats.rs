@@ -113,6 +113,66 @@ impl Key {
     }
 }
 
+/// A task: one target at one sequence length, the unit by which the report and the figures
+/// group grid points. Runs of one target at two lengths have different floors and are two
+/// tasks, never pooled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Task {
+    /// Target.
+    pub target: TargetKind,
+    /// Sequence length.
+    pub n: usize,
+}
+
+impl Task {
+    /// The task of a grid point.
+    pub fn of(key: &Key) -> Task {
+        Task { target: key.target, n: key.n }
+    }
+
+    /// The task of a stored run.
+    pub fn of_run(run: &StoredRun) -> Task {
+        Task { target: run.record.config.target, n: run.record.config.n }
+    }
+
+    /// True when the grid point `key` belongs to this task.
+    pub fn holds(self, key: &Key) -> bool {
+        Task::of(key) == self
+    }
+
+    /// True when the stored run `run` belongs to this task.
+    pub fn holds_run(self, run: &StoredRun) -> bool {
+        Task::of_run(run) == self
+    }
+
+    /// The task's name among the tasks `all` of one store: the target alone
+    /// (`position-shift`) when no other task of `all` has its target, else the target with
+    /// its length, as [`Display`](std::fmt::Display) writes it.
+    pub fn name_among(self, all: &[Task]) -> String {
+        if all.iter().any(|t| t.target == self.target && t.n != self.n) {
+            self.to_string()
+        } else {
+            self.target.to_string()
+        }
+    }
+}
+
+impl std::fmt::Display for Task {
+    /// `position-shift (n = 12)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (n = {})", self.target, self.n)
+    }
+}
+
+/// The tasks of `cells`, each once, in catalogue order of their targets
+/// ([`TargetKind::ALL`]), then by sequence length.
+pub fn tasks(cells: &[Cell]) -> Vec<Task> {
+    let mut tasks: Vec<Task> = cells.iter().map(|c| Task::of(&c.key)).collect();
+    tasks.sort_by_key(|t| (TargetKind::ALL.iter().position(|k| *k == t.target), t.n));
+    tasks.dedup();
+    tasks
+}
+
 /// The headline quantity of a set: mean squared error (real targets) or accuracy (classes).
 pub fn headline(m: &SetMetrics) -> f64 {
     match m {

@@ -4,10 +4,10 @@
 
 use super::{
     Area, Axis, Draw, Drawn, Entry, Figure, Mark, STROKE, chart, colour, frame, largest, model, save, slice,
-    sort_families, targets, whisker, width_for,
+    sort_families, tasks, whisker, width_for,
 };
 use crate::error::Result;
-use crate::experiment::stats::{Cell, Key, MeanCi};
+use crate::experiment::stats::{Cell, Key, MeanCi, Task};
 use crate::theory::{Floor, TargetKind};
 use plotters::prelude::*;
 use std::path::Path;
@@ -33,14 +33,14 @@ struct Group {
     paper: Option<f64>,
 }
 
-/// One token target at its largest model.
+/// One token task (target and n) at its largest model.
 struct Row {
     key: Key,
     ceiling: f64,
     groups: Vec<Group>,
 }
 
-/// The figure: one panel per token target.
+/// The figure: one panel per token task.
 struct Accuracy {
     rows: Vec<Row>,
 }
@@ -48,7 +48,7 @@ struct Accuracy {
 /// Draws the token-accuracy figure when token targets have finished runs.
 pub(super) fn draw(cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
     let rows: Vec<Row> =
-        targets(cells, TargetKind::is_classification).into_iter().filter_map(|t| row(cells, t)).collect();
+        tasks(cells, TargetKind::is_classification).into_iter().filter_map(|t| row(cells, t)).collect();
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -100,9 +100,9 @@ fn reading(row: &Row) -> String {
     )
 }
 
-/// The row of `target`: every family at the largest model of its slice.
-fn row(cells: &[Cell], target: TargetKind) -> Option<Row> {
-    let slice = slice(cells, target);
+/// The row of `task`: every family at the largest model of its slice.
+fn row(cells: &[Cell], task: Task) -> Option<Row> {
+    let slice = slice(cells, task);
     let key = largest(&slice)?;
     let here: Vec<&Cell> =
         slice.into_iter().filter(|c| Key { family: String::new(), ..c.key.clone() } == key).collect();
@@ -116,7 +116,7 @@ fn row(cells: &[Cell], target: TargetKind) -> Option<Row> {
         .into_iter()
         .filter_map(|f| {
             let c = here.iter().find(|c| c.key.family == f)?;
-            let paper = PAPER.iter().find(|p| p.0 == target && p.1 == f).map(|p| p.2);
+            let paper = PAPER.iter().find(|p| p.0 == task.target && p.1 == f).map(|p| p.2);
             Some(Group {
                 constant: c.constant,
                 general: c.general,

@@ -7,11 +7,11 @@
 
 use super::{
     Axis, Entry, Figure, Mark, MedianBand, Panel, Panels, Series, colour, largest, median_band, model, save, seeds,
-    sits_at, slice, sort_families, steps, targets,
+    sits_at, slice, sort_families, steps, task_name, tasks,
 };
 use crate::error::Result;
 use crate::experiment::StoredRun;
-use crate::experiment::stats::{CERTIFY_SLACK, Cell, Key, headline};
+use crate::experiment::stats::{CERTIFY_SLACK, Cell, Key, Task, headline};
 use crate::run::Metrics;
 use crate::theory::{Floor, TargetKind};
 use plotters::style::{Color, RGBColor};
@@ -62,9 +62,11 @@ impl Line<'_> {
     }
 }
 
-/// One token task at its largest model.
-struct Task<'a> {
+/// The held-out curves of one token task (target and n) at its largest model, with the
+/// task's name in captions.
+struct TaskCurves<'a> {
     key: Key,
+    name: String,
     ceiling: f64,
     lines: Vec<Line<'a>>,
 }
@@ -88,9 +90,9 @@ fn over_seeds(runs: &[&StoredRun], inputs: Inputs) -> MedianBand {
     median_band(at_step)
 }
 
-/// The task of `target`: every family with finished runs at the largest model of its slice.
-fn task<'a>(runs: &'a [StoredRun], cells: &[Cell], target: TargetKind) -> Option<Task<'a>> {
-    let key = largest(&slice(cells, target))?;
+/// The curves of `task`: every family with finished runs at the largest model of its slice.
+fn task_curves<'a>(runs: &'a [StoredRun], cells: &[Cell], task: Task) -> Option<TaskCurves<'a>> {
+    let key = largest(&slice(cells, task))?;
     let here: Vec<&StoredRun> = runs.iter().filter(|r| sits_at(r, &key) && r.record.metrics.is_some()).collect();
     let ceiling = match here.first()?.record.floor {
         Floor::Classes { accuracy, .. } => accuracy,
@@ -107,13 +109,13 @@ fn task<'a>(runs: &'a [StoredRun], cells: &[Cell], target: TargetKind) -> Option
             Line { family, runs, general, constant }
         })
         .collect();
-    Some(Task { key, ceiling, lines })
+    Some(TaskCurves { key, name: task_name(cells, task), ceiling, lines })
 }
 
 /// Draws the accuracy-against-step figure when token tasks have finished runs.
 pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
-    let tasks: Vec<Task> =
-        targets(cells, TargetKind::is_classification).into_iter().filter_map(|t| task(runs, cells, t)).collect();
+    let tasks: Vec<TaskCurves> =
+        tasks(cells, TargetKind::is_classification).into_iter().filter_map(|t| task_curves(runs, cells, t)).collect();
     if tasks.is_empty() {
         return Ok(Vec::new());
     }
@@ -162,7 +164,7 @@ pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec
 }
 
 /// The panel of one task on one input kind (the ceiling dashed on constant inputs).
-fn panel(task: &Task, inputs: Inputs) -> Panel {
+fn panel(task: &TaskCurves, inputs: Inputs) -> Panel {
     let mut series: Vec<Series> = task
         .lines
         .iter()
@@ -179,7 +181,7 @@ fn panel(task: &Task, inputs: Inputs) -> Panel {
     }
     let none = task.lines.iter().all(Line::missing);
     Panel {
-        caption: format!("{}, {}{}", task.key.target, inputs.name(), if none { ": missing" } else { "" }),
+        caption: format!("{}, {}{}", task.name, inputs.name(), if none { ": missing" } else { "" }),
         x,
         y: Axis::new(0.0, 1.05, false),
         x_desc: "step".into(),
@@ -191,7 +193,7 @@ fn panel(task: &Task, inputs: Inputs) -> Panel {
 /// The caption's reading: per task and family, the first evaluated step at which the median
 /// general-input accuracy reaches [`TARGET_ACCURACY`]; whether any in-softmax run passes
 /// its ceiling on constant inputs at any evaluated step; the missing series.
-fn reading(tasks: &[Task]) -> String {
+fn reading(tasks: &[TaskCurves]) -> String {
     let mut parts = Vec::new();
     for t in tasks {
         let reached: Vec<String> = t
@@ -207,7 +209,7 @@ fn reading(tasks: &[Task]) -> String {
                 }
             })
             .collect();
-        parts.push(format!("{}: {}", t.key.target, reached.join(", ")));
+        parts.push(format!("{}: {}", t.name, reached.join(", ")));
     }
     let mut text =
         format!("Reading: median general-input accuracy first reaches {TARGET_ACCURACY} — {}.", parts.join("; "));
@@ -224,7 +226,7 @@ fn reading(tasks: &[Task]) -> String {
 /// Whether an in-softmax run of `task` passes its ceiling on constant inputs at any
 /// evaluated step (`None` when no such run stored held-out points). Runs computed in
 /// reduced precision are reported apart: their accuracy is not certified.
-fn ceiling_check(task: &Task) -> Option<String> {
+fn ceiling_check(task: &TaskCurves) -> Option<String> {
     let bound: Vec<&StoredRun> = task
         .lines
         .iter()
@@ -238,7 +240,7 @@ fn ceiling_check(task: &Task) -> Option<String> {
             .flat_map(|r| r.record.evaluations().into_iter().map(move |(s, m)| (*r, s, Inputs::Constant.of(m))))
             .max_by(|a, b| a.2.total_cmp(&b.2))
     };
-    let (name, ceiling) = (task.key.target, task.ceiling);
+    let (name, ceiling) = (&task.name, task.ceiling);
     let above = |best: f64| best > ceiling * (1.0 + CERTIFY_SLACK);
     let exact = highest(false).map(|(run, step, best)| {
         if above(best) {

@@ -1,10 +1,10 @@
-//! Per target, at its largest model: training loss against step (median over seeds with a
+//! Per task (target and n), at its largest model: training loss against step (median over seeds with a
 //! min–max band; real targets and token tasks alike), and, for real targets, the model's
 //! output along the positions of one constant input.
 
 use super::{
     Axis, Figure, Panel, Panels, Series, largest, legend, median_band, model, save, seeds, sits_at, slice,
-    sort_families, steps, targets,
+    sort_families, steps, task_name, tasks,
 };
 use crate::error::Result;
 use crate::experiment::StoredRun;
@@ -12,24 +12,26 @@ use crate::experiment::stats::{Cell, Key};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The finished runs of one target's largest model, with their families in the fixed order.
+/// The finished runs of one task's largest model, with their families in the fixed order
+/// and the task's name in captions.
 struct Group<'a> {
     key: Key,
+    name: String,
     families: Vec<String>,
     runs: Vec<&'a StoredRun>,
 }
 
 /// Draws the training-curve and constant-profile figures the runs allow.
 pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
-    let groups: Vec<Group> = targets(cells, |_| true)
+    let groups: Vec<Group> = tasks(cells, |_| true)
         .into_iter()
-        .filter_map(|t| largest(&slice(cells, t)))
-        .map(|key| {
+        .filter_map(|t| Some((largest(&slice(cells, t))?, task_name(cells, t))))
+        .map(|(key, name)| {
             let here: Vec<&StoredRun> =
                 runs.iter().filter(|r| sits_at(r, &key) && r.record.metrics.is_some()).collect();
             let mut families: Vec<String> = here.iter().map(|r| r.family.clone()).collect();
             sort_families(&mut families);
-            Group { key, families, runs: here }
+            Group { key, name, families, runs: here }
         })
         .collect();
     let (tokens, real): (Vec<&Group>, Vec<&Group>) = groups.iter().partition(|g| g.key.target.is_classification());
@@ -81,7 +83,7 @@ fn loss_reading(groups: &[Group]) -> String {
                     last.get(last.len() / 2).map(|m| format!("{f} {m:.2e}"))
                 })
                 .collect();
-            format!("{}: {}", g.key.target, finals.join(", "))
+            format!("{}: {}", g.name, finals.join(", "))
         })
         .collect();
     format!(
@@ -106,7 +108,7 @@ fn profile_reading(groups: &[&Group]) -> String {
                 .iter()
                 .filter_map(|f| first(f)?.probe.profile.as_ref().map(|p| format!("{f} {:.1e}", spread(&p.output))))
                 .collect();
-            Some(format!("{} (target {target:.2}): {}", g.key.target, each.join(", ")))
+            Some(format!("{} (target {target:.2}): {}", g.name, each.join(", ")))
         })
         .collect();
     format!("Range of the output along the positions: {}.", parts.join("; "))
@@ -169,7 +171,7 @@ fn curve_panel(g: &Group) -> Option<Panel> {
     let x = Axis::fit(steps.chain([0.0]), false);
     let y = Axis::fit(series.iter().flat_map(|s| s.values()), true);
     let loss = if g.key.target.is_classification() { "cross-entropy" } else { "MSE" };
-    panel(&g.key, x, y, "step", &format!("training loss ({loss})"), series)
+    panel(g, x, y, "step", &format!("training loss ({loss})"), series)
 }
 
 /// Output feature 0 along the positions of the constant probe input, first seed per family,
@@ -189,13 +191,13 @@ fn profile_panel(g: &Group) -> Option<Panel> {
     series.push(Series::reference(target?));
     let x = Axis::new(0.5, g.key.n as f64 + 0.5, false);
     let y = Axis::fit(series.iter().flat_map(|s| s.values()), false);
-    panel(&g.key, x, y, "position i", "output, feature 0", series)
+    panel(g, x, y, "position i", "output, feature 0", series)
 }
 
-/// A panel of `key` (target and model in the caption); `None` without series.
-fn panel(key: &Key, x: Axis, y: Axis, x_desc: &str, y_desc: &str, series: Vec<Series>) -> Option<Panel> {
+/// A panel of group `g` (task and model in the caption); `None` without series.
+fn panel(g: &Group, x: Axis, y: Axis, x_desc: &str, y_desc: &str, series: Vec<Series>) -> Option<Panel> {
     (!series.is_empty()).then(|| Panel {
-        caption: format!("{}, {}", key.target, model(key)),
+        caption: format!("{}, {}", g.name, model(&g.key)),
         x,
         y,
         x_desc: x_desc.into(),

@@ -1,7 +1,8 @@
 //! Mean squared error of the real targets against model width (one panel per depth) and
-//! against depth (one panel per width), with the exact floor of docs/theory.md §4 drawn dashed.
+//! against depth (one panel per width), one row per task (target and n), with the exact
+//! floor of docs/theory.md §4 drawn dashed.
 
-use super::{Axis, Figure, Panel, Panels, Series, legend, measured, save, slice, sort_families, targets};
+use super::{Axis, Figure, Panel, Panels, Series, legend, measured, save, slice, sort_families, task_name, tasks};
 use crate::error::Result;
 use crate::experiment::stats::{Cell, Key, MeanCi};
 use crate::theory::Floor;
@@ -60,22 +61,21 @@ pub(super) fn draw(cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
     for spec in &SPECS {
         if let Some(fig) = figure(cells, spec) {
             let first = format!("{} Lines: {}.", spec.caption, measured(&real));
-            let reading = reading(&real, spec.general);
+            let reading = reading(cells, spec.general);
             figures.push(save(dir, spec.name, spec.title, [&first, &reading], &fig)?);
         }
     }
     Ok(figures)
 }
 
-/// What the cells show against the floor, per real target with a positive floor: for
-/// every family, at how many sizes its mean error is below the floor (and below floor/10),
-/// and the lowest mean; on general inputs only the lowest means (the floor does not bind).
-fn reading(cells: &[&Cell], general: bool) -> String {
-    let mut targets: Vec<_> = cells.iter().map(|c| c.key.target).collect::<BTreeSet<_>>().into_iter().collect();
-    targets.sort();
+/// What the cells show against the floor, per real task (target and n) with a positive
+/// floor: for every family, at how many sizes its mean error is below the floor (and below
+/// floor/10), and the lowest mean; on general inputs only the lowest means (the floor does
+/// not bind).
+fn reading(cells: &[Cell], general: bool) -> String {
     let mut out = Vec::new();
-    for target in targets {
-        let here: Vec<&&Cell> = cells.iter().filter(|c| c.key.target == target).collect();
+    for task in tasks(cells, |t| !t.is_classification()) {
+        let here: Vec<&Cell> = cells.iter().filter(|c| task.holds(&c.key)).collect();
         let Floor::Mse { mse: floor } = here[0].floor else { continue };
         if floor <= 0.0 {
             continue;
@@ -104,7 +104,7 @@ fn reading(cells: &[&Cell], general: bool) -> String {
             })
             .collect();
         let kind = if general { "general-input MSE" } else { "constant inputs" };
-        out.push(format!("{target} (floor {floor:.4}), {kind}: {}.", parts.join("; ")));
+        out.push(format!("{} (floor {floor:.4}), {kind}: {}.", task_name(cells, task), parts.join("; ")));
     }
     out.join(" ")
 }
@@ -133,12 +133,12 @@ impl Along {
     }
 }
 
-/// The figure of `spec`: one row per real target, one panel per depth (or width); `None`
-/// when no real target has a finished run.
+/// The figure of `spec`: one row per real task (target and n), one panel per depth (or
+/// width); `None` when no real task has a finished run.
 fn figure(cells: &[Cell], spec: &Spec) -> Option<Panels> {
-    let rows: Vec<(_, Vec<&Cell>)> = targets(cells, |t| !t.is_classification())
+    let rows: Vec<(String, Vec<&Cell>)> = tasks(cells, |t| !t.is_classification())
         .into_iter()
-        .map(|t| (t, slice(cells, t)))
+        .map(|t| (task_name(cells, t), slice(cells, t)))
         .filter(|(_, s)| !s.is_empty())
         .collect();
     let all: Vec<&Cell> = rows.iter().flat_map(|(_, s)| s.iter().copied()).collect();
@@ -157,7 +157,7 @@ fn figure(cells: &[Cell], spec: &Spec) -> Option<Panels> {
     let stat = |c: &Cell| -> MeanCi { if spec.general { c.general } else { c.constant } };
 
     let mut panels = Vec::new();
-    for (target, slice) in &rows {
+    for (name, slice) in &rows {
         let floor = match slice[0].floor {
             Floor::Mse { mse } if mse > 0.0 => Some(mse),
             _ => None,
@@ -190,7 +190,7 @@ fn figure(cells: &[Cell], spec: &Spec) -> Option<Panels> {
                     .collect();
                 series.extend(floor.map(|m| Series::reference(vec![(x.lo, m), (x.hi, m)])));
                 Some(Panel {
-                    caption: format!("{target}, {panel_name} {col}"),
+                    caption: format!("{name}, {panel_name} {col}"),
                     x: x.clone(),
                     y: x.clone(),
                     x_desc: x_desc.into(),

@@ -20,7 +20,7 @@ mod variants;
 use crate::config::Variant;
 use crate::error::{Error, Result};
 use crate::experiment::StoredRun;
-use crate::experiment::stats::{Cell, Key, cells};
+use crate::experiment::stats::{self, Cell, Key, Task, cells};
 use crate::theory::TargetKind;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
@@ -60,7 +60,7 @@ pub fn draw_all(runs: &[StoredRun], dir: &Path) -> Result<Vec<Figure>> {
     let mut figures = errors::draw(&cells, dir)?;
     figures.extend(accuracy::draw(&cells, dir)?);
     figures.extend(accuracy_steps::draw(runs, &cells, dir)?);
-    figures.extend(tables::draw(runs, dir)?);
+    figures.extend(tables::draw(runs, &cells, dir)?);
     figures.extend(curves::draw(runs, &cells, dir)?);
     figures.extend(probes::draw(runs, &cells, dir)?);
     figures.extend(variants::draw(&cells, dir)?);
@@ -241,20 +241,27 @@ fn sort_families(families: &mut Vec<String>) {
 
 // ---------------------------------------------------------------- data selection
 
-/// Targets (in catalogue order) with at least one cell that `keep` accepts.
-fn targets(cells: &[Cell], keep: impl Fn(TargetKind) -> bool) -> Vec<TargetKind> {
-    TargetKind::ALL.into_iter().filter(|&t| keep(t) && cells.iter().any(|c| c.key.target == t)).collect()
+/// The tasks of `cells` (targets in catalogue order, then n ascending) whose target `keep`
+/// accepts: a figure draws each task apart, never two lengths of one target together.
+fn tasks(cells: &[Cell], keep: impl Fn(TargetKind) -> bool) -> Vec<Task> {
+    stats::tasks(cells).into_iter().filter(|t| keep(t.target)).collect()
 }
 
-/// The cells of `target` with at least one finished run, at its most common sequence
-/// length and head count (a figure shows one such slice per target).
-fn slice(cells: &[Cell], target: TargetKind) -> Vec<&Cell> {
-    let of: Vec<&Cell> = cells.iter().filter(|c| c.key.target == target && c.constant.k > 0).collect();
-    let count = |n, h| of.iter().filter(|c| (c.key.n, c.key.heads) == (n, h)).count();
-    let Some(mode) = of.iter().map(|c| (c.key.n, c.key.heads)).max_by_key(|&(n, h)| (count(n, h), n, h)) else {
+/// How a figure names `task`: the target alone when the store (`cells`) has it at one
+/// length, else with its n ([`Task::name_among`]).
+fn task_name(cells: &[Cell], task: Task) -> String {
+    task.name_among(&stats::tasks(cells))
+}
+
+/// The cells of `task` with at least one finished run, at its most common head count (a
+/// figure shows one such slice per task).
+fn slice(cells: &[Cell], task: Task) -> Vec<&Cell> {
+    let of: Vec<&Cell> = cells.iter().filter(|c| task.holds(&c.key) && c.constant.k > 0).collect();
+    let count = |h| of.iter().filter(|c| c.key.heads == h).count();
+    let Some(mode) = of.iter().map(|c| c.key.heads).max_by_key(|&h| (count(h), h)) else {
         return Vec::new();
     };
-    of.into_iter().filter(|c| (c.key.n, c.key.heads) == mode).collect()
+    of.into_iter().filter(|c| c.key.heads == mode).collect()
 }
 
 /// The largest model (depth · width², then width) among `cells`, as a key with its family

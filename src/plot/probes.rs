@@ -4,7 +4,7 @@
 
 use super::{
     Axis, Entry, Figure, Mark, Panel, Panels, Series, largest, legend, model, save, sits_at, slice, sort_families,
-    targets,
+    task_name, tasks,
 };
 use crate::analysis::Analysis;
 use crate::analysis::rank::{RANK_TOLERANCE, StageRank};
@@ -49,15 +49,16 @@ fn along(stages: &[StageRank], k: usize) -> Vec<(f64, f64)> {
 const RANK_CAPTION: &str =
     "σ₁/‖h‖ below 10⁻¹⁸ (exactly equal rows) is drawn at 10⁻¹⁸; the dashed line is the rank tolerance 10⁻⁶.";
 
-/// The positional-rank figure of a results store: per real target at its largest model,
-/// σ₁/‖h‖ per stage for the lowest-seed run of each family that stored its rank probe.
+/// The positional-rank figure of a results store: per real task (target and n) at its
+/// largest model, σ₁/‖h‖ per stage for the lowest-seed run of each family that stored its
+/// rank probe.
 pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
     let mut families = Vec::new();
     let mut shown: Vec<&StoredRun> = Vec::new();
-    let panels: Vec<Panel> = targets(cells, |t| !t.is_classification())
+    let panels: Vec<Panel> = tasks(cells, |t| !t.is_classification())
         .into_iter()
-        .filter_map(|t| largest(&slice(cells, t)))
-        .filter_map(|key| {
+        .filter_map(|t| Some((largest(&slice(cells, t))?, task_name(cells, t))))
+        .filter_map(|(key, name)| {
             let mut here: Vec<&StoredRun> =
                 runs.iter().filter(|r| sits_at(r, &key) && !r.probe.rank.is_empty()).collect();
             here.sort_by_key(|r| r.seed);
@@ -76,7 +77,7 @@ pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec
             families.extend(labels);
             let y = Axis::fit(series.iter().flat_map(|s| s.values()).chain([SHOWN_BELOW]), true);
             Some(Panel {
-                caption: format!("{}, {}", key.target, model(&key)),
+                caption: format!("{name}, {}", model(&key)),
                 x: stage_axis(stages),
                 y,
                 x_desc: "stage (input, block, output)".into(),

@@ -1,9 +1,10 @@
 //! Heat maps of one URPE run's learned Toeplitz tables: B (added to the scores inside the
 //! softmax) and C (multiplying the attention after it), as n × n matrices per head.
 
-use super::{Area, Axis, Draw, Drawn, Figure, chart, frame, number, save};
+use super::{Area, Axis, Draw, Drawn, Figure, chart, frame, number, save, task_name};
 use crate::error::Result;
 use crate::experiment::StoredRun;
+use crate::experiment::stats::{Cell, Task};
 use crate::family::kernels::toeplitz::dense;
 use crate::theory::TargetKind;
 use plotters::prelude::*;
@@ -22,12 +23,12 @@ struct Tables {
     tables: Vec<Table>,
 }
 
-/// Draws the tables of the largest URPE model (lowest seed), preferring position-shift;
-/// nothing when no run stored its tables.
-pub(super) fn draw(runs: &[StoredRun], dir: &Path) -> Result<Vec<Figure>> {
+/// Draws the tables of the largest URPE model (lowest seed) of one task, preferring
+/// position-shift, then the shortest n; nothing when no run stored its tables.
+pub(super) fn draw(runs: &[StoredRun], cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
     let with: Vec<&StoredRun> = runs.iter().filter(|r| r.probe.tables.iter().any(|(_, t)| !t.is_empty())).collect();
-    let target = with.iter().map(|r| r.record.config.target).min_by_key(|&t| (t != TargetKind::PositionShift, t));
-    let Some(run) = with.into_iter().filter(|r| Some(r.record.config.target) == target).max_by_key(|r| {
+    let task = with.iter().map(|r| Task::of_run(r)).min_by_key(|t| (t.target != TargetKind::PositionShift, *t));
+    let Some(run) = with.into_iter().filter(|r| Some(Task::of_run(r)) == task).max_by_key(|r| {
         let m = &r.record.config.model;
         (m.depth * m.width * m.width, m.width, m.depth, std::cmp::Reverse(r.seed))
     }) else {
@@ -43,7 +44,10 @@ pub(super) fn draw(runs: &[StoredRun], dir: &Path) -> Result<Vec<Figure>> {
         .collect();
     let title = format!(
         "Learned URPE tables ({}, depth {}, width {}, seed {})",
-        c.target, c.model.depth, c.model.width, run.seed
+        task_name(cells, Task::of_run(run)),
+        c.model.depth,
+        c.model.width,
+        run.seed
     );
     let caption = [
         "Learned Toeplitz tables of one URPE run, entry (i, j) at query position i (row) and key position j (column): B is added to the attention scores inside the softmax, C multiplies the attention weights after it.",

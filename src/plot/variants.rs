@@ -1,16 +1,16 @@
 //! Every variant's constant-input result against the exact floor, beside its theory
-//! verdict: one panel per target at its largest model, one bar per variant (family, gate,
-//! normaliser), grey where the theory says bound and in the variant's colour where it says
-//! free. For a real target the bar is the constant-input mean squared error over the floor
-//! (a bound variant cannot go below 1); for a token target the constant-input accuracy over
-//! the ceiling (a bound variant cannot go above 1).
+//! verdict: one panel per task (target and n) at its largest model, one bar per variant
+//! (family, gate, normaliser), grey where the theory says bound and in the variant's colour
+//! where it says free. For a real target the bar is the constant-input mean squared error
+//! over the floor (a bound variant cannot go below 1); for a token target the constant-input
+//! accuracy over the ceiling (a bound variant cannot go above 1).
 
 use super::{
-    Area, Axis, Draw, Drawn, Entry, Figure, Mark, chart, colour, frame, largest, save, slice, sort_families, targets,
+    Area, Axis, Draw, Drawn, Entry, Figure, Mark, chart, colour, frame, largest, save, slice, sort_families, tasks,
     width_for,
 };
 use crate::error::Result;
-use crate::experiment::stats::{Cell, Key, MeanCi};
+use crate::experiment::stats::{Cell, Key, MeanCi, Task};
 use crate::theory::Floor;
 use plotters::prelude::*;
 use std::path::Path;
@@ -22,7 +22,7 @@ struct Bar {
     bound: bool,
 }
 
-/// One target at its largest model.
+/// One task (target and n) at its largest model.
 struct Panel {
     key: Key,
     token: bool,
@@ -36,7 +36,7 @@ struct Variants {
 
 /// Draws the figure when some target has finished runs.
 pub(super) fn draw(cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
-    let panels: Vec<Panel> = targets(cells, |_| true).into_iter().filter_map(|t| panel(cells, t)).collect();
+    let panels: Vec<Panel> = tasks(cells, |_| true).into_iter().filter_map(|t| panel(cells, t)).collect();
     if panels.is_empty() {
         return Ok(Vec::new());
     }
@@ -49,9 +49,9 @@ pub(super) fn draw(cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
     Ok(vec![save(dir, "variants", "Variants against the floor", [&what, &reading.join(" ")], &Variants { panels })?])
 }
 
-/// The panel of `target`: every variant at the largest model of its slice.
-fn panel(cells: &[Cell], target: crate::theory::TargetKind) -> Option<Panel> {
-    let slice = slice(cells, target);
+/// The panel of `task`: every variant at the largest model of its slice.
+fn panel(cells: &[Cell], task: Task) -> Option<Panel> {
+    let slice = slice(cells, task);
     let key = largest(&slice)?;
     let here: Vec<&Cell> =
         slice.into_iter().filter(|c| Key { family: String::new(), ..c.key.clone() } == key).collect();
