@@ -10,12 +10,16 @@
 //! U(−0.7, 0.7); f32 cases from U(−0.3, 0.3), because two correct f32 implementations
 //! that sum in different orders differ by about ε·(condition number), and large random
 //! weights make deep models ill-conditioned (seen: 1.3e-5 on a 3-layer rope model whose
-//! query gradients reached 91).
+//! query gradients reached 91). An f32 case whose own result moves by more than 1e-6 when
+//! its weights move by one ulp is judged in f64 only ([`F32`]; about one case in twenty,
+//! listed on stderr; seen: a width-2 model with a BOS row, whose LayerNorm divides by the
+//! difference of two features, at 1.4e-5 from the f64 result through one GEMM and 8e-7
+//! through another, both correct).
 #![cfg(feature = "candle")]
 
 use candle_core::{DType, Device};
 use urpe::candle::CandleModel;
-use urpe::candle::check::{compare, random_case, random_case_of, reference, relative_gap};
+use urpe::candle::check::{Case, compare, f32_sensitivity, random_case, random_case_of, reference, relative_gap};
 use urpe::config::{Family, ModelSpec, check_combination};
 use urpe::nn::Model;
 use urpe::normaliser::Attention;
@@ -26,15 +30,58 @@ fn close(what: &str, ours: &[f64], theirs: &[f64], tol: f64, floor: f64) -> Resu
     if gap <= tol { Ok(()) } else { Err(format!("{what}: relative gap {gap:e}")) }
 }
 
+/// The f32 comparisons of this file: a gap above 1e-5 is a failure, on every case whose own
+/// f32 rounding moves it by at most a tenth of that ([`f32_sensitivity`] ≤ 1e-6); a case
+/// that moves more cannot tell a bug from rounding at 1e-5 and is judged by its f64
+/// comparison alone (1e-10, every case). [`F32::finish`] fails if more than one f32 case
+/// in ten is set aside, so the f32 check stays a check.
+#[derive(Default)]
+struct F32 {
+    failures: Vec<String>,
+    set_aside: Vec<String>,
+    cases: usize,
+}
+
+impl F32 {
+    fn judge(&mut self, case: &Case, what: String) {
+        self.cases += 1;
+        let sensitivity = f32_sensitivity(case, 1.0).unwrap();
+        if sensitivity > 1e-6 {
+            self.set_aside.push(format!("{what} (moves by {sensitivity:.1e} under one ulp)"));
+            return;
+        }
+        let (gap, at) = compare::<f32>(case, &Device::Cpu, DType::F32, DType::F32, 1.0).unwrap();
+        if gap > 1e-5 {
+            self.failures.push(format!("f32 {what}: {at}: {gap:e}"));
+        }
+    }
+
+    fn finish(self, mut failures: Vec<String>) {
+        if !self.set_aside.is_empty() {
+            eprintln!("f32 comparison set aside (ill-conditioned in f32):\n{}", self.set_aside.join("\n"));
+        }
+        assert!(
+            self.set_aside.len() * 10 <= self.cases,
+            "{} of {} f32 cases set aside as ill-conditioned",
+            self.set_aside.len(),
+            self.cases
+        );
+        failures.extend(self.failures);
+        assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    }
+}
+
 fn label(family: Family, urpe: bool, seed: u64) -> String {
     format!("{family}{} seed {seed}", if urpe { "+urpe" } else { "" })
 }
 
 /// Outputs, loss and every gradient agree for 4 random configurations of every family,
-/// gate on and off, in f64 (1e-10) and f32 (1e-5).
+/// gate on and off, in f64 (1e-10) and f32 (1e-5, where the case is well conditioned in
+/// f32: [`F32`]).
 #[test]
 fn candle_and_ndarray_agree_on_outputs_loss_and_gradients() {
     let mut failures = Vec::new();
+    let mut f32 = F32::default();
     for family in Family::ALL {
         for urpe in [false, true] {
             for seed in 0..4 {
@@ -50,21 +97,11 @@ fn candle_and_ndarray_agree_on_outputs_loss_and_gradients() {
                 if gap > 1e-10 {
                     failures.push(format!("f64 {}: {at}: {gap:e}", label(family, urpe, seed)));
                 }
-                let (gap, at) = compare::<f32>(
-                    &random_case(family, urpe, id, 0.3).unwrap(),
-                    &Device::Cpu,
-                    DType::F32,
-                    DType::F32,
-                    1.0,
-                )
-                .unwrap();
-                if gap > 1e-5 {
-                    failures.push(format!("f32 {}: {at}: {gap:e}", label(family, urpe, seed)));
-                }
+                f32.judge(&random_case(family, urpe, id, 0.3).unwrap(), label(family, urpe, seed));
             }
         }
     }
-    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    f32.finish(failures);
 }
 
 /// Every normaliser other than softmax (their candle forms, differentiated by candle's
@@ -74,6 +111,7 @@ fn candle_and_ndarray_agree_on_outputs_loss_and_gradients() {
 #[test]
 fn candle_and_ndarray_agree_for_every_normaliser() {
     let mut failures = Vec::new();
+    let mut f32 = F32::default();
     for attention in urpe::normaliser::ALL.map(Attention).into_iter().filter(|a| !a.is_softmax()) {
         let kinds = [Family::Nope, Family::T5, Family::Alibi, Family::Rope, Family::ShawValue, Family::Xpos];
         for family in kinds.into_iter().filter(|&f| check_combination(f, attention).is_ok()) {
@@ -85,15 +123,12 @@ fn candle_and_ndarray_agree_for_every_normaliser() {
                     if gap > 1e-10 {
                         failures.push(format!("f64 {attention} {}: {at}: {gap:e}", label(family, urpe, seed)));
                     }
-                    let (gap, at) = compare::<f32>(&case(0.3), &Device::Cpu, DType::F32, DType::F32, 1.0).unwrap();
-                    if gap > 1e-5 {
-                        failures.push(format!("f32 {attention} {}: {at}: {gap:e}", label(family, urpe, seed)));
-                    }
+                    f32.judge(&case(0.3), format!("{attention} {}", label(family, urpe, seed)));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    f32.finish(failures);
 }
 
 /// With `bos` (the BOS row before every sequence, its gradient included): every family, gate
@@ -102,6 +137,7 @@ fn candle_and_ndarray_agree_for_every_normaliser() {
 #[test]
 fn candle_and_ndarray_agree_with_bos() {
     let mut failures = Vec::new();
+    let mut f32 = F32::default();
     let others = urpe::normaliser::ALL.map(Attention).into_iter().filter(|a| !a.is_softmax());
     let rows: Vec<(Family, Attention)> = Family::ALL
         .into_iter()
@@ -119,14 +155,11 @@ fn candle_and_ndarray_agree_with_bos() {
                 if gap > 1e-10 {
                     failures.push(format!("f64 bos {attention} {}: {at}: {gap:e}", label(family, urpe, seed)));
                 }
-                let (gap, at) = compare::<f32>(&case(0.3), &Device::Cpu, DType::F32, DType::F32, 1.0).unwrap();
-                if gap > 1e-5 {
-                    failures.push(format!("f32 bos {attention} {}: {at}: {gap:e}", label(family, urpe, seed)));
-                }
+                f32.judge(&case(0.3), format!("bos {attention} {}", label(family, urpe, seed)));
             }
         }
     }
-    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    f32.finish(failures);
 }
 
 /// cope at n = n_max with every query and key equal (their weights 0, biases 2): every gate

@@ -203,6 +203,36 @@ pub fn compare<F: Float>(
     Ok(worst)
 }
 
+/// How far the ndarray engine's own f32 result moves when every parameter moves by one
+/// unit in the last place (up for every third parameter, in a fixed pattern): the worst
+/// relative change over the output and every gradient, measured as [`compare`] measures a
+/// gap (gradients against α·G, G the largest gradient). Two correct f32 implementations
+/// that round differently can differ by about this much, so an f32 comparison at a
+/// tolerance below it cannot tell a bug from rounding (a model of width 2, whose
+/// LayerNorm of two features divides by their difference, moves by 9e-6 relative).
+pub fn f32_sensitivity(case: &Case, alpha: f64) -> Result<f64> {
+    let model: Model<f32> = case.model.cast();
+    let x: Array3<f32> = case.x.mapv(f32::c);
+    let targets: Outputs<f32> = cast_targets(&case.targets);
+    let input = case.input(&x);
+    let (out, _, grads) = reference(&model, &input, &targets)?;
+    let mut moved = model.clone();
+    for (i, w) in moved.params.data.iter_mut().enumerate() {
+        if i % 3 == 0 && w.is_finite() && *w != 0.0 {
+            *w = f32::from_bits(w.to_bits() + 1);
+        }
+    }
+    let (out2, _, grads2) = reference(&moved, &input, &targets)?;
+    let (g1, g2): (Vec<f64>, Vec<f64>) =
+        (grads.data.iter().map(|v| v.f64()).collect(), grads2.data.iter().map(|v| v.f64()).collect());
+    let floor = alpha * largest(&g1);
+    let mut worst = relative_gap(&out2, &out, 1e-6);
+    for spec in model.layout.tensors.specs() {
+        worst = worst.max(relative_gap(&g2[spec.range()], &g1[spec.range()], floor));
+    }
+    Ok(worst)
+}
+
 /// Every fused kernel on `device` against its CPU version, on random inputs of awkward
 /// sizes (rows and widths not multiples of a warp), in `dtype`: the largest relative gap of
 /// each op, by name (in bf16, the ops that have a bf16 form: all but Adam and the sum of
