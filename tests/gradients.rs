@@ -128,6 +128,18 @@ fn contextual_positions(model: &Model<f64>, cache: &ForwardCache<f64>) -> Vec<f6
     out
 }
 
+/// Checks one problem and records the result under `what`: its worst error on stderr when
+/// `URPE_REPORT` is set, a failure above [`TOLERANCE`].
+fn judge(failures: &mut Vec<String>, problem: Problem, what: String) {
+    let (err, at) = check(problem, None);
+    if std::env::var_os("URPE_REPORT").is_some() {
+        eprintln!("worst {err:.2e} {what} at {at}");
+    }
+    if err > TOLERANCE {
+        failures.push(format!("{what}: {err:.2e} at {at}"));
+    }
+}
+
 /// A random problem; for ReLU the first seed whose FFN pre-activations all lie at least
 /// 1e-2 from the kink at 0, for cope the first whose contextual positions all lie at least
 /// 1e-2 from an integer (finite differences need a smooth neighbourhood).
@@ -315,14 +327,9 @@ fn check_family(family: Family) {
             for causal in [false, true] {
                 // a causal-only family (cope) gets the mask in every variant
                 let causal = causal || family.causal_only();
-                let (err, at) = check(problem(family, urpe, norm, causal, variant % 6), None);
+                let what = format!("{family} urpe={urpe} {norm:?} causal={causal}");
+                judge(&mut failures, problem(family, urpe, norm, causal, variant % 6), what);
                 variant += 1;
-                if std::env::var_os("URPE_REPORT").is_some() {
-                    eprintln!("worst {err:.2e} {family} urpe={urpe} {norm:?} causal={causal} at {at}");
-                }
-                if err > TOLERANCE {
-                    failures.push(format!("{family} urpe={urpe} {norm:?} causal={causal}: {err:.2e} at {at}"));
-                }
             }
         }
     }
@@ -414,13 +421,7 @@ fn with_bos() {
         // variants alternate token and real input; 3 is the ReLU one
         let problem = problem_with(family, urpe, norm, causal, variant % 6, attention, true);
         assert!(problem.model.layout.bos.is_some());
-        let (err, at) = check(problem, None);
-        if std::env::var_os("URPE_REPORT").is_some() {
-            eprintln!("worst {err:.2e} bos {family} {attention} urpe={urpe} {norm:?} causal={causal} at {at}");
-        }
-        if err > TOLERANCE {
-            failures.push(format!("bos {family} {attention} urpe={urpe} {norm:?} causal={causal}: {err:.2e} at {at}"));
-        }
+        judge(&mut failures, problem, format!("bos {family} {attention} urpe={urpe} {norm:?} causal={causal}"));
     }
     assert!(failures.is_empty(), "gradient check failures:\n{}", failures.join("\n"));
 }
@@ -440,13 +441,8 @@ fn differential_on_every_family_it_takes() {
     for (k, family) in families.into_iter().enumerate() {
         for (urpe, causal) in [(false, k % 2 == 0), (true, k % 2 == 1)] {
             let norm = [Norm::Post, Norm::Pre, Norm::None][k % 3];
-            let (err, at) = check(problem_with(family, urpe, norm, causal, k % 6, attention, false), None);
-            if std::env::var_os("URPE_REPORT").is_some() {
-                eprintln!("worst {err:.2e} differential {family} urpe={urpe} {norm:?} causal={causal} at {at}");
-            }
-            if err > TOLERANCE {
-                failures.push(format!("{family} urpe={urpe} {norm:?} causal={causal}: {err:.2e} at {at}"));
-            }
+            let what = format!("differential {family} urpe={urpe} {norm:?} causal={causal}");
+            judge(&mut failures, problem_with(family, urpe, norm, causal, k % 6, attention, false), what);
         }
     }
     assert!(failures.is_empty(), "gradient check failures:\n{}", failures.join("\n"));
@@ -467,13 +463,7 @@ fn fire_beyond_l() {
         for layer in p.model.layout.layers.clone() {
             p.model.params.vec_mut(layer.attn.pos.family.get(4))[1] = -0.9;
         }
-        let (err, at) = check(p, None);
-        if std::env::var_os("URPE_REPORT").is_some() {
-            eprintln!("worst {err:.2e} fire beyond L urpe={urpe} causal={causal} at {at}");
-        }
-        if err > TOLERANCE {
-            failures.push(format!("fire beyond L urpe={urpe} causal={causal}: {err:.2e} at {at}"));
-        }
+        judge(&mut failures, p, format!("fire beyond L urpe={urpe} causal={causal}"));
     }
     assert!(failures.is_empty(), "gradient check failures:\n{}", failures.join("\n"));
 }
