@@ -3,7 +3,7 @@
 //! t5 and t5 + URPE, for the shapes A, B, C of [`urpe::bench::SHAPES`].
 //!
 //! Then the rate of a 1024³ f32 product through the engine's own GEMM path
-//! ([`urpe::nn::gemm::matmul`], the same pool) and each shape's share of it. Then, if
+//! ([`urpe::gemm::matmul`], the same pool) and each shape's share of it. Then, if
 //! `python3 -c "import torch"` works, runs `scripts/torch_bench.py` with the same
 //! shapes and thread count and prints the ratio. Threads: `URPE_BENCH_THREADS` (default 2).
 //!
@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Instant;
 use urpe::bench::{SHAPES, time_steps};
 use urpe::engine::Backend;
-use urpe::nn::gemm::matmul;
+use urpe::gemm::matmul;
 
 fn main() {
     let threads: usize = std::env::var("URPE_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
@@ -34,7 +34,7 @@ fn main() {
         }
     }
     let sgemm = pool.install(sgemm_gflops);
-    println!("sgemm 1024³ through urpe::nn::gemm::matmul: {sgemm:.1} GFLOP/s (median of 7)");
+    println!("sgemm 1024³ through urpe::gemm::matmul: {sgemm:.1} GFLOP/s (median of 7)");
     for shape in SHAPES.iter().filter(|s| s.name != "paper") {
         for (name, label, ms) in ours.iter().filter(|(n, _, _)| *n == shape.name) {
             let share = shape.step_flops() / (ms * 1e-3) / 1e9 / sgemm;

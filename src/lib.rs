@@ -4,8 +4,8 @@
 //! The modules read top down; each uses only those listed before it (`tests/layering.rs`
 //! checks it):
 //!
-//! - [`error`], [`float`]; [`params`]: errors, the float types; named tensors in one flat
-//!   buffer.
+//! - [`error`], [`float`]; [`gemm`], [`params`]: errors, the float types; the matrix
+//!   products; named tensors in one flat buffer.
 //! - [`family`]: position families and the arithmetic they share; [`normaliser`]:
 //!   attention normalisers (softmax).
 //! - [`config`]: model configuration and variants; [`io`]: file writing; [`npy`] arrays;
@@ -25,6 +25,7 @@
 
 pub mod error;
 pub mod float;
+pub mod gemm;
 pub mod params;
 
 pub mod family;

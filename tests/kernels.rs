@@ -7,7 +7,7 @@ use ndarray::{Array2, ArrayView2, s};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use urpe::Float;
-use urpe::nn::gemm::{matmul, small_matmul};
+use urpe::gemm::{matmul, small_matmul};
 
 #[test]
 fn fast_exp_is_within_two_ulp_and_vanishes_below_the_range() {

@@ -8,7 +8,7 @@ use std::path::Path;
 /// Top-level modules, lowest layer first; a module may use only modules of lower layers.
 const LAYERS: &[&[&str]] = &[
     &["error", "float"],
-    &["params"],
+    &["gemm", "params"],
     &["family", "normaliser"],
     &["config", "io"],
     &["npy", "optim"],

@@ -32,8 +32,8 @@
 use super::kernels::sigmoid;
 use super::{FamilyDims, FamilyIds, Head, Placement, PositionFamily, Terms, WEIGHT, Work, add_grad_block, grad_block};
 use crate::float::Float;
+use crate::gemm::small_matmul;
 use crate::params::{ParamLayout, Params};
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, s};
 
 /// Contextual position encoding.
@@ -141,7 +141,7 @@ impl<F: Float> Terms<F> for Contextual {
         let mut de = grad_block(grad, 0, self.n_max, self.head_dim);
         // the content scores, then ∂L/∂p, then ∂L/∂c, row by row in place
         let mut dc = work.skewed.slice_mut(s![.., ..n]);
-        general_mat_mul(scale, &head.q, &head.k.t(), F::zero(), &mut dc);
+        small_matmul(scale, head.q.view(), head.k.t(), F::zero(), dc.view_mut());
         let gates = &mut work.v;
         for i in 0..n {
             let q = head.q.row(i);
@@ -166,8 +166,8 @@ impl<F: Float> Terms<F> for Contextual {
             }
             dc.row_mut(i).slice_mut(s![i + 1..]).fill(F::zero());
         }
-        general_mat_mul(scale, &dc, &head.k, F::one(), &mut dq);
-        general_mat_mul(scale, &dc.t(), &head.q, F::one(), &mut dk);
+        small_matmul(scale, dc.view(), head.k.view(), F::one(), dq.view_mut());
+        small_matmul(scale, dc.t(), head.q.view(), F::one(), dk.view_mut());
     }
 
     fn fold_grads(&self, total: &[F], _p: &Params<F>, ids: &FamilyIds, _derived: ArrayView2<F>, grads: &mut Params<F>) {

@@ -1,8 +1,8 @@
 //! Token-wise affine map y = x·W + b (row-vector convention, W is [in, out]).
 
-use super::gemm::matmul;
 use super::layout::LinearIds;
 use crate::float::Float;
+use crate::gemm::matmul;
 use crate::params::Params;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 

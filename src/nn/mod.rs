@@ -5,7 +5,6 @@ pub mod attention;
 pub mod block;
 pub mod bos;
 pub mod ffn;
-pub mod gemm;
 pub mod layernorm;
 pub mod layout;
 pub mod linear;

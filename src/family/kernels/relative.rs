@@ -6,7 +6,7 @@
 
 use super::toeplitz::{skew, unskew_add};
 use crate::float::Float;
-use ndarray::linalg::general_mat_mul;
+use crate::gemm::small_matmul;
 use ndarray::{ArrayView2, ArrayViewMut2, s};
 
 /// The rows of a relative table [2·n_max − 1, k] that sequences of length n use.
@@ -30,7 +30,7 @@ pub fn relative_scores_forward<F: Float>(
     scale: F,
     mut scratch: ArrayViewMut2<F>,
 ) {
-    general_mat_mul(scale, &x, &win.t(), F::zero(), &mut scratch);
+    small_matmul(scale, x.view(), win.t(), F::zero(), scratch.view_mut());
     unskew_add(s, scratch.view());
 }
 
@@ -46,8 +46,8 @@ pub fn relative_scores_backward<F: Float>(
     mut scratch: ArrayViewMut2<F>,
 ) {
     skew(scratch.view_mut(), ds);
-    general_mat_mul(scale, &scratch, &win, F::one(), &mut dx);
-    general_mat_mul(scale, &scratch.t(), &x, F::one(), &mut dwin);
+    small_matmul(scale, scratch.view(), win.view(), F::one(), dx.view_mut());
+    small_matmul(scale, scratch.t(), x.view(), F::one(), dwin.view_mut());
 }
 
 /// out_i += Σ_j P_ij · t_{j−i} on one head: P [n, n], out [n, k].
@@ -58,7 +58,7 @@ pub fn relative_values_forward<F: Float>(
     mut scratch: ArrayViewMut2<F>,
 ) {
     skew(scratch.view_mut(), p);
-    general_mat_mul(F::one(), &scratch, &win, F::one(), &mut out);
+    small_matmul(F::one(), scratch.view(), win.view(), F::one(), out.view_mut());
 }
 
 /// Backward of [`relative_values_forward`]: dP_ij += dout_i · t_{j−i} and
@@ -71,8 +71,8 @@ pub fn relative_values_backward<F: Float>(
     win: ArrayView2<F>,
     mut scratch: ArrayViewMut2<F>,
 ) {
-    general_mat_mul(F::one(), &dout, &win.t(), F::zero(), &mut scratch);
+    small_matmul(F::one(), dout.view(), win.t(), F::zero(), scratch.view_mut());
     unskew_add(dp, scratch.view());
     skew(scratch.view_mut(), p);
-    general_mat_mul(F::one(), &scratch.t(), &dout, F::one(), &mut dwin);
+    small_matmul(F::one(), scratch.t(), dout.view(), F::one(), dwin.view_mut());
 }

@@ -15,7 +15,7 @@ use super::{AttentionCache, PositionGradLayout, SeqBackward, SeqForward, Shared,
 use crate::config::ModelConfig;
 use crate::family::{Head, Work, gate};
 use crate::float::Float;
-use crate::nn::gemm::small_matmul;
+use crate::gemm::small_matmul;
 use crate::normaliser::differential::{RMS_EPS, lambda_init};
 use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s};
 

@@ -20,7 +20,7 @@ use super::linear::{linear_backward, linear_forward};
 use crate::config::ModelConfig;
 use crate::family::{Head, PositionTerms, Side, Work, add_grad_block, gate, work_len};
 use crate::float::Float;
-use crate::nn::gemm::small_matmul;
+use crate::gemm::small_matmul;
 use crate::normaliser::differential::Lambda;
 use crate::normaliser::{self, Rows};
 use crate::params::Params;

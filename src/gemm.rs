@@ -53,7 +53,7 @@ pub fn matmul<F: Float>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, m
 /// let a = array![[1.0, 2.0], [3.0, 4.0]];
 /// let b = array![[5.0, 6.0], [7.0, 8.0]];
 /// let mut c = array![[f64::NAN, 0.0], [0.0, 0.0]];
-/// urpe::nn::gemm::small_matmul(1.0, a.view(), b.t(), 0.0, c.view_mut());
+/// urpe::gemm::small_matmul(1.0, a.view(), b.t(), 0.0, c.view_mut());
 /// assert_eq!(c, array![[17.0, 23.0], [39.0, 53.0]]);
 /// ```
 pub fn small_matmul<F: Float>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, c: ArrayViewMut2<F>) {
