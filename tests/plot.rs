@@ -28,7 +28,7 @@ const ALL: [&str; 10] = [
 /// URPE, two depths, two widths, two seeds, a few steps each; the token runs are evaluated
 /// every 2 of their 6 steps.
 fn runs() -> Vec<StoredRun> {
-    let e = Experiment::parse(
+    trained(
         r#"
 name = "plot-test"
 [defaults]
@@ -49,7 +49,11 @@ steps = 6
 eval = { every = 2, sequences = 8 }
 "#,
     )
-    .unwrap();
+}
+
+/// Every run of an experiment given as TOML, trained in order.
+fn trained(toml: &str) -> Vec<StoredRun> {
+    let e = Experiment::parse(toml).unwrap();
     let stop = AtomicBool::new(false);
     e.jobs().unwrap().iter().map(|job| run_job(&e.name, job, &stop).unwrap().unwrap()).collect()
 }
@@ -334,7 +338,7 @@ fn captions_and_report_read_the_store_and_one_seed_claims_no_interval() {
 /// Real runs of position-shift at n = 4 and at n = 6 (floors (n²−1)/(12n²) = 0.0781 and
 /// 0.0810) and of prefix-sum at n = 4 alone, from two grids of one experiment.
 fn two_lengths() -> Vec<StoredRun> {
-    let e = Experiment::parse(
+    trained(
         r#"
 name = "two-lengths"
 [defaults]
@@ -353,9 +357,6 @@ depths = [1]
 widths = [4, 8]
 "#,
     )
-    .unwrap();
-    let stop = AtomicBool::new(false);
-    e.jobs().unwrap().iter().map(|job| run_job(&e.name, job, &stop).unwrap().unwrap()).collect()
 }
 
 /// One target at two sequence lengths is two tasks: the report gives each its own verdict
