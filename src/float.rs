@@ -54,7 +54,8 @@ fn exp_f32(x: f32) -> f32 {
     // arithmetic (`round` would be a library call that stops vectorisation)
     const ROUND: f32 = 12_582_912.0;
     let xc = x.clamp(-87.3, 88.7);
-    let k = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = xc * std::f32::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
     let r = xc - k * LN2_HI - k * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -63,7 +64,11 @@ fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits((((k as i32) + 127) as u32) << 23);
+    // 2ᵏ: k sits in the low mantissa bits of `shifted` (its bits are those of ROUND plus
+    // k), read as an integer without a float-to-int conversion (`k as i32` saturates, which
+    // compiles to scalar code in the middle of a vectorised loop)
+    let k_int = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(k_int.wrapping_add(127) << 23);
     if x < -87.3 { 0.0 } else { y * scale }
 }
 
@@ -135,4 +140,69 @@ impl Float for f64 {
     fn erf_fast(self) -> Self {
         libm::erf(self)
     }
+}
+
+/// Σ_k x_k with eight partial sums, combined as ((0+4)+(1+5))+((2+6)+(3+7)), then the
+/// remainder in order: a fixed order, so results are reproducible, and one that vectorises.
+#[inline]
+pub fn lane_sum<F: Float>(x: &[F]) -> F {
+    lane_fold(x, F::zero(), |acc, v| acc + v, |a, b| a + b)
+}
+
+/// Σ_k x_k·y_k over the common length, with eight partial sums as [`lane_sum`].
+#[inline]
+pub fn lane_dot<F: Float>(x: &[F], y: &[F]) -> F {
+    let len = x.len().min(y.len());
+    let (x, y) = (&x[..len], &y[..len]);
+    let mut acc = [F::zero(); 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (a, b) in xc.zip(yc) {
+        for k in 0..8 {
+            acc[k] += a[k] * b[k];
+        }
+    }
+    let sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    xr.iter().zip(yr).fold(sum, |s, (&a, &b)| s + a * b)
+}
+
+/// Σ_k x_k accumulated in f64, with eight partial sums as [`lane_sum`].
+#[inline]
+pub fn lane_sum_f64<F: Float>(x: &[F]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += c[k].f64();
+        }
+    }
+    let sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    rest.iter().fold(sum, |s, v| s + v.f64())
+}
+
+/// max(start, max_k x_k) in eight lanes; the maximum does not depend on the order. NaN
+/// entries are ignored, as by `max`.
+#[inline]
+pub fn lane_max<F: Float>(x: &[F], start: F) -> F {
+    lane_fold(x, start, |acc, v| acc.max(v), |a, b| a.max(b))
+}
+
+/// Folds `x` in eight lanes started at `init` with `step`, then combines the lanes with
+/// `combine` as ((0+4)+(1+5))+((2+6)+(3+7)) and folds the remainder in order.
+#[inline(always)]
+fn lane_fold<F: Float>(x: &[F], init: F, step: impl Fn(F, F) -> F, combine: impl Fn(F, F) -> F) -> F {
+    let mut acc = [init; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] = step(acc[k], c[k]);
+        }
+    }
+    let all = combine(
+        combine(combine(acc[0], acc[4]), combine(acc[1], acc[5])),
+        combine(combine(acc[2], acc[6]), combine(acc[3], acc[7])),
+    );
+    rest.iter().fold(all, |a, &v| step(a, v))
 }

@@ -1,6 +1,6 @@
-//! The ndarray engine: the batch is split into a fixed number of shards that run forward
-//! and backward in parallel; their gradients are summed in order and Adam updates the flat
-//! parameter buffer.
+//! The ndarray engine: the batch is split into shards, their number set by the batch's
+//! size alone ([`gradient_shards`]), that run forward and backward in parallel; their
+//! gradients are summed in order and Adam updates the flat parameter buffer.
 
 use super::{Engine, EngineShape, chunks};
 use crate::error::Result;
@@ -59,9 +59,26 @@ fn targets_batch<F>(targets: &Outputs<F>) -> usize {
     }
 }
 
-/// Gradient shards of a batch: fixed (not the thread count), so results are the same on
-/// any number of threads; shards run in parallel and their gradients are summed in order.
+/// At most this many gradient shards per batch.
 pub const GRADIENT_SHARDS: usize = 4;
+
+/// Rows (sequences × length) a shard holds at least, when the batch has them: below that a
+/// shard's products are so small that running shards apart costs more than it gains.
+pub const SHARD_ROWS: usize = 256;
+
+/// Gradient shards of a batch of `batch` sequences of length `n`:
+/// clamp(⌊batch·n / 256⌋, 1, 4). Set by the batch's shape, never by the thread count, so
+/// results are the same on any number of threads; shards run in parallel and their
+/// gradients are summed in order.
+///
+/// ```
+/// use urpe::engine::gradient_shards;
+/// assert_eq!(gradient_shards(16, 16), 1); // the reproduce runs: one shard
+/// assert_eq!(gradient_shards(64, 16), 4);
+/// ```
+pub fn gradient_shards(batch: usize, n: usize) -> usize {
+    (batch * n / SHARD_ROWS).clamp(1, GRADIENT_SHARDS)
+}
 
 /// Caches and gradient buffer of one shard of the batch.
 struct Shard<F> {
@@ -112,8 +129,10 @@ impl NdarrayEngine {
     /// An engine for `model` with workspaces sized for batches of `shape`.
     pub fn new(model: Model<f32>, shape: EngineShape) -> Self {
         let (batch, n) = (shape.batch, shape.n);
-        let shards =
-            chunks(batch, batch.div_ceil(GRADIENT_SHARDS)).into_iter().map(|r| Shard::new(&model, r, n)).collect();
+        let shards = chunks(batch, batch.div_ceil(gradient_shards(batch, n)))
+            .into_iter()
+            .map(|r| Shard::new(&model, r, n))
+            .collect();
         NdarrayEngine {
             grads: Params::zeros(model.layout.tensors.clone()),
             adam: Adam::new(model.layout.tensors.len()),
