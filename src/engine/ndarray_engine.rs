@@ -119,7 +119,6 @@ impl<F: Float> Shard<F> {
 /// The ndarray engine's state.
 pub struct NdarrayEngine {
     model: Model<f32>,
-    grads: Params<f32>,
     adam: Adam<f32>,
     shards: Vec<Shard<f32>>,
     cache: ForwardCache<f32>,
@@ -134,7 +133,6 @@ impl NdarrayEngine {
             .map(|r| Shard::new(&model, r, n))
             .collect();
         NdarrayEngine {
-            grads: Params::zeros(model.layout.tensors.clone()),
             adam: Adam::new(model.layout.tensors.len()),
             shards,
             cache: ForwardCache::new(&model.config, batch.min(shape.eval_batch), n),
@@ -151,13 +149,15 @@ impl Engine for NdarrayEngine {
         for part in losses {
             loss += part?;
         }
-        self.grads.data.copy_from_slice(&self.shards[0].grads.data);
-        for shard in &self.shards[1..] {
-            self.grads.data.iter_mut().zip(&shard.grads.data).for_each(|(g, &s)| *g += s);
+        // the batch gradient: the shards' sum, in order, into the first shard's buffer
+        let (first, rest) = self.shards.split_first_mut().expect("at least one shard");
+        for shard in rest {
+            first.grads.data.iter_mut().zip(&shard.grads.data).for_each(|(g, &s)| *g += s);
         }
-        let norm = grad_norm(&self.grads.data);
+        let grads = &first.grads.data;
+        let norm = grad_norm(grads);
         if loss.is_finite() && norm.is_finite() {
-            self.adam.step(&mut self.model.params.data, &self.grads.data, norm, lr, optim);
+            self.adam.step(&mut self.model.params.data, grads, norm, lr, optim);
         }
         Ok((loss, norm))
     }

@@ -2,7 +2,7 @@
 
 use super::activation::{activation_backward, activation_forward};
 use super::layout::LayerIds;
-use super::linear::{linear_backward, linear_forward};
+use super::linear::{InputGrad, linear_backward, linear_forward};
 use crate::config::{Activation, ModelConfig};
 use crate::float::Float;
 use crate::params::Params;
@@ -62,8 +62,14 @@ pub fn ffn_backward<F: Float>(
     ids: &LayerIds,
     activation: Activation,
 ) {
-    dhidden.fill(F::zero());
-    linear_backward(Some(dhidden.view_mut()), dparams, ids.down, dout, cache.act.view(), p.mat(ids.down.weight));
+    linear_backward(
+        InputGrad::Write(dhidden.view_mut()),
+        dparams,
+        ids.down,
+        dout,
+        cache.act.view(),
+        p.mat(ids.down.weight),
+    );
     activation_backward(activation, dhidden.view_mut(), cache.cdf.view(), cache.up.view());
-    linear_backward(Some(dx), dparams, ids.up, dhidden.view(), x, p.mat(ids.up.weight));
+    linear_backward(InputGrad::Add(dx), dparams, ids.up, dhidden.view(), x, p.mat(ids.up.weight));
 }

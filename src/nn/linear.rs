@@ -13,10 +13,18 @@ pub fn linear_forward<F: Float>(mut y: ArrayViewMut2<F>, x: ArrayView2<F>, w: Ar
     matmul(F::one(), x, w, F::one(), y);
 }
 
-/// Backward of [`linear_forward`]: ∂W += xᵀ·dy, ∂b += Σ_rows dy, and dx += dy·Wᵀ when `dx`
-/// is given (the input's gradient accumulates, so residual branches can share it).
+/// Where [`linear_backward`] puts ∂L/∂x = dy·Wᵀ.
+pub enum InputGrad<'a, F> {
+    /// Overwrites the view (whatever it held).
+    Write(ArrayViewMut2<'a, F>),
+    /// Adds to the view, so that residual branches can share it.
+    Add(ArrayViewMut2<'a, F>),
+}
+
+/// Backward of [`linear_forward`]: ∂W += xᵀ·dy, ∂b += Σ_rows dy (rows in order), and
+/// ∂L/∂x = dy·Wᵀ written or added as `dx` says.
 pub fn linear_backward<F: Float>(
-    dx: Option<ArrayViewMut2<F>>,
+    dx: InputGrad<F>,
     dparams: &mut Params<F>,
     ids: LinearIds,
     dy: ArrayView2<F>,
@@ -25,10 +33,15 @@ pub fn linear_backward<F: Float>(
 ) {
     matmul(F::one(), x.t(), dy, F::one(), dparams.mat_mut(ids.weight));
     let mut db = dparams.vec_mut(ids.bias);
+    let db = db.as_slice_mut().expect("contiguous bias");
     for row in dy.rows() {
-        db += &row;
+        match row.as_slice() {
+            Some(row) => db.iter_mut().zip(row).for_each(|(g, &d)| *g += d),
+            None => db.iter_mut().zip(row).for_each(|(g, &d)| *g += d),
+        }
     }
-    if let Some(dx) = dx {
-        matmul(F::one(), dy, w.t(), F::one(), dx);
+    match dx {
+        InputGrad::Write(dx) => matmul(F::one(), dy, w.t(), F::zero(), dx),
+        InputGrad::Add(dx) => matmul(F::one(), dy, w.t(), F::one(), dx),
     }
 }

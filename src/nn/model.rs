@@ -6,7 +6,7 @@ use super::block::{BlockCache, BlockGrads, block_backward, block_forward};
 use super::bos;
 use super::layernorm::{NormCache, layernorm_backward, layernorm_forward};
 use super::layout::{InputIds, ModelLayout};
-use super::linear::{linear_backward, linear_forward};
+use super::linear::{InputGrad, linear_backward, linear_forward};
 use crate::config::{InputKind, ModelConfig, Norm};
 use crate::error::{Error, Result};
 use crate::family::PositionTerms;
@@ -300,13 +300,11 @@ impl<F: Float> Model<F> {
         let (n, m) = (cache.n, cache.inner);
         let BackwardWorkspace { d_a, d_b, d_rows, block, d_input } = ws;
         let (head_in, w_head) = (cache.head_rows(norm), p.mat(ids.head.weight));
-        d_a.fill(F::zero());
         match ids.bos {
-            None => linear_backward(Some(d_a.view_mut()), grads, ids.head, d_output, head_in, w_head),
+            None => linear_backward(InputGrad::Write(d_a.view_mut()), grads, ids.head, d_output, head_in, w_head),
             Some(_) => {
                 // the head read rows 1..=n: the BOS rows get no gradient from it
-                d_rows.fill(F::zero());
-                linear_backward(Some(d_rows.view_mut()), grads, ids.head, d_output, head_in, w_head);
+                linear_backward(InputGrad::Write(d_rows.view_mut()), grads, ids.head, d_output, head_in, w_head);
                 bos::with_first_rows(d_a.view_mut(), d_rows.view(), None);
             }
         }
@@ -354,8 +352,7 @@ impl<F: Float> Model<F> {
             (ModelInput::Real(x), InputIds::Linear(lin)) => {
                 let rows = x.as_standard_layout();
                 let x2 = rows.view().into_shape_with_order((cache.batch * n, x.dim().2)).expect("contiguous input");
-                d_input.fill(F::zero());
-                linear_backward(Some(d_input.view_mut()), grads, lin, d_map, x2, p.mat(lin.weight));
+                linear_backward(InputGrad::Write(d_input.view_mut()), grads, lin, d_map, x2, p.mat(lin.weight));
             }
             _ => unreachable!("forward checked the input kind"),
         }

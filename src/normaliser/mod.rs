@@ -13,6 +13,7 @@ mod softmax;
 mod stick_breaking;
 
 use crate::float::Float;
+use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// A normaliser's row operations for float type `F`.
 pub trait Rows<F>: Send + Sync {
@@ -26,6 +27,36 @@ pub trait Rows<F>: Send + Sync {
     /// [`Normaliser::backward_reads_scores`]; others may be given an empty slice). Returns
     /// ∂L/∂beta (0 for a normaliser without one).
     fn backward(&self, d: &mut [F], a: &[F], s: &[F], beta: F) -> F;
+
+    /// [`Rows::forward`] on every row of a head's [n, n] scores (contiguous rows). One call
+    /// per head rather than per row: the row function is then called statically and inlined.
+    fn forward_rows(&self, mut a: ArrayViewMut2<F>, s: ArrayView2<F>, beta: F)
+    where
+        F: Float,
+    {
+        for (a, s) in a.rows_mut().into_iter().zip(s.rows()) {
+            self.forward(a.into_slice().expect("contiguous rows"), s.to_slice().expect("contiguous rows"), beta);
+        }
+    }
+
+    /// [`Rows::backward`] on every row of a head's [n, n] matrices (contiguous rows); returns
+    /// ∂L/∂beta summed over the rows in order.
+    fn backward_rows(&self, mut d: ArrayViewMut2<F>, a: ArrayView2<F>, s: ArrayView2<F>, beta: F) -> F
+    where
+        F: Float,
+    {
+        let mut d_beta = F::zero();
+        for (i, (d, a)) in d.rows_mut().into_iter().zip(a.rows()).enumerate() {
+            let s = s.row(i);
+            d_beta += self.backward(
+                d.into_slice().expect("contiguous rows"),
+                a.to_slice().expect("contiguous rows"),
+                s.to_slice().expect("contiguous rows"),
+                beta,
+            );
+        }
+        d_beta
+    }
 }
 
 /// An attention normaliser.

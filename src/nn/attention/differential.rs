@@ -142,13 +142,7 @@ pub(super) fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, mu
                     scores.row_mut(i).slice_mut(s![i + 1..]).fill(F::neg_infinity());
                 }
             }
-            for i in 0..n {
-                c.normaliser.forward(
-                    probs.row_mut(i).into_slice().expect("contiguous"),
-                    scores.row(i).to_slice().expect("contiguous"),
-                    F::zero(),
-                );
-            }
+            c.normaliser.forward_rows(probs.view_mut(), scores.view(), F::zero());
         }
         let mut probs = s.probs.index_axis_mut(Axis(0), h);
         Zip::from(&mut probs).and(&halves[0]).and(&halves[1]).for_each(|a, &a1, &a2| *a = a1 - lambda * a2);
@@ -236,14 +230,7 @@ pub(super) fn sequence_backward<F: Float>(
         let mut dq_h = dq.slice_mut(s![.., cols.clone()]);
         let mut dk_h = dk.slice_mut(s![.., cols]);
         for (part, (mut ds, a, scores)) in halves.into_iter().enumerate() {
-            for i in 0..n {
-                c.normaliser.backward(
-                    ds.row_mut(i).into_slice().expect("contiguous"),
-                    a.row(i).to_slice().expect("contiguous"),
-                    scores.row(i).to_slice().expect("contiguous"),
-                    F::zero(),
-                );
-            }
+            c.normaliser.backward_rows(ds.view_mut(), a, scores, F::zero());
             // content term of this half: ∂q^c = scale·dS^c·k^c, ∂k^c = scale·dS^cᵀ·q^c
             // (written first; the family's term adds to them)
             let head = half_head(c, h, part, q, k);

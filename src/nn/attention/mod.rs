@@ -16,7 +16,7 @@ mod differential;
 pub use differential::DifferentialCache;
 
 use super::layout::AttentionIds;
-use super::linear::{linear_backward, linear_forward};
+use super::linear::{InputGrad, linear_backward, linear_forward};
 use crate::config::ModelConfig;
 use crate::family::{Head, PositionTerms, Side, Work, add_grad_block, gate, work_len};
 use crate::float::Float;
@@ -52,6 +52,9 @@ pub struct AttentionCache<F> {
     pub out: Array2<F>,
     /// Differential attention's own activations.
     pub differential: Option<DifferentialCache<F>>,
+    /// Per sequence: the forward pass's workspace (the family's [`Work`] and a [d_h, n]
+    /// Kᵀ), allocated with the cache so that a step allocates nothing.
+    work: Array2<F>,
 }
 
 impl<F: Float> AttentionCache<F> {
@@ -71,6 +74,7 @@ impl<F: Float> AttentionCache<F> {
             heads: Array2::zeros((rows, d)),
             out: Array2::zeros((rows, d)),
             differential: config.attention.0.differential().then(|| DifferentialCache::new(config, batch, n)),
+            work: Array2::zeros((batch, forward_work_len(n, config.head_dim()))),
         }
     }
 
@@ -118,8 +122,8 @@ pub struct AttentionGrads<F> {
     pub dk: Array2<F>,
     /// ∂L/∂V, [batch·n, d].
     pub dv: Array2<F>,
-    /// Per sequence: a [n, n] score gradient, a skewed [n, 2n − 1] workspace and two
-    /// [n, d_h] query workspaces (and differential attention's own, see
+    /// Per sequence: a [n, n] score gradient, a [d_h, n] Vᵀ, a skewed [n, 2n − 1]
+    /// workspace and two [n, d_h] query workspaces (and differential attention's own, see
     /// [`differential::scratch_len`]).
     scratch: Array2<F>,
     /// Per sequence: position-parameter gradients (see `PositionGradLayout`).
@@ -129,7 +133,12 @@ pub struct AttentionGrads<F> {
 }
 
 fn scratch_len(n: usize, dh: usize) -> usize {
-    n * n + work_len(n, dh)
+    n * n + n * dh + work_len(n, dh)
+}
+
+/// Per-sequence buffer of the forward pass: the family's [`Work`] and a [d_h, n] Kᵀ.
+fn forward_work_len(n: usize, dh: usize) -> usize {
+    work_len(n, dh) + n * dh
 }
 
 impl<F: Float> AttentionGrads<F> {
@@ -216,23 +225,30 @@ struct SeqForward<'a, F> {
     heads: ArrayViewMut2<'a, F>,
     /// Differential attention's own activations of this sequence.
     differential: Option<differential::SeqCache<'a, F>>,
+    /// This sequence's workspace ([`forward_work_len`]).
+    work: &'a mut [F],
 }
 
-fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]) {
+fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>) {
+    let buf = std::mem::take(&mut s.work);
     if let Some(own) = s.differential.take() {
         return differential::sequence_forward(c, s, own, buf);
     }
     let (n, n_max, dh) = (c.n, c.config.inner_n_max(), c.config.head_dim());
     let p = c.p;
+    let (buf, kt) = buf.split_at_mut(work_len(n, dh));
     let mut work = Work::new(buf, n, dh);
+    let mut kt = ArrayViewMut2::from_shape((dh, n), kt).expect("a transposed-keys buffer");
     for h in 0..c.config.heads {
         let cols = c.cols(h);
         let (q, k, v) =
             (s.q.slice(s![.., cols.clone()]), s.k.slice(s![.., cols.clone()]), s.v.slice(s![.., cols.clone()]));
         let head = c.head(h, q, k);
         let mut scores = s.scores.index_axis_mut(Axis(0), h);
-        // content term S = scale · q·Kᵀ, then the family's term
-        small_matmul(c.scale, q.view(), k.t(), F::zero(), scores.view_mut());
+        // content term S = scale · q·Kᵀ, then the family's term; Kᵀ copied to contiguous
+        // rows first, which makes the product one whose rows `gemm` runs fastest
+        kt.assign(&k.t());
+        small_matmul(c.scale, q.view(), kt.view(), F::zero(), scores.view_mut());
         c.terms.scores(&head, scores.view_mut(), &mut work);
         if c.config.causal {
             for i in 0..n {
@@ -241,13 +257,7 @@ fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, buf: &mut [F]
         }
         let mut probs = s.probs.index_axis_mut(Axis(0), h);
         let beta = c.ids.normaliser.map_or(F::zero(), |id| p.vec(id)[h]);
-        for i in 0..n {
-            c.normaliser.forward(
-                probs.row_mut(i).into_slice().expect("contiguous"),
-                scores.row(i).to_slice().expect("contiguous"),
-                beta,
-            );
-        }
+        c.normaliser.forward_rows(probs.view_mut(), scores.view(), beta);
         if let (Some(gated), Some(c_id)) = (&mut s.gated, c.ids.pos.gate) {
             gate::forward(gated.index_axis_mut(Axis(0), h), probs.view(), p.mat(c_id).row(h), n_max);
         }
@@ -289,6 +299,7 @@ pub fn attention_forward<F: Float>(
         own.lambda = lambda.value;
     }
     let mut gated = cache.gated.outer_iter_mut();
+    let mut work = cache.work.outer_iter_mut();
     let mut own = cache.differential.as_mut().map(|d| d.per_sequence(n).into_iter());
     let seqs: Vec<SeqForward<F>> = cache
         .q
@@ -306,11 +317,11 @@ pub fn attention_forward<F: Float>(
             gated: if ids.pos.gate.is_some() { gated.next() } else { None },
             heads,
             differential: own.as_mut().and_then(|o| o.next()),
+            work: work.next().expect("a workspace per sequence").into_slice().expect("contiguous"),
         })
         .collect();
     debug_assert_eq!(seqs.len(), batch);
-    seqs.into_par_iter()
-        .for_each_init(|| vec![F::zero(); work_len(n, dh)], |buf, seq| sequence_forward(&shared, seq, buf));
+    seqs.into_par_iter().for_each(|seq| sequence_forward(&shared, seq));
     linear_forward(cache.out.view_mut(), cache.heads.view(), p.mat(ids.o.weight), p.vec(ids.o.bias));
 }
 
@@ -340,6 +351,8 @@ fn sequence_backward<F: Float>(
     let (q_all, k_all, v_all) =
         (cache.q.slice(s![rows.clone(), ..]), cache.k.slice(s![rows.clone(), ..]), cache.v.slice(s![rows, ..]));
     let (dscore_buf, rest) = s.scratch.split_at_mut(n * n);
+    let (vt, rest) = rest.split_at_mut(n * dh);
+    let mut vt = ArrayViewMut2::from_shape((dh, n), vt).expect("a transposed-values buffer");
     let mut work = Work::new(rest, n, dh);
     let (mut dq, mut dk, mut dv) = (s.dq, s.dk, s.dv);
     let (family_grad, rest) = s.pos.split_at_mut(layout.family);
@@ -353,8 +366,10 @@ fn sequence_backward<F: Float>(
         let probs = cache.probs.slice(s![b, h, .., ..]);
         let mix = if cache.gated.is_empty() { probs } else { cache.gated.slice(s![b, h, .., ..]) };
         let mut dg = ArrayViewMut2::from_shape((n, n), &mut *dscore_buf).expect("scratch");
-        // ∂L/∂G = dout·Vᵀ (+ the family's value term), ∂L/∂V = Gᵀ·dout
-        small_matmul(F::one(), dout.view(), v.t(), F::zero(), dg.view_mut());
+        // ∂L/∂G = dout·Vᵀ (+ the family's value term; Vᵀ copied to contiguous rows as Kᵀ
+        // in the forward pass), ∂L/∂V = Gᵀ·dout
+        vt.assign(&v.t());
+        small_matmul(F::one(), dout.view(), vt.view(), F::zero(), dg.view_mut());
         c.terms.values_backward(&head, mix, dout, dg.view_mut(), family_grad, &mut work);
         small_matmul(F::one(), mix.t(), dout.view(), F::zero(), dv.slice_mut(s![.., cols.clone()]).view_mut());
         if let Some(c_id) = c.ids.pos.gate {
@@ -363,16 +378,9 @@ fn sequence_backward<F: Float>(
         }
         let scores = cache.scores.slice(s![b, h, .., ..]);
         let beta = c.ids.normaliser.map_or(F::zero(), |id| p.vec(id)[h]);
-        for i in 0..n {
-            let d_beta = c.normaliser.backward(
-                dg.row_mut(i).into_slice().expect("contiguous"),
-                probs.row(i).to_slice().expect("contiguous"),
-                scores.row(i).to_slice().expect("contiguous"),
-                beta,
-            );
-            if let Some(slot) = normaliser_grad.get_mut(h) {
-                *slot += d_beta;
-            }
+        let d_beta = c.normaliser.backward_rows(dg.view_mut(), probs, scores, beta);
+        if let Some(slot) = normaliser_grad.get_mut(h) {
+            *slot += d_beta;
         }
         let ds = dg.view();
         let mut dq_h = dq.slice_mut(s![.., cols.clone()]);
@@ -405,8 +413,14 @@ pub fn attention_backward<F: Float>(
     config: &ModelConfig,
 ) {
     let n = cache.scores.dim().2;
-    ws.dheads.fill(F::zero());
-    linear_backward(Some(ws.dheads.view_mut()), dparams, ids.o, dout, cache.heads.view(), p.mat(ids.o.weight));
+    linear_backward(
+        InputGrad::Write(ws.dheads.view_mut()),
+        dparams,
+        ids.o,
+        dout,
+        cache.heads.view(),
+        p.mat(ids.o.weight),
+    );
     let layout = PositionGradLayout::new(config, ids);
     let shared = Shared::new(p, ids, terms, config, cache.derived.view(), n);
     let seqs: Vec<SeqBackward<F>> = ws
@@ -442,7 +456,7 @@ pub fn attention_backward<F: Float>(
     if let (Some(d), Some(lambda)) = (ids.differential, shared.lambda) {
         lambda.backward(normaliser_total[0], p.mat(d.lambda), dparams.mat_mut(d.lambda));
     }
-    linear_backward(Some(dx.view_mut()), dparams, ids.q, ws.dq.view(), x, p.mat(ids.q.weight));
-    linear_backward(Some(dx.view_mut()), dparams, ids.k, ws.dk.view(), x, p.mat(ids.k.weight));
-    linear_backward(Some(dx.view_mut()), dparams, ids.v, ws.dv.view(), x, p.mat(ids.v.weight));
+    linear_backward(InputGrad::Add(dx.view_mut()), dparams, ids.q, ws.dq.view(), x, p.mat(ids.q.weight));
+    linear_backward(InputGrad::Add(dx.view_mut()), dparams, ids.k, ws.dk.view(), x, p.mat(ids.k.weight));
+    linear_backward(InputGrad::Add(dx.view_mut()), dparams, ids.v, ws.dv.view(), x, p.mat(ids.v.weight));
 }
