@@ -53,7 +53,11 @@ fn random(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
 /// relative to the largest |C|) and f32 (1e-5).
 #[test]
 fn small_matmul_matches_naive_loops_on_every_layout() {
-    for (m, k, n) in [(1, 1, 1), (5, 3, 7), (16, 8, 16), (33, 16, 33), (128, 16, 128), (7, 0, 4)] {
+    // (5, 3, 8), (6, 16, 24), (16, 8, 16), (7, 0, 8): the register-tiled path where the
+    // layout allows it (rows of B contiguous, n a multiple of 8, a partial last row tile)
+    for (m, k, n) in
+        [(1, 1, 1), (5, 3, 7), (5, 3, 8), (6, 16, 24), (16, 8, 16), (33, 16, 33), (128, 16, 128), (7, 0, 4), (7, 0, 8)]
+    {
         for (transpose_a, transpose_b, beta) in
             [(false, true, 0.0), (false, false, 0.0), (true, false, 0.0), (false, false, 1.0), (true, true, 0.5)]
         {
