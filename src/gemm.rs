@@ -84,7 +84,10 @@ fn row_product<F: Float>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, 
     let (m, k) = a.dim();
     let n = b.ncols();
     assert!(b.nrows() == k && c.dim() == (m, n), "matmul: shapes {:?} · {:?} → {:?}", a.dim(), b.dim(), c.dim());
-    assert!(n.is_multiple_of(8) && b.strides()[1] == 1 && c.strides()[1] == 1, "row_product: rows of 8·j contiguous floats");
+    assert!(
+        n.is_multiple_of(8) && b.strides()[1] == 1 && c.strides()[1] == 1,
+        "row_product: rows of 8·j contiguous floats"
+    );
     for i0 in (0..m).step_by(TILE_ROWS) {
         let rows = TILE_ROWS.min(m - i0);
         let mut j0 = 0;

@@ -226,6 +226,41 @@ fn accuracy_against_step_reads_the_crossing_and_the_ceiling_from_the_data() {
     assert_eq!((cert.violations.len(), cert.uncertified.len(), cert.reduced), (0, 1, 1));
 }
 
+/// The report's test of URPE against its base family counts a higher accuracy as better on
+/// token targets (and a lower error on real ones): token runs where URPE's constant-input
+/// accuracy beats t5's at both tasks are 2 of 2, and with the two swapped 0 of 2.
+#[test]
+fn the_gate_test_counts_a_higher_accuracy_as_better_on_token_tasks() {
+    use urpe::report::{ReportContext, report};
+    let ctx = ReportContext {
+        experiment: "plot-test".into(),
+        description: String::new(),
+        settings: String::new(),
+        commands: Vec::new(),
+        sweep_seconds: None,
+        logged_seconds: None,
+        logged_sweeps: 0,
+        threads: 1,
+    };
+    for (urpe_ahead, claim) in [(true, "At 2 of 2 grid points"), (false, "At 0 of 2 grid points")] {
+        let mut runs = token_runs();
+        for r in &mut runs {
+            let gated = r.family == "urpe";
+            if !gated {
+                r.family = "t5".into();
+            }
+            let spread = 0.01 * r.seed as f64;
+            let high = gated == urpe_ahead;
+            set_accuracy(r, |_| if high { (0.9 + spread, 0.9 + spread) } else { (0.3 + spread, 0.25 + spread) });
+        }
+        let text = report(&runs, &[], &ctx);
+        let section = text.split("## URPE against its base family").nth(1).expect("the gate section");
+        assert!(section.contains("accuracy for token targets"), "{section}");
+        let sentence = format!("{claim} URPE does better than its base family on constant inputs");
+        assert!(section.contains(&sentence), "{sentence:?} not in {section}");
+    }
+}
+
 #[test]
 fn a_store_without_held_out_points_still_plots_and_names_the_missing_series() {
     let strip = |r: &mut StoredRun| r.record.curve.iter_mut().for_each(|p| p.eval = None);
