@@ -169,16 +169,22 @@ pub fn lane_dot<F: Float>(x: &[F], y: &[F]) -> F {
 /// Σ_k x_k accumulated in f64, with eight partial sums as [`lane_sum`].
 #[inline]
 pub fn lane_sum_f64<F: Float>(x: &[F]) -> f64 {
+    lane_sum_f64_of(x, |v| v.f64())
+}
+
+/// Σ_k f(x_k) accumulated in f64, with eight partial sums as [`lane_sum`].
+#[inline(always)]
+pub fn lane_sum_f64_of<F: Float>(x: &[F], f: impl Fn(F) -> f64) -> f64 {
     let mut acc = [0.0f64; 8];
     let chunks = x.chunks_exact(8);
     let rest = chunks.remainder();
     for c in chunks {
         for k in 0..8 {
-            acc[k] += c[k].f64();
+            acc[k] += f(c[k]);
         }
     }
     let sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    rest.iter().fold(sum, |s, v| s + v.f64())
+    rest.iter().fold(sum, |s, &v| s + f(v))
 }
 
 /// max(start, max_k x_k) in eight lanes; the maximum does not depend on the order. NaN

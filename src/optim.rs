@@ -2,7 +2,7 @@
 //! gradient-norm clipping, all as one flat walk over the parameter buffer (the same
 //! buffer and order the checkpoint code uses).
 
-use crate::float::{Float, lane_sum};
+use crate::float::{Float, lane_sum_f64_of};
 use serde::{Deserialize, Serialize};
 
 /// Which update rule.
@@ -129,16 +129,7 @@ pub struct AdamMoments {
 /// √(Σ g²), accumulated in f64 with eight partial sums (a fixed order, see
 /// [`crate::float::lane_sum`]).
 pub fn grad_norm<F: Float>(grads: &[F]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let chunks = grads.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for k in 0..8 {
-            acc[k] += c[k].f64() * c[k].f64();
-        }
-    }
-    let sum = lane_sum(&acc);
-    rest.iter().fold(sum, |s, g| s + g.f64() * g.f64()).sqrt()
+    lane_sum_f64_of(grads, |g| g.f64() * g.f64()).sqrt()
 }
 
 impl<F: Float> Adam<F> {

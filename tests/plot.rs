@@ -164,6 +164,20 @@ fn nope_seed2(runs: &mut [StoredRun]) -> &mut StoredRun {
         .unwrap()
 }
 
+/// The context of a report on experiment `name`, with no logged sweeps.
+fn report_context(name: &str) -> urpe::report::ReportContext {
+    urpe::report::ReportContext {
+        experiment: name.into(),
+        description: String::new(),
+        settings: String::new(),
+        commands: Vec::new(),
+        sweep_seconds: None,
+        logged_seconds: None,
+        logged_sweeps: 0,
+        threads: 1,
+    }
+}
+
 /// The token runs of the tiny grid.
 fn token_runs() -> Vec<StoredRun> {
     runs().into_iter().filter(|r| r.record.config.target.is_classification()).collect()
@@ -231,17 +245,8 @@ fn accuracy_against_step_reads_the_crossing_and_the_ceiling_from_the_data() {
 /// accuracy beats t5's at both tasks are 2 of 2, and with the two swapped 0 of 2.
 #[test]
 fn the_gate_test_counts_a_higher_accuracy_as_better_on_token_tasks() {
-    use urpe::report::{ReportContext, report};
-    let ctx = ReportContext {
-        experiment: "plot-test".into(),
-        description: String::new(),
-        settings: String::new(),
-        commands: Vec::new(),
-        sweep_seconds: None,
-        logged_seconds: None,
-        logged_sweeps: 0,
-        threads: 1,
-    };
+    use urpe::report::report;
+    let ctx = report_context("plot-test");
     for (urpe_ahead, claim) in [(true, "At 2 of 2 grid points"), (false, "At 0 of 2 grid points")] {
         let mut runs = token_runs();
         for r in &mut runs {
@@ -326,7 +331,7 @@ fn one_training_run_draws_its_loss_and_held_out_curves() {
 #[test]
 fn captions_and_report_read_the_store_and_one_seed_claims_no_interval() {
     use urpe::experiment::stats::cells;
-    use urpe::report::{ReportContext, report};
+    use urpe::report::report;
     let runs = runs();
     let dir = tempfile::tempdir().unwrap();
     let figures = draw_all(&runs, dir.path()).unwrap();
@@ -348,16 +353,7 @@ fn captions_and_report_read_the_store_and_one_seed_claims_no_interval() {
         assert!(!f.caption.contains("95%"), "{}: {}", f.name, f.caption);
     }
     assert!(figure(&figures, "error_vs_width_constant").caption.contains("one seed: no interval"));
-    let ctx = ReportContext {
-        experiment: "plot-test".into(),
-        description: String::new(),
-        settings: String::new(),
-        commands: Vec::new(),
-        sweep_seconds: None,
-        logged_seconds: None,
-        logged_sweeps: 0,
-        threads: 1,
-    };
+    let ctx = report_context("plot-test");
     let text = report(&single, &[], &ctx);
     assert!(text.contains("1 seed(s) per grid point"), "{text}");
     assert!(text.contains("One seed per grid point: every number is a single run, with no confidence interval."));
@@ -400,7 +396,7 @@ widths = [4, 8]
 /// name.
 #[test]
 fn one_target_at_two_lengths_is_never_pooled() {
-    use urpe::report::{ReportContext, report};
+    use urpe::report::report;
     use urpe::theory::{Floor, Target, TargetKind};
     let runs = two_lengths();
     let floor = |n| match Target::new(TargetKind::PositionShift, n, 2, 0).floor() {
@@ -408,16 +404,7 @@ fn one_target_at_two_lengths_is_never_pooled() {
         Floor::Classes { .. } => unreachable!("a real target"),
     };
     assert!((floor(4) - floor(6)).abs() > 1e-3, "the two floors differ");
-    let ctx = ReportContext {
-        experiment: "two-lengths".into(),
-        description: String::new(),
-        settings: String::new(),
-        commands: Vec::new(),
-        sweep_seconds: None,
-        logged_seconds: None,
-        logged_sweeps: 0,
-        threads: 1,
-    };
+    let ctx = report_context("two-lengths");
     let text = report(&runs, &[], &ctx);
     let verdicts: Vec<&str> = text.lines().filter(|l| l.contains(", largest size (")).collect();
     assert_eq!(verdicts.len(), 3, "one verdict line per task: {verdicts:#?}");
