@@ -86,7 +86,10 @@ fn norm_forward<F: Float>(cache: &mut Option<NormCache<F>>, x: ArrayView2<F>, p:
 }
 
 fn residual<F: Float>(out: &mut Array2<F>, a: ArrayView2<F>, b: ArrayView2<F>) {
-    Zip::from(out).and(a).and(b).for_each(|o, &a, &b| *o = a + b);
+    match (out.as_slice_mut(), a.as_slice(), b.as_slice()) {
+        (Some(out), Some(a), Some(b)) => out.iter_mut().zip(a).zip(b).for_each(|((o, &a), &b)| *o = a + b),
+        (_, _, _) => Zip::from(out).and(a).and(b).for_each(|o, &a, &b| *o = a + b),
+    }
 }
 
 /// Forward pass of one block on x [batch·n, d].

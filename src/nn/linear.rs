@@ -8,8 +8,14 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 /// y = x·W + b for every row: x [rows, in], W [in, out], b [out], y [rows, out].
 pub fn linear_forward<F: Float>(mut y: ArrayViewMut2<F>, x: ArrayView2<F>, w: ArrayView2<F>, b: ArrayView1<F>) {
-    let dim = y.raw_dim();
-    y.assign(&b.broadcast(dim).expect("bias matches the output width"));
+    assert_eq!(b.len(), y.ncols(), "bias matches the output width");
+    let b = b.to_slice().expect("contiguous bias");
+    for mut row in y.rows_mut() {
+        match row.as_slice_mut() {
+            Some(row) => row.copy_from_slice(b),
+            None => row.iter_mut().zip(b).for_each(|(y, &b)| *y = b),
+        }
+    }
     matmul(F::one(), x, w, F::one(), y);
 }
 
