@@ -162,8 +162,7 @@ pub fn lane_dot<F: Float>(x: &[F], y: &[F]) -> F {
             acc[k] += a[k] * b[k];
         }
     }
-    let sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    xr.iter().zip(yr).fold(sum, |s, (&a, &b)| s + a * b)
+    xr.iter().zip(yr).fold(combine_lanes(&acc, |a, b| a + b), |s, (&a, &b)| s + a * b)
 }
 
 /// Σ_k x_k accumulated in f64, with eight partial sums as [`lane_sum`].
@@ -183,8 +182,7 @@ pub fn lane_sum_f64_of<F: Float>(x: &[F], f: impl Fn(F) -> f64) -> f64 {
             acc[k] += f(c[k]);
         }
     }
-    let sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    rest.iter().fold(sum, |s, &v| s + f(v))
+    rest.iter().fold(combine_lanes(&acc, |a, b| a + b), |s, &v| s + f(v))
 }
 
 /// max(start, max_k x_k) in eight lanes; the maximum does not depend on the order. NaN
@@ -206,9 +204,14 @@ fn lane_fold<F: Float>(x: &[F], init: F, step: impl Fn(F, F) -> F, combine: impl
             acc[k] = step(acc[k], c[k]);
         }
     }
-    let all = combine(
+    rest.iter().fold(combine_lanes(&acc, combine), |a, &v| step(a, v))
+}
+
+/// The eight lanes combined as ((0+4)+(1+5))+((2+6)+(3+7)), + being `combine`.
+#[inline(always)]
+fn combine_lanes<T: Copy>(acc: &[T; 8], combine: impl Fn(T, T) -> T) -> T {
+    combine(
         combine(combine(acc[0], acc[4]), combine(acc[1], acc[5])),
         combine(combine(acc[2], acc[6]), combine(acc[3], acc[7])),
-    );
-    rest.iter().fold(all, |a, &v| step(a, v))
+    )
 }

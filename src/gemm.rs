@@ -75,10 +75,12 @@ const ROW_PRODUCT_MACS: usize = 4096;
 
 /// Rows of C per register tile of [`row_product`].
 const TILE_ROWS: usize = 4;
+/// Columns of C per register tile of [`row_product`] (wider tiles defeat the compiler's
+/// vectoriser and spill).
+const TILE_COLS: usize = 8;
 
 /// C = α·A·B + β·C, rows of B and C contiguous, n a multiple of 8: C in tiles of four rows
-/// by eight columns held in registers (wider tiles defeat the compiler's vectoriser and
-/// spill), C_i,j = Σ_p A_ip·B_pj with p in order, a multiply then an add each (no fused
+/// by eight columns held in registers, C_i,j = Σ_p A_ip·B_pj with p in order, a multiply then an add each (no fused
 /// multiply-add, so the result does not depend on the build's target CPU).
 fn row_product<F: Float>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut c: ArrayViewMut2<F>) {
     let (m, k) = a.dim();
@@ -90,18 +92,16 @@ fn row_product<F: Float>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, 
     );
     for i0 in (0..m).step_by(TILE_ROWS) {
         let rows = TILE_ROWS.min(m - i0);
-        let mut j0 = 0;
-        while j0 < n {
-            row_tile::<F, 8>(alpha, &a, &b, beta, &mut c, i0, rows, j0);
-            j0 += 8;
+        for j0 in (0..n).step_by(TILE_COLS) {
+            row_tile(alpha, &a, &b, beta, &mut c, i0, rows, j0);
         }
     }
 }
 
-/// One tile of [`row_product`]: rows i0..i0 + rows (at most four) by columns j0..j0 + W.
+/// One tile of [`row_product`]: rows i0..i0 + rows (at most four) by columns j0..j0 + 8.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn row_tile<F: Float, const W: usize>(
+fn row_tile<F: Float>(
     alpha: F,
     a: &ArrayView2<F>,
     b: &ArrayView2<F>,
@@ -113,11 +113,12 @@ fn row_tile<F: Float, const W: usize>(
 ) {
     let k = a.ncols();
     let (a_rs, a_cs, b_rs) = (a.strides()[0], a.strides()[1], b.strides()[0]);
-    let mut acc = [[F::zero(); W]; TILE_ROWS];
+    let mut acc = [[F::zero(); TILE_COLS]; TILE_ROWS];
     for p in 0..k {
-        // SAFETY: p < k and j0 + W ≤ n index B within its shape (checked by the caller);
+        // SAFETY: p < k and j0 + 8 ≤ n index B within its shape (checked by the caller);
         // the stride is the view's own.
-        let b_row = unsafe { std::slice::from_raw_parts(b.as_ptr().offset(p as isize * b_rs + j0 as isize), W) };
+        let b_row =
+            unsafe { std::slice::from_raw_parts(b.as_ptr().offset(p as isize * b_rs + j0 as isize), TILE_COLS) };
         for (r, acc) in acc.iter_mut().enumerate() {
             // rows past m read row i0 again (their sums are dropped below)
             let i = i0 + if r < rows { r } else { 0 };
@@ -130,7 +131,7 @@ fn row_tile<F: Float, const W: usize>(
     }
     for (r, acc) in acc.iter().enumerate().take(rows) {
         let mut c_row = c.row_mut(i0 + r);
-        let out = &mut c_row.as_slice_mut().expect("contiguous row")[j0..j0 + W];
+        let out = &mut c_row.as_slice_mut().expect("contiguous row")[j0..j0 + TILE_COLS];
         if beta == F::zero() {
             out.iter_mut().zip(acc).for_each(|(c, &v)| *c = alpha * v);
         } else {

@@ -13,7 +13,7 @@ use crate::optim::{AdamMoments, OptimConfig};
 use crate::theory::Sample;
 use ndarray::Array3;
 
-pub use ndarray_engine::{GRADIENT_SHARDS, NdarrayEngine, SHARD_ROWS, gradient_shards};
+pub use ndarray_engine::{MAX_GRADIENT_SHARDS, NdarrayEngine, SHARD_ROWS, gradient_shards};
 
 /// A model with its optimiser state, ready to train.
 pub trait Engine: Send {

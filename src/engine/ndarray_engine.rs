@@ -60,7 +60,7 @@ fn targets_batch<F>(targets: &Outputs<F>) -> usize {
 }
 
 /// At most this many gradient shards per batch.
-pub const GRADIENT_SHARDS: usize = 4;
+pub const MAX_GRADIENT_SHARDS: usize = 4;
 
 /// Rows (sequences × length) a shard holds at least, when the batch has them: below that a
 /// shard's products are so small that running shards apart costs more than it gains.
@@ -77,7 +77,7 @@ pub const SHARD_ROWS: usize = 256;
 /// assert_eq!(gradient_shards(64, 16), 4);
 /// ```
 pub fn gradient_shards(batch: usize, n: usize) -> usize {
-    (batch * n / SHARD_ROWS).clamp(1, GRADIENT_SHARDS)
+    (batch * n / SHARD_ROWS).clamp(1, MAX_GRADIENT_SHARDS)
 }
 
 /// Caches and gradient buffer of one shard of the batch.

@@ -16,7 +16,7 @@ use crate::float::Float;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// A normaliser's row operations for float type `F`.
-pub trait Rows<F>: Send + Sync {
+pub trait Rows<F: Float>: Send + Sync {
     /// a = normalise(s) for one row of scores (masked entries hold −∞); `beta` is the head's
     /// learned scalar of a normaliser that has one ([`Normaliser::learned_per_head`]), 0
     /// otherwise.
@@ -30,10 +30,7 @@ pub trait Rows<F>: Send + Sync {
 
     /// [`Rows::forward`] on every row of a head's [n, n] scores (contiguous rows). One call
     /// per head rather than per row: the row function is then called statically and inlined.
-    fn forward_rows(&self, mut a: ArrayViewMut2<F>, s: ArrayView2<F>, beta: F)
-    where
-        F: Float,
-    {
+    fn forward_rows(&self, mut a: ArrayViewMut2<F>, s: ArrayView2<F>, beta: F) {
         for (a, s) in a.rows_mut().into_iter().zip(s.rows()) {
             self.forward(a.into_slice().expect("contiguous rows"), s.to_slice().expect("contiguous rows"), beta);
         }
@@ -41,10 +38,7 @@ pub trait Rows<F>: Send + Sync {
 
     /// [`Rows::backward`] on every row of a head's [n, n] matrices (contiguous rows); returns
     /// ∂L/∂beta summed over the rows in order.
-    fn backward_rows(&self, mut d: ArrayViewMut2<F>, a: ArrayView2<F>, s: ArrayView2<F>, beta: F) -> F
-    where
-        F: Float,
-    {
+    fn backward_rows(&self, mut d: ArrayViewMut2<F>, a: ArrayView2<F>, s: ArrayView2<F>, beta: F) -> F {
         let mut d_beta = F::zero();
         for (i, (d, a)) in d.rows_mut().into_iter().zip(a.rows()).enumerate() {
             let s = s.row(i);
