@@ -15,7 +15,8 @@ use std::path::Path;
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "urpe-checkpoint-v1";
 
-/// The checkpoint bytes of `model`.
+/// The checkpoint bytes of `model`: the same model gives the same bytes (the header's JSON
+/// is written with its keys sorted, see [`canonical_header`]).
 pub fn to_bytes<F: Float>(model: &Model<F>) -> Result<Vec<u8>> {
     let layout = &model.layout.tensors;
     let bytes: Vec<Vec<u8>> = layout
@@ -29,9 +30,39 @@ pub fn to_bytes<F: Float>(model: &Model<F>) -> Result<Vec<u8>> {
         .zip(&bytes)
         .map(|(s, b)| Ok((s.name.clone(), TensorView::new(Dtype::F32, s.shape.clone(), b).map_err(internal)?)))
         .collect::<Result<Vec<_>>>()?;
-    let metadata =
-        HashMap::from([("format".to_string(), FORMAT.to_string()), ("config".to_string(), model.config.to_json())]);
-    safetensors::serialize(views, Some(metadata)).map_err(internal)
+    safetensors_bytes(views, [("format", FORMAT.to_string()), ("config", model.config.to_json())])
+}
+
+/// A safetensors file of `tensors` and `metadata` whose bytes depend on nothing else: the
+/// header's JSON objects in key order (see [`canonical_header`]).
+pub(crate) fn safetensors_bytes<'a, const N: usize>(
+    tensors: Vec<(String, TensorView<'a>)>,
+    metadata: [(&str, String); N],
+) -> Result<Vec<u8>> {
+    let metadata = metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<HashMap<_, _>>();
+    canonical_header(safetensors::serialize(tensors, Some(metadata)).map_err(internal)?)
+}
+
+/// The same safetensors file with its header's JSON objects in key order. `safetensors`
+/// writes the metadata from a `HashMap`, whose order changes from one map to the next, so
+/// two saves of one model could differ in their first bytes (readers look keys up by name,
+/// so nothing else changes). The header stays padded with spaces to a multiple of eight
+/// bytes, as `safetensors` writes it, and the tensor data is copied unchanged.
+fn canonical_header(file: Vec<u8>) -> Result<Vec<u8>> {
+    let bad = |what: &str| Error::Internal(format!("safetensors wrote {what}"));
+    let len = u64::from_le_bytes(file.get(..8).ok_or_else(|| bad("no header"))?.try_into().expect("eight bytes"));
+    let end = usize::try_from(len).ok().and_then(|l| l.checked_add(8)).filter(|&e| e <= file.len());
+    let end = end.ok_or_else(|| bad("a header longer than the file"))?;
+    // serde_json's objects are ordered maps (no `preserve_order` feature), so re-encoding sorts
+    let header: serde_json::Value = serde_json::from_slice(file[8..end].trim_ascii_end())
+        .map_err(|e| bad(&format!("a header that is not JSON: {e}")))?;
+    let mut text = serde_json::to_vec(&header).map_err(|e| bad(&format!("an unencodable header: {e}")))?;
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + file.len() - end);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&file[end..]);
+    Ok(out)
 }
 
 fn internal(e: SafeTensorError) -> Error {

@@ -9,7 +9,6 @@ use crate::optim::AdamMoments;
 use crate::run::{CurvePoint, TrainConfig};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::Path;
 
 /// Value of the `format` metadata key.
@@ -71,9 +70,7 @@ pub fn save(state: &TrainState, path: &Path) -> Result<()> {
                 .map_err(|e| Error::Internal(format!("safetensors: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([("format".to_string(), FORMAT.to_string()), ("state".to_string(), json)]);
-    let file =
-        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Internal(format!("safetensors: {e}")))?;
+    let file = crate::checkpoint::safetensors_bytes(views, [("format", FORMAT.to_string()), ("state", json)])?;
     crate::io::write_atomic(path, &file)
 }
 

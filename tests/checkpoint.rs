@@ -110,6 +110,25 @@ fn names_and_shapes_follow_the_contract() {
     assert!(per_layer.layout.tensors.find("input.weight").is_some());
 }
 
+/// The same model gives the same bytes: before the header was re-encoded, safetensors wrote
+/// the two metadata keys in the order of a fresh `HashMap`, which changes from map to map.
+#[test]
+fn saving_one_model_twice_gives_the_same_bytes() {
+    let m = distinct_model(config(Family::T5, true, true, true));
+    let first = checkpoint::to_bytes(&m).unwrap();
+    for _ in 0..32 {
+        assert!(checkpoint::to_bytes(&m).unwrap() == first, "two saves of one model differ");
+    }
+    let len = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+    assert_eq!((8 + len) % 8, 0, "the tensor data starts on an eight-byte boundary");
+    let header = std::str::from_utf8(&first[8..8 + len]).unwrap();
+    let config_at = header.find("\"config\"").expect("a config key");
+    let format_at = header.find("\"format\"").expect("a format key");
+    assert!(config_at < format_at, "metadata keys in order: {header}");
+    let back = checkpoint::from_bytes::<f32>(&first, Path::new("twice.safetensors")).unwrap();
+    assert_eq!(back.params.data, m.params.data);
+}
+
 /// Writes a safetensors file from `model` after `edit` changes its tensor list.
 fn write_edited(
     path: &Path,
