@@ -1,7 +1,9 @@
 //! Every variant's constant-input result against the exact floor, beside its theory
 //! verdict: one panel per task (target and n) at its largest model, one bar per variant
 //! (family, gate, normaliser), grey where the theory says bound and in the variant's colour
-//! where it says free. For a real target the bar is the constant-input mean squared error
+//! where it says free, from the floor's ratio 1 to a dot at the variant's ratio (a bound
+//! variant sits at about 1, where its bar has no length and the dot shows it). For a real
+//! target the bar is the constant-input mean squared error
 //! over the floor (a bound variant cannot go below 1); for a token target the constant-input
 //! accuracy over the ceiling (a bound variant cannot go above 1).
 
@@ -43,7 +45,7 @@ pub(super) fn draw(cells: &[Cell], dir: &Path) -> Result<Vec<Figure>> {
     let seeds = panels.iter().flat_map(|p| p.bars.iter().map(|b| b.ratio.k)).max().unwrap_or(0);
     let band = if seeds < 2 { "one seed, no interval".to_string() } else { format!("mean over {seeds} seeds, 95% CI") };
     let what = format!(
-        "Each variant's constant-input result over the exact floor at the largest model of each target ({band}; the barrier's metric, not the paper's): mean squared error / floor for real targets, where a variant the theory calls bound (grey) cannot go below 1, and accuracy / ceiling for token targets, where it cannot go above 1; variants the theory calls free are in colour."
+        "Each variant's constant-input result over the exact floor at the largest model of each target ({band}; the barrier's metric, not the paper's): mean squared error / floor for real targets, where a variant the theory calls bound (grey) cannot go below 1, and accuracy / ceiling for token targets, where it cannot go above 1; variants the theory calls free are in colour. Each bar runs from the floor's ratio 1 to a dot at the variant's mean, so a variant at the floor shows as a dot on the dashed line."
     );
     let reading: Vec<String> = panels.iter().map(reading).collect();
     Ok(vec![save(dir, "variants", "Variants against the floor", [&what, &reading.join(" ")], &Variants { panels })?])
@@ -139,7 +141,8 @@ impl Draw for Variants {
     }
 }
 
-/// One panel: a horizontal bar per variant from 1 to its ratio on a log axis, with its CI.
+/// One panel: a horizontal bar per variant from 1 to a dot at its ratio on a log axis, with
+/// its CI.
 fn draw_panel<DB: DrawingBackend>(area: &Area<DB>, p: &Panel, grey: RGBColor) -> Drawn {
     let k = p.bars.len();
     let values = p.bars.iter().flat_map(|b| [b.ratio.mean, b.ratio.lo, b.ratio.hi]).chain([1.0]);
@@ -159,6 +162,9 @@ fn draw_panel<DB: DrawingBackend>(area: &Area<DB>, p: &Panel, grey: RGBColor) ->
             let style = BLACK.stroke_width(2);
             chart.draw_series(std::iter::once(PathElement::new(vec![(lo, at), (hi, at)], style)))?;
         }
+        let dot = Circle::new((end, at), super::MARKER + 1, fill.filled());
+        let rim = Circle::new((end, at), super::MARKER + 1, BLACK.stroke_width(2));
+        chart.draw_series([dot, rim])?;
     }
     let style = BLACK.stroke_width(super::STROKE);
     chart.draw_series(DashedLineSeries::new(vec![(1.0, y.lo), (1.0, y.hi)], 12, 8, style))?;
