@@ -13,7 +13,7 @@ use std::time::Instant;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
-  urpe reproduce                   # about 8 minutes on 2 cores: results/reproduce, figures/
+  urpe reproduce                   # about 4 minutes on 2 cores: results/reproduce, figures/
   urpe reproduce --profile zoo     # families and normalisers: results/zoo, figures/zoo
   urpe reproduce --profile full    # for a GPU or a cluster: results/full, figures/full
 
