@@ -41,13 +41,19 @@ pub fn linear_backward<F: Float>(
     let mut db = dparams.vec_mut(ids.bias);
     let db = db.as_slice_mut().expect("contiguous bias");
     for row in dy.rows() {
+        // a contiguous row as a slice, so that the sum vectorises
         match row.as_slice() {
-            Some(row) => db.iter_mut().zip(row).for_each(|(g, &d)| *g += d),
-            None => db.iter_mut().zip(row).for_each(|(g, &d)| *g += d),
+            Some(row) => add_row(db, row),
+            None => add_row(db, row),
         }
     }
     match dx {
         InputGrad::Write(dx) => matmul(F::one(), dy, w.t(), F::zero(), dx),
         InputGrad::Add(dx) => matmul(F::one(), dy, w.t(), F::one(), dx),
     }
+}
+
+/// acc_j += row_j.
+fn add_row<'a, F: Float + 'a>(acc: &mut [F], row: impl IntoIterator<Item = &'a F>) {
+    acc.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
 }

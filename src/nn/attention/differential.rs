@@ -13,9 +13,9 @@
 
 use super::{AttentionCache, PositionGradLayout, SeqBackward, SeqForward, Shared, scratch_len as base_scratch_len};
 use crate::config::ModelConfig;
-use crate::family::{Head, Work, gate};
+use crate::family::{Head, Work, gate, work_len};
 use crate::float::Float;
-use crate::gemm::small_matmul;
+use crate::gemm::{small_matmul, small_matmul_by_transpose};
 use crate::normaliser::differential::{RMS_EPS, lambda_init};
 use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s};
 
@@ -126,6 +126,7 @@ pub(super) fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, mu
     let (n, n_max, dh) = (c.n, c.config.inner_n_max(), c.config.head_dim());
     let (lambda, out_scale) = lambdas(c);
     let scale = half_scale::<F>(c.config);
+    let (buf, kt) = buf.split_at_mut(work_len(n, dh));
     let mut work = Work::new(buf, n, dh);
     for h in 0..c.config.heads {
         let cols = c.cols(h);
@@ -135,7 +136,7 @@ pub(super) fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>, mu
         let mut halves = [own.probs1.index_axis_mut(Axis(0), h), own.probs2.index_axis_mut(Axis(0), h)];
         for (part, (scores, probs)) in scores.iter_mut().zip(&mut halves).enumerate() {
             let head = half_head(c, h, part, q, k);
-            small_matmul(scale, head.q.view(), head.k.t(), F::zero(), scores.view_mut());
+            small_matmul_by_transpose(scale, head.q.view(), head.k.view(), F::zero(), scores.view_mut(), kt);
             c.terms.scores(&head, scores.view_mut(), &mut work);
             if c.config.causal {
                 for i in 0..n {
@@ -185,6 +186,7 @@ pub(super) fn sequence_backward<F: Float>(
         (cache.q.slice(s![rows.clone(), ..]), cache.k.slice(s![rows.clone(), ..]), cache.v.slice(s![rows.clone(), ..]));
     let (base, extra) = s.scratch.split_at_mut(base_scratch_len(n, dh));
     let (first_buf, rest) = base.split_at_mut(n * n);
+    let (vt, rest) = rest.split_at_mut(n * dh);
     let mut work = Work::new(rest, n, dh);
     let (second_buf, dout_buf) = extra.split_at_mut(n * n);
     let (mut dq, mut dk, mut dv) = (s.dq, s.dk, s.dv);
@@ -211,7 +213,7 @@ pub(super) fn sequence_backward<F: Float>(
         let mix = if cache.gated.is_empty() { probs } else { cache.gated.slice(s![b, h, .., ..]) };
         let mut first = ArrayViewMut2::from_shape((n, n), &mut *first_buf).expect("scratch");
         // ∂L/∂G = ∂L/∂O·Vᵀ (+ the family's value term), ∂L/∂V = Gᵀ·∂L/∂O
-        small_matmul(F::one(), dout.view(), v.t(), F::zero(), first.view_mut());
+        small_matmul_by_transpose(F::one(), dout.view(), v.view(), F::zero(), first.view_mut(), vt);
         c.terms.values_backward(&c.head(h, q, k), mix, dout.view(), first.view_mut(), family_grad, &mut work);
         small_matmul(F::one(), mix.t(), dout.view(), F::zero(), dv.slice_mut(s![.., cols.clone()]).view_mut());
         if let Some(c_id) = c.ids.pos.gate {

@@ -20,7 +20,7 @@ use super::linear::{InputGrad, linear_backward, linear_forward};
 use crate::config::ModelConfig;
 use crate::family::{Head, PositionTerms, Side, Work, add_grad_block, gate, work_len};
 use crate::float::Float;
-use crate::gemm::small_matmul;
+use crate::gemm::{small_matmul, small_matmul_by_transpose};
 use crate::normaliser::differential::Lambda;
 use crate::normaliser::{self, Rows};
 use crate::params::Params;
@@ -136,7 +136,8 @@ fn scratch_len(n: usize, dh: usize) -> usize {
     n * n + n * dh + work_len(n, dh)
 }
 
-/// Per-sequence buffer of the forward pass: the family's [`Work`] and a [d_h, n] Kᵀ.
+/// Per-sequence buffer of the forward pass: the family's [`Work`] and a [d_h, n] Kᵀ (also
+/// differential attention's, whose halves are narrower).
 fn forward_work_len(n: usize, dh: usize) -> usize {
     work_len(n, dh) + n * dh
 }
@@ -238,17 +239,14 @@ fn sequence_forward<F: Float>(c: &Shared<F>, mut s: SeqForward<F>) {
     let p = c.p;
     let (buf, kt) = buf.split_at_mut(work_len(n, dh));
     let mut work = Work::new(buf, n, dh);
-    let mut kt = ArrayViewMut2::from_shape((dh, n), kt).expect("a transposed-keys buffer");
     for h in 0..c.config.heads {
         let cols = c.cols(h);
         let (q, k, v) =
             (s.q.slice(s![.., cols.clone()]), s.k.slice(s![.., cols.clone()]), s.v.slice(s![.., cols.clone()]));
         let head = c.head(h, q, k);
         let mut scores = s.scores.index_axis_mut(Axis(0), h);
-        // content term S = scale · q·Kᵀ, then the family's term; Kᵀ copied to contiguous
-        // rows first, which makes the product one whose rows `gemm` runs fastest
-        kt.assign(&k.t());
-        small_matmul(c.scale, q.view(), kt.view(), F::zero(), scores.view_mut());
+        // content term S = scale · q·Kᵀ, then the family's term
+        small_matmul_by_transpose(c.scale, q.view(), k.view(), F::zero(), scores.view_mut(), kt);
         c.terms.scores(&head, scores.view_mut(), &mut work);
         if c.config.causal {
             for i in 0..n {
@@ -352,7 +350,6 @@ fn sequence_backward<F: Float>(
         (cache.q.slice(s![rows.clone(), ..]), cache.k.slice(s![rows.clone(), ..]), cache.v.slice(s![rows, ..]));
     let (dscore_buf, rest) = s.scratch.split_at_mut(n * n);
     let (vt, rest) = rest.split_at_mut(n * dh);
-    let mut vt = ArrayViewMut2::from_shape((dh, n), vt).expect("a transposed-values buffer");
     let mut work = Work::new(rest, n, dh);
     let (mut dq, mut dk, mut dv) = (s.dq, s.dk, s.dv);
     let (family_grad, rest) = s.pos.split_at_mut(layout.family);
@@ -366,10 +363,8 @@ fn sequence_backward<F: Float>(
         let probs = cache.probs.slice(s![b, h, .., ..]);
         let mix = if cache.gated.is_empty() { probs } else { cache.gated.slice(s![b, h, .., ..]) };
         let mut dg = ArrayViewMut2::from_shape((n, n), &mut *dscore_buf).expect("scratch");
-        // ∂L/∂G = dout·Vᵀ (+ the family's value term; Vᵀ copied to contiguous rows as Kᵀ
-        // in the forward pass), ∂L/∂V = Gᵀ·dout
-        vt.assign(&v.t());
-        small_matmul(F::one(), dout.view(), vt.view(), F::zero(), dg.view_mut());
+        // ∂L/∂G = dout·Vᵀ (+ the family's value term), ∂L/∂V = Gᵀ·dout
+        small_matmul_by_transpose(F::one(), dout.view(), v.view(), F::zero(), dg.view_mut(), vt);
         c.terms.values_backward(&head, mix, dout, dg.view_mut(), family_grad, &mut work);
         small_matmul(F::one(), mix.t(), dout.view(), F::zero(), dv.slice_mut(s![.., cols.clone()]).view_mut());
         if let Some(c_id) = c.ids.pos.gate {
